@@ -1,0 +1,54 @@
+package indexer
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	batchSize     prometheus.Histogram
+	insertLatency prometheus.Histogram
+	profiles      prometheus.Counter
+	rows          prometheus.Counter
+	dlq           prometheus.Counter
+	pending       prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flamestream_indexer_batch_events",
+			Help: "Events per indexed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		insertLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flamestream_indexer_insert_seconds",
+			Help: "ClickHouse insert time per batch.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		profiles: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_profiles_total",
+			Help: "Profiles indexed (duplicates excluded)."}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_rows_total",
+			Help: "Sample rows written to ClickHouse."}),
+		dlq: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_dead_letters_total",
+			Help: "Events sent to the dead-letter stream."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flamestream_indexer_consumer_pending",
+			Help: "Events not yet delivered to the indexer consumer (lag)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.pending)
+	}
+	return m
+}
+
+// watchLag samples the consumer's pending count every few seconds.
+func (ix *Indexer) watchLag(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if info, err := ix.cons.Info(ctx); err == nil {
+				ix.metrics.pending.Set(float64(info.NumPending))
+			}
+		}
+	}
+}

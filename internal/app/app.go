@@ -1,0 +1,276 @@
+// Package app wires the roles together: it opens the connections a role needs, mounts its HTTP routes and
+// runs it until its context ends. The binary and the end-to-end tests both start roles through it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flamestream/flamestream/indexer"
+	"github.com/flamestream/flamestream/ingest"
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/config"
+	"github.com/flamestream/flamestream/internal/objstore"
+	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/query"
+	"github.com/flamestream/flamestream/stream"
+	"github.com/flamestream/flamestream/webui"
+)
+
+// deps are the connections a role needs; each is opened only when needed.
+type deps struct {
+	pg       *pgdb.DB
+	ch       *chdb.DB
+	store    *objstore.Store
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	embedded *stream.Embedded
+}
+
+func (d *deps) close() {
+	if d.nc != nil {
+		_ = d.nc.Drain()
+	}
+	if d.embedded != nil {
+		d.embedded.Shutdown()
+	}
+	if d.ch != nil {
+		d.ch.Close()
+	}
+	if d.pg != nil {
+		d.pg.Close()
+	}
+}
+
+// OpenPG connects to PostgreSQL and applies its migrations.
+func OpenPG(ctx context.Context, cfg config.Config, log *slog.Logger) (*pgdb.DB, error) {
+	pg, err := pgdb.Open(ctx, cfg.PostgresURL)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := pg.Migrate(ctx)
+	if err != nil {
+		pg.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		log.Info("postgres migrated", "applied", applied)
+	}
+	return pg, nil
+}
+
+// OpenCH connects to ClickHouse and applies its migrations.
+func OpenCH(ctx context.Context, cfg config.Config, log *slog.Logger) (*chdb.DB, error) {
+	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: cfg.ClickHouseDatabase})
+	if err != nil {
+		return nil, err
+	}
+	applied, err := indexer.Migrate(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	log.Info("clickhouse ready", "revision", db.Revision, "legacy_protocol", db.Legacy, "applied", applied)
+	return db, nil
+}
+
+func openNATS(ctx context.Context, cfg config.Config, log *slog.Logger, embed bool, d *deps) error {
+	url := cfg.NATSURL
+	if url == "" && embed {
+		e, err := stream.StartEmbedded(filepath.Join(cfg.DataDir, "nats"), -1)
+		if err != nil {
+			return err
+		}
+		d.embedded = e
+		url = e.URL()
+		log.Info("embedded nats started", "url", url)
+	}
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, nats.Name("flamestream"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(time.Second))
+	if err != nil {
+		return fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	d.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	d.js = js
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return stream.Ensure(sctx, js, stream.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+}
+
+func openStore(ctx context.Context, cfg config.Config) (*objstore.Store, error) {
+	st, err := objstore.Open(objstore.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey,
+		SecretKey: cfg.S3SecretKey, Bucket: cfg.S3Bucket, Region: cfg.S3Region, Secure: cfg.S3Secure})
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return st, st.EnsureBucket(sctx)
+}
+
+// Run starts the role named by cmd ("all" for every role) and blocks until ctx ends.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) error {
+	all := cmd == "all"
+	d := &deps{}
+	defer d.close()
+	var err error
+	if d.pg, err = OpenPG(ctx, cfg, log); err != nil {
+		return err
+	}
+	if cfg.AdminUser != "" && cfg.AdminPassword != "" {
+		if err := d.pg.SetUser(ctx, cfg.AdminUser, cfg.AdminPassword); err != nil {
+			return err
+		}
+	}
+	if all || cmd == "indexer" || cmd == "query" {
+		if d.ch, err = OpenCH(ctx, cfg, log); err != nil {
+			return err
+		}
+	}
+	if all || cmd == "ingest" || cmd == "indexer" {
+		if d.store, err = openStore(ctx, cfg); err != nil {
+			return err
+		}
+		if err := openNATS(ctx, cfg, log, all, d); err != nil {
+			return err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	start := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if all || cmd == "indexer" {
+		cons, err := stream.EnsureConsumer(ctx, d.js, cfg.Consumer, time.Minute)
+		if err != nil {
+			return err
+		}
+		ix := indexer.New(indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
+			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
+			d.ch, d.store, d.js, cons, log, reg)
+		start(func() error { return ix.Run(ctx) })
+		if cmd == "indexer" {
+			start(func() error { return serve(ctx, log, cfg.QueryAddr, opsRouter(d, reg)) })
+		}
+	}
+	if all || cmd == "ingest" || cmd == "query" {
+		r := opsRouter(d, reg)
+		if all || cmd == "ingest" {
+			ingest.New(ingest.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+				StoreTimeout: cfg.StoreTimeout, RateLimit: cfg.RateLimit},
+				d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
+		}
+		if all || cmd == "query" {
+			query.New(query.Config{CookieSecure: cfg.CookieSecure}, d.ch, d.pg, log).Routes(r)
+			r.Handle("/*", webui.Handler())
+		}
+		addr := cfg.IngestAddr
+		if cmd == "query" {
+			addr = cfg.QueryAddr
+		}
+		start(func() error { return serve(ctx, log, addr, r) })
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+		cancel()
+	}
+	wg.Wait()
+	return err
+}
+
+// opsRouter is the router every role starts from: request ids, panics to 500, and the operations routes.
+func opsRouter(d *deps, reg *prometheus.Registry) chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, middleware.Recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"message":"ok"}` + "\n"))
+	})
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		var failed []string
+		check := func(name string, f func(context.Context) error) {
+			if err := f(ctx); err != nil {
+				failed = append(failed, name+": "+err.Error())
+			}
+		}
+		if d.pg != nil {
+			check("postgres", d.pg.Ping)
+		}
+		if d.ch != nil {
+			check("clickhouse", d.ch.Ping)
+		}
+		if d.store != nil {
+			check("s3", d.store.Ping)
+		}
+		if d.js != nil {
+			check("jetstream", func(ctx context.Context) error { _, err := d.js.AccountInfo(ctx); return err })
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if len(failed) > 0 {
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"message":"not ready","detail":%q}`+"\n", strings.Join(failed, "; "))
+			return
+		}
+		_, _ = w.Write([]byte(`{"message":"ready"}` + "\n"))
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return r
+}
+
+func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 150 * time.Second, WriteTimeout: 150 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("listening", "addr", "http://"+addr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

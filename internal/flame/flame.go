@@ -1,0 +1,460 @@
+// Package flame turns aggregated stack samples into flame-graph trees,
+// top-function tables and export files (folded text, speedscope JSON and
+// gzipped pprof).
+//
+// A stack is a string of frames joined by ';', root first: the first frame is
+// the process name (comm) and the last one is the leaf that was running when
+// the sample was taken, for example "python3;main_[p];handle_[p];read_[k]".
+// A Builder merges such stacks, each with a sample count, into a prefix tree
+// (a trie of frames). All values it reports are exact sums of the counts that
+// were added: nothing is sampled, scaled or approximated, and truncation of a
+// large tree moves the cut values into synthetic "other" nodes instead of
+// dropping them.
+//
+// The trie is stored compactly: frame names are interned once and nodes
+// live in chunked arrays indexed by a 32-bit id, 24 bytes per node (parent,
+// frame id, first child, next sibling, self count), which never move or get
+// copied as they grow. The children of a node form a linked list, and the
+// children of a node with many of them are also indexed in an open
+// addressing hash table keyed by (parent id, frame id). A new stack first
+// skips the bytes it shares with the previous stack, reusing that stack's
+// path without any lookup, so feeding stacks in lexicographic order (for
+// example with ORDER BY stack in SQL) is by far the fastest way to fill a
+// Builder: in random order every frame costs a cache miss on large inputs.
+//
+// A Builder is not safe for concurrent use.
+package flame
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
+	"strings"
+	"unsafe"
+)
+
+// rootName is the name of the root node of a full tree.
+const rootName = "root"
+
+// otherName is the name of the synthetic node that holds the values of
+// the children that were cut by truncation.
+const otherName = "other"
+
+// Node is one node of a flame-graph tree as it is served by the query API.
+//
+// Value is the inclusive count of the node (its own samples plus those of
+// all its descendants) and Self the count of the samples whose leaf is this
+// node, so Value always equals Self plus the sum of the children's values.
+// Base and BaseSelf carry the same two sums for the baseline side of a diff
+// and are zero when the Builder holds no baseline. Other marks the synthetic
+// child named "other" that holds the children cut by truncation. Total and
+// BaseTotal are set on the root of a diff tree only; they repeat the root's
+// Value and Base as the API's top-level "total" and "base_total" fields.
+type Node struct {
+	Name      string  `json:"name"`
+	Value     uint64  `json:"value"`
+	Self      uint64  `json:"self"`
+	Base      uint64  `json:"base,omitempty"`
+	BaseSelf  uint64  `json:"base_self,omitempty"`
+	Other     bool    `json:"other,omitempty"`
+	Total     uint64  `json:"total,omitempty"`
+	BaseTotal uint64  `json:"base_total,omitempty"`
+	Children  []*Node `json:"children,omitempty"`
+}
+
+// Node storage is chunked so that growing never copies.
+const (
+	chunkBits = 16
+	chunkSize = 1 << chunkBits
+	chunkMask = chunkSize - 1
+)
+
+// hubFanout is the number of children above which the children of a node
+// are indexed in the edge table instead of being found by walking the list.
+const hubFanout = 8
+
+// hubBit marks, in nodeRec.frame, a node whose children are indexed in the
+// edge table.
+const hubBit = 1 << 31
+
+// nodeRec is the trie record of a node.
+type nodeRec struct {
+	parent uint32
+	frame  uint32 // frame id, plus hubBit for a hub
+	first  uint32 // first child, 0 for none (the root is nobody's child)
+	next   uint32 // next sibling, 0 for none
+}
+
+// edge is one slot of the hub child table: the child of parent for frame.
+// A zero child marks an empty slot.
+type edge struct {
+	parent uint32
+	frame  uint32
+	child  uint32
+}
+
+// Builder accumulates stacks and their counts into a prefix tree of frames,
+// optionally with a second set of counts for the baseline of a diff.
+// The zero value is ready to use.
+type Builder struct {
+	// Frame interning: names[id] is the name of frame id and nameTab an
+	// open addressing table of nameSlot values keyed by the maphash of the
+	// name.
+	names   []string
+	nameTab []uint64
+	seed    maphash.Seed
+
+	// The trie. Node 0 is the root; every other node has a parent with a
+	// smaller id, so iterating ids downwards visits children before their
+	// parents.
+	nodes     [][]nodeRec
+	selfs     [][]uint64 // samples whose leaf is the node (comparison side)
+	baseSelfs [][]uint64 // same for the baseline side; nil until AddBase
+	nNodes    int
+	edges     []edge // children of hubs; nil until the first hub
+	nEdges    int
+
+	// prev is the previous stack and prevPath[d] its node at depth d+1.
+	prev     string
+	prevPath []uint32
+
+	total     uint64
+	baseTotal uint64
+	hasBase   bool
+
+	// Derived data, dropped when a stack is added.
+	cache *derived
+}
+
+func (b *Builder) init() {
+	if b.nNodes != 0 {
+		return
+	}
+	b.seed = maphash.MakeSeed()
+	b.nameTab = make([]uint64, 64)
+	b.newNode(0, 0) // the root
+}
+
+func (b *Builder) node(n uint32) *nodeRec { return &b.nodes[n>>chunkBits][n&chunkMask] }
+
+func (b *Builder) selfOf(n uint32) uint64 { return b.selfs[n>>chunkBits][n&chunkMask] }
+
+func (b *Builder) baseSelfOf(n uint32) uint64 {
+	if b.baseSelfs == nil {
+		return 0
+	}
+	return b.baseSelfs[n>>chunkBits][n&chunkMask]
+}
+
+func (b *Builder) frameOf(n uint32) uint32 { return b.node(n).frame &^ hubBit }
+
+// newNode appends a node and returns its id; it does not link it.
+func (b *Builder) newNode(parent, frame uint32) uint32 {
+	id := b.nNodes
+	if uint64(id) >= hubBit {
+		panic("flame: too many tree nodes")
+	}
+	if id&chunkMask == 0 {
+		b.nodes = append(b.nodes, make([]nodeRec, chunkSize))
+		b.selfs = append(b.selfs, make([]uint64, chunkSize))
+		if b.baseSelfs != nil {
+			b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
+		}
+	}
+	b.nodes[id>>chunkBits][id&chunkMask] = nodeRec{parent: parent, frame: frame}
+	b.nNodes++
+	return uint32(id)
+}
+
+// Add adds count samples of stack, whose frames are joined by ';' with the
+// process name first. Frame names may contain any byte but ';' and may be
+// empty ("a;;b" has an empty middle frame). An empty stack or a zero count
+// is ignored. The sums are kept in uint64 and are exact as long as the total
+// of all counts fits in a uint64. The Builder keeps a reference to the last
+// stack it merged, to compare the next one with it.
+func (b *Builder) Add(stack string, count uint64) {
+	if count == 0 || stack == "" {
+		return
+	}
+	n := b.insert(stack)
+	b.selfs[n>>chunkBits][n&chunkMask] += count
+	b.total += count
+}
+
+// AddBase adds count samples of stack to the baseline side of a diff, with
+// the same rules as Add. Once AddBase has been called with a non-zero count,
+// trees carry Base and BaseSelf next to Value and Self.
+func (b *Builder) AddBase(stack string, count uint64) {
+	if count == 0 || stack == "" {
+		return
+	}
+	n := b.insert(stack)
+	if b.baseSelfs == nil {
+		b.baseSelfs = make([][]uint64, len(b.nodes))
+		for i := range b.baseSelfs {
+			b.baseSelfs[i] = make([]uint64, chunkSize)
+		}
+	}
+	b.baseSelfs[n>>chunkBits][n&chunkMask] += count
+	b.baseTotal += count
+	b.hasBase = true
+}
+
+// Total returns the sum of the counts given to Add.
+func (b *Builder) Total() uint64 { return b.total }
+
+// BaseTotal returns the sum of the counts given to AddBase.
+func (b *Builder) BaseTotal() uint64 { return b.baseTotal }
+
+// HasBase reports whether the Builder holds a baseline, that is whether
+// AddBase was called with a non-zero count.
+func (b *Builder) HasBase() bool { return b.hasBase }
+
+// Nodes returns the number of nodes of the full tree, root included.
+func (b *Builder) Nodes() int { return max(b.nNodes, 1) }
+
+// commonPrefix returns the length of the longest common prefix of a and b.
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	i := 0
+	// Skip equal 64-byte blocks with the vectorized string comparison,
+	// then find the first differing byte eight bytes at a time.
+	for i+64 <= n && a[i:i+64] == b[i:i+64] {
+		i += 64
+	}
+	if i+8 <= n {
+		ab := unsafe.Slice(unsafe.StringData(a), n)
+		bb := unsafe.Slice(unsafe.StringData(b), n)
+		for ; i+8 <= n; i += 8 {
+			if x := binary.LittleEndian.Uint64(ab[i:]) ^ binary.LittleEndian.Uint64(bb[i:]); x != 0 {
+				return i + bits.TrailingZeros64(x)>>3
+			}
+		}
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// insert returns the trie node of stack s, creating the missing nodes.
+func (b *Builder) insert(s string) uint32 {
+	b.init()
+	b.cache = nil
+	cur := uint32(0)
+	pos := 0
+	if len(b.prevPath) > 0 {
+		// Reuse the path of the previous stack for the frames the two
+		// stacks share. Every ';' inside the common byte prefix ends a
+		// frame of both; the frame that the common prefix ends in is
+		// shared too if both stacks end it there.
+		m := commonPrefix(s, b.prev)
+		d := strings.Count(s[:m], ";")
+		if d > 0 {
+			pos = strings.LastIndexByte(s[:m], ';') + 1
+		}
+		if (m == len(s) || s[m] == ';') && (m == len(b.prev) || b.prev[m] == ';') {
+			cur = b.prevPath[d]
+			b.prevPath = b.prevPath[:d+1]
+			if m == len(s) {
+				b.prev = s
+				return cur
+			}
+			pos = m + 1
+		} else {
+			if d > 0 {
+				cur = b.prevPath[d-1]
+			}
+			b.prevPath = b.prevPath[:d]
+		}
+	}
+	b.prev = s
+	for {
+		end := strings.IndexByte(s[pos:], ';')
+		if end < 0 {
+			end = len(s)
+		} else {
+			end += pos
+		}
+		cur = b.child(cur, b.intern(s[pos:end]))
+		b.prevPath = append(b.prevPath, cur)
+		if end == len(s) {
+			return cur
+		}
+		pos = end + 1
+	}
+}
+
+// nameSlot packs a name table slot: the high 32 bits of the name's hash
+// and the frame id + 1 (0 marks an empty slot).
+func nameSlot(h uint64, id uint32) uint64 { return h&^0xffffffff | uint64(id+1) }
+
+// intern returns the id of frame name f, adding it if it is new.
+func (b *Builder) intern(f string) uint32 {
+	h := maphash.String(b.seed, f)
+	mask := uint64(len(b.nameTab) - 1)
+	i := h & mask
+	for {
+		v := b.nameTab[i]
+		if v == 0 {
+			break
+		}
+		if (v^h)>>32 == 0 {
+			if id := uint32(v) - 1; b.names[id] == f {
+				return id
+			}
+		}
+		i = (i + 1) & mask
+	}
+	id := uint32(len(b.names))
+	if id >= hubBit-1 {
+		panic("flame: too many distinct frame names")
+	}
+	// Clone so that the Builder never pins the caller's stack string.
+	b.names = append(b.names, strings.Clone(f))
+	b.nameTab[i] = nameSlot(h, id)
+	if len(b.names)*4 > len(b.nameTab)*3 {
+		b.rehashNames(len(b.nameTab) * 2)
+	}
+	return id
+}
+
+func (b *Builder) rehashNames(size int) {
+	tab := make([]uint64, size)
+	mask := uint64(size - 1)
+	for id, name := range b.names {
+		h := maphash.String(b.seed, name)
+		i := h & mask
+		for tab[i] != 0 {
+			i = (i + 1) & mask
+		}
+		tab[i] = nameSlot(h, uint32(id))
+	}
+	b.nameTab = tab
+}
+
+// lookupName returns the id of frame name f and whether it is known.
+func (b *Builder) lookupName(f string) (uint32, bool) {
+	if b.nameTab == nil {
+		return 0, false
+	}
+	h := maphash.String(b.seed, f)
+	mask := uint64(len(b.nameTab) - 1)
+	i := h & mask
+	for {
+		v := b.nameTab[i]
+		if v == 0 {
+			return 0, false
+		}
+		if (v^h)>>32 == 0 {
+			if id := uint32(v) - 1; b.names[id] == f {
+				return id, true
+			}
+		}
+		i = (i + 1) & mask
+	}
+}
+
+// edgeHash mixes a (parent, frame) key (the murmur3 finalizer).
+func edgeHash(parent, frame uint32) uint64 {
+	k := uint64(parent)<<32 | uint64(frame)
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
+}
+
+// child returns the child of parent for frame, creating it if needed.
+func (b *Builder) child(parent, frame uint32) uint32 {
+	pr := b.node(parent)
+	if pr.frame&hubBit != 0 {
+		slot := b.findEdge(parent, frame)
+		if e := &b.edges[slot]; e.child != 0 {
+			return e.child
+		}
+		id := b.link(parent, pr, frame)
+		b.edges[slot] = edge{parent: parent, frame: frame, child: id}
+		b.nEdges++
+		if b.nEdges*4 > len(b.edges)*3 {
+			b.growEdges(len(b.edges) * 2)
+		}
+		return id
+	}
+	k := 0
+	for c := pr.first; c != 0; k++ {
+		cr := b.node(c)
+		if cr.frame&^hubBit == frame {
+			return c
+		}
+		c = cr.next
+	}
+	id := b.link(parent, pr, frame)
+	if k+1 > hubFanout {
+		b.makeHub(parent, pr)
+	}
+	return id
+}
+
+// link creates a child of parent (whose record is pr) for frame and puts it
+// first in the parent's child list.
+func (b *Builder) link(parent uint32, pr *nodeRec, frame uint32) uint32 {
+	id := b.newNode(parent, frame)
+	// Chunks never move, so pr is still valid.
+	b.node(id).next = pr.first
+	pr.first = id
+	return id
+}
+
+// makeHub indexes the children of parent in the edge table.
+func (b *Builder) makeHub(parent uint32, pr *nodeRec) {
+	pr.frame |= hubBit
+	for c := pr.first; c != 0; c = b.node(c).next {
+		if b.nEdges*4 >= len(b.edges)*3 {
+			b.growEdges(max(2*len(b.edges), 64))
+		}
+		slot := b.findEdge(parent, b.frameOf(c))
+		b.edges[slot] = edge{parent: parent, frame: b.frameOf(c), child: c}
+		b.nEdges++
+	}
+}
+
+// findEdge returns the slot of (parent, frame) in the edge table, or the
+// empty slot where it belongs.
+func (b *Builder) findEdge(parent, frame uint32) uint64 {
+	mask := uint64(len(b.edges) - 1)
+	i := edgeHash(parent, frame) & mask
+	for {
+		e := &b.edges[i]
+		if e.child == 0 || (e.parent == parent && e.frame == frame) {
+			return i
+		}
+		i = (i + 1) & mask
+	}
+}
+
+func (b *Builder) growEdges(size int) {
+	old := b.edges
+	b.edges = make([]edge, size)
+	for _, e := range old {
+		if e.child != 0 {
+			b.edges[b.findEdge(e.parent, e.frame)] = e
+		}
+	}
+}
+
+// lookupChild returns the child of parent for frame and whether it exists.
+func (b *Builder) lookupChild(parent, frame uint32) (uint32, bool) {
+	pr := b.node(parent)
+	if pr.frame&hubBit != 0 {
+		e := b.edges[b.findEdge(parent, frame)]
+		return e.child, e.child != 0
+	}
+	for c := pr.first; c != 0; c = b.node(c).next {
+		if b.frameOf(c) == frame {
+			return c, true
+		}
+	}
+	return 0, false
+}

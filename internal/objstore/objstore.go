@@ -1,0 +1,90 @@
+// Package objstore keeps raw profiles in an S3 bucket (MinIO, versitygw or AWS) through minio-go.
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// ErrNotFound is returned by Get for a key that does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// Options says where the bucket is.
+type Options struct {
+	Endpoint, AccessKey, SecretKey, Bucket, Region string
+	Secure                                         bool
+}
+
+// Store is one bucket.
+type Store struct {
+	client *minio.Client
+	bucket string
+}
+
+// Open connects to the S3 endpoint. It does not touch the network; call EnsureBucket for that.
+func Open(o Options) (*Store, error) {
+	c, err := minio.New(o.Endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
+		Secure: o.Secure, Region: o.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3 endpoint %s: %w", o.Endpoint, err)
+	}
+	return &Store{client: c, bucket: o.Bucket}, nil
+}
+
+// EnsureBucket creates the bucket when it does not exist yet.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", s.bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := s.client.MakeBucket(ctx, s.bucket, minio.MakeBucketOptions{}); err != nil {
+		return fmt.Errorf("make bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}
+
+// Put stores body under key.
+func (s *Store) Put(ctx context.Context, key string, body []byte, contentType string) error {
+	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)),
+		minio.PutObjectOptions{ContentType: contentType, DisableMultipart: true})
+	if err != nil {
+		return fmt.Errorf("store object %s: %w", key, err)
+	}
+	return nil
+}
+
+// Get reads the whole object at key; a missing key gives ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	obj, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", key, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && (er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey") {
+			return nil, fmt.Errorf("get object %s: %w", key, ErrNotFound)
+		}
+		return nil, fmt.Errorf("get object %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// Ping checks that the bucket answers.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.client.BucketExists(ctx, s.bucket)
+	return err
+}

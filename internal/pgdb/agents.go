@@ -1,0 +1,89 @@
+package pgdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Agent is one agent process, identified by the gpid the server gave it.
+type Agent struct {
+	GPID          int64           `json:"gpid"`
+	Service       string          `json:"service"`
+	Hostname      string          `json:"hostname"`
+	AgentVersion  string          `json:"agent_version"`
+	InstanceType  string          `json:"instance_type"`
+	CloudProvider string          `json:"cloud_provider"`
+	RunArguments  json.RawMessage `json:"run_arguments,omitempty"`
+	Containers    []string        `json:"containers"`
+	K8sObjects    []string        `json:"k8s_objects"`
+	FirstSeen     time.Time       `json:"first_seen"`
+	LastSeen      time.Time       `json:"last_seen"`
+	LastProfileAt *time.Time      `json:"last_profile_at,omitempty"`
+	Profiles      int64           `json:"profiles"`
+}
+
+// RecordProfile remembers the agent behind an upload and returns its gpid: the gpid the agent sent when it
+// is known for this service, a newly allocated one otherwise (first upload, or an unknown or foreign gpid).
+func (d *DB) RecordProfile(ctx context.Context, gpid int64, a Agent, at time.Time) (int64, error) {
+	if a.Containers == nil {
+		a.Containers = []string{}
+	}
+	if a.K8sObjects == nil {
+		a.K8sObjects = []string{}
+	}
+	if gpid > 0 {
+		var got int64
+		err := d.pool.QueryRow(ctx, `UPDATE agents SET hostname = $3, agent_version = $4, instance_type = $5,
+			cloud_provider = $6, run_arguments = $7, containers = $8, k8s_objects = $9,
+			last_seen = greatest(last_seen, $10), last_profile_at = greatest(last_profile_at, $10),
+			profiles = profiles + 1
+			WHERE gpid = $1 AND service = $2 RETURNING gpid`,
+			gpid, a.Service, a.Hostname, a.AgentVersion, a.InstanceType, a.CloudProvider, nullJSON(a.RunArguments),
+			a.Containers, a.K8sObjects, at).Scan(&got)
+		if err == nil {
+			return got, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return 0, fmt.Errorf("record agent %d: %w", gpid, err)
+		}
+	}
+	err := d.pool.QueryRow(ctx, `INSERT INTO agents (service, hostname, agent_version, instance_type,
+		cloud_provider, run_arguments, containers, k8s_objects, first_seen, last_seen, last_profile_at, profiles)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, 1) RETURNING gpid`,
+		a.Service, a.Hostname, a.AgentVersion, a.InstanceType, a.CloudProvider, nullJSON(a.RunArguments),
+		a.Containers, a.K8sObjects, at).Scan(&gpid)
+	if err != nil {
+		return 0, fmt.Errorf("allocate gpid: %w", err)
+	}
+	return gpid, nil
+}
+
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// ListAgents returns the agents of a service (all services when service is empty), most recent first.
+func (d *DB) ListAgents(ctx context.Context, service string) ([]Agent, error) {
+	rows, err := d.pool.Query(ctx, `SELECT gpid, service, hostname, agent_version, instance_type, cloud_provider,
+		run_arguments, containers, k8s_objects, first_seen, last_seen, last_profile_at, profiles
+		FROM agents WHERE $1 = '' OR service = $1 ORDER BY last_seen DESC LIMIT 10000`, service)
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Agent, error) {
+		var a Agent
+		var args []byte
+		err := r.Scan(&a.GPID, &a.Service, &a.Hostname, &a.AgentVersion, &a.InstanceType, &a.CloudProvider,
+			&args, &a.Containers, &a.K8sObjects, &a.FirstSeen, &a.LastSeen, &a.LastProfileAt, &a.Profiles)
+		a.RunArguments = args
+		return a, err
+	})
+}

@@ -1,0 +1,162 @@
+package profile
+
+import (
+	"iter"
+)
+
+// Entry is the total sample count of one stack in one container of a
+// profile.
+type Entry struct {
+	// Container is the raw container name (Line.Container), often empty.
+	Container string
+	// Hash is StackHash of the stack.
+	Hash uint64
+	// Count is the sum of the counts of the lines with this container and
+	// stack.
+	Count uint64
+}
+
+// entryKey identifies an Entry: an interned container and a stack hash.
+type entryKey struct {
+	hash      uint64
+	container uint32
+}
+
+// stackRef locates the text of a unique stack in the arena.
+type stackRef struct {
+	hash     uint64
+	off, end int
+}
+
+// Aggregate sums the lines of one profile per (container, stack) and keeps
+// the text of every distinct stack once. Stacks are identified by StackHash;
+// two different stacks with the same 64-bit hash would be merged.
+//
+// The zero value is ready to use. Reset empties an Aggregate but keeps its
+// memory for the next profile. Add copies what it keeps, so lines from Parse
+// can be passed as they are; it allocates only for a container name or a
+// stack not seen before in the profile, and when its tables grow. An
+// Aggregate is not safe for concurrent use.
+type Aggregate struct {
+	containerIDs map[string]uint32
+	names        []string
+	lastID       uint32
+	lastName     string
+	haveLast     bool
+
+	index   map[entryKey]int
+	entries []Entry
+
+	stackIndex map[uint64]int
+	stacks     []stackRef
+	arena      []byte
+
+	lines   int
+	samples uint64
+}
+
+// Add adds one line: its count goes to the entry of its container and stack,
+// and the stack text is stored if this is its first occurrence.
+func (a *Aggregate) Add(l *Line) {
+	if a.index == nil {
+		a.containerIDs = make(map[string]uint32)
+		a.index = make(map[entryKey]int)
+		a.stackIndex = make(map[uint64]int)
+	}
+	a.lines++
+	a.samples += l.Count
+
+	var cid uint32
+	if a.haveLast && string(l.Container) == a.lastName {
+		cid = a.lastID
+	} else {
+		var ok bool
+		cid, ok = a.containerIDs[string(l.Container)]
+		if !ok {
+			name := string(l.Container)
+			cid = uint32(len(a.names))
+			a.containerIDs[name] = cid
+			a.names = append(a.names, name)
+		}
+		a.lastName, a.lastID, a.haveLast = a.names[cid], cid, true
+	}
+
+	h := StackHash(l.Stack)
+	k := entryKey{hash: h, container: cid}
+	if _, ok := a.stackIndex[h]; ok {
+		if i, ok := a.index[k]; ok {
+			a.entries[i].Count += l.Count
+			return
+		}
+	} else {
+		// A new stack: store its text; its entry is necessarily new.
+		off := len(a.arena)
+		a.arena = append(a.arena, l.Stack...)
+		a.stackIndex[h] = len(a.stacks)
+		a.stacks = append(a.stacks, stackRef{hash: h, off: off, end: len(a.arena)})
+	}
+	a.index[k] = len(a.entries)
+	a.entries = append(a.entries, Entry{Container: a.lastName, Hash: h, Count: l.Count})
+}
+
+// Reset empties the Aggregate, keeping its memory for reuse.
+func (a *Aggregate) Reset() {
+	clear(a.containerIDs)
+	clear(a.names)
+	a.names = a.names[:0]
+	a.lastName, a.lastID, a.haveLast = "", 0, false
+	clear(a.index)
+	clear(a.entries) // drop the container strings
+	a.entries = a.entries[:0]
+	clear(a.stackIndex)
+	a.stacks = a.stacks[:0]
+	a.arena = a.arena[:0]
+	a.lines, a.samples = 0, 0
+}
+
+// Entries returns the (container, stack hash, count) entries in the order
+// they were first seen. The slice belongs to the Aggregate and is valid until
+// the next Add or Reset.
+func (a *Aggregate) Entries() []Entry {
+	return a.entries
+}
+
+// Stacks iterates over the distinct stacks in the order they were first
+// seen, yielding each one's hash and normalized text. The text belongs to the
+// Aggregate and is valid until the next Add or Reset.
+func (a *Aggregate) Stacks() iter.Seq2[uint64, []byte] {
+	return func(yield func(uint64, []byte) bool) {
+		for _, s := range a.stacks {
+			if !yield(s.hash, a.arena[s.off:s.end:s.end]) {
+				return
+			}
+		}
+	}
+}
+
+// Stack returns the text of the stack with the given hash, valid until the
+// next Add or Reset, and whether it is present.
+func (a *Aggregate) Stack(hash uint64) ([]byte, bool) {
+	i, ok := a.stackIndex[hash]
+	if !ok {
+		return nil, false
+	}
+	s := a.stacks[i]
+	return a.arena[s.off:s.end:s.end], true
+}
+
+// NumStacks returns the number of distinct stacks.
+func (a *Aggregate) NumStacks() int {
+	return len(a.stacks)
+}
+
+// Lines returns the number of lines added since the last Reset.
+func (a *Aggregate) Lines() int {
+	return a.lines
+}
+
+// Samples returns the sum of the counts of the lines added since the last
+// Reset.
+func (a *Aggregate) Samples() uint64 {
+	return a.samples
+}

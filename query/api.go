@@ -1,0 +1,429 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/flame"
+	"github.com/flamestream/flamestream/internal/pgdb"
+)
+
+func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(r.Context(), s.cfg.Timeout, errTimeout)
+}
+
+// builder loads a selection's stacks into a flame builder (the comparison side).
+func (s *Server) load(ctx context.Context, b *flame.Builder, sel Selection, base bool) error {
+	counts, err := s.stackCounts(ctx, sel)
+	if err != nil {
+		return err
+	}
+	hashes := make([]uint64, 0, len(counts))
+	for h := range counts {
+		hashes = append(hashes, h)
+	}
+	texts, err := s.resolve(ctx, hashes)
+	if err != nil {
+		return err
+	}
+	for h, c := range counts {
+		t, ok := texts[h]
+		if !ok {
+			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
+		}
+		if base {
+			b.AddBase(t, c)
+		} else {
+			b.Add(t, c)
+		}
+	}
+	return nil
+}
+
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest("bad "+name, fmt.Errorf("want an integer in %d..%d", lo, hi))
+	}
+	return n, nil
+}
+
+func focusParam(r *http.Request) []string {
+	f := r.URL.Query().Get("focus")
+	if f == "" {
+		return nil
+	}
+	return strings.Split(f, ";")
+}
+
+func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	maxNodes, err := intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	b := new(flame.Builder)
+	if err := s.load(ctx, b, sel, false); err != nil {
+		return err
+	}
+	var root *flame.Node
+	if focus := focusParam(r); focus != nil {
+		root = b.Focus(focus, maxNodes)
+	} else {
+		root = b.Tree(maxNodes)
+	}
+	writeJSON(w, http.StatusOK, root)
+	return nil
+}
+
+func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	// The baseline defaults to the same filters over the given base range.
+	base, err := parseSelection(q, "base_", time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if !hasAny(q, "base_", dimensions) {
+		base.Include, base.Exclude = sel.Include, sel.Exclude
+	}
+	maxNodes, err := intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	b := new(flame.Builder)
+	if err := s.load(ctx, b, sel, false); err != nil {
+		return err
+	}
+	if err := s.load(ctx, b, base, true); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, b.Tree(maxNodes))
+	return nil
+}
+
+func hasAny(q map[string][]string, prefix string, dims []string) bool {
+	for _, d := range dims {
+		if len(q[prefix+d]) > 0 || len(q[prefix+d+"_not"]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 100, 1, 100000)
+	if err != nil {
+		return err
+	}
+	sortBy := r.URL.Query().Get("sort")
+	if sortBy == "" {
+		sortBy = "self"
+	}
+	if sortBy != "self" && sortBy != "total" {
+		return badRequest("bad sort", errors.New("self or total"))
+	}
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	b := new(flame.Builder)
+	if err := s.load(ctx, b, sel, false); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": b.Total(), "functions": b.TopFunctions(sortBy, limit)})
+	return nil
+}
+
+// timelineStep picks a bucket so a range has at most about 300 points.
+func timelineStep(d time.Duration) int64 {
+	for _, step := range []int64{60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400} {
+		if d/time.Duration(step)/time.Second <= 300 {
+			return step
+		}
+	}
+	return 7 * 86400
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	step := timelineStep(sel.To.Sub(sel.From))
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	var t proto.ColUInt32
+	var c proto.ColUInt64
+	points := [][2]uint64{}
+	err = s.ch.Do(ctx, ch.Query{
+		Body: fmt.Sprintf("SELECT toUInt32(intDiv(toUInt32(ts), %d) * %d) AS t, toUInt64(sum(count)) AS c FROM %s WHERE %s GROUP BY t ORDER BY t",
+			step, step, s.ch.Table("samples"), sel.Where("ts", sel.From, sel.To)),
+		Result: proto.Results{{Name: "t", Data: &t}, {Name: "c", Data: &c}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := range t {
+				points = append(points, [2]uint64{uint64(t[i]), c[i]})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"step": step, "points": points})
+	return nil
+}
+
+// FilterValue is one value of a dimension with its sample count.
+type FilterValue struct {
+	Value   string `json:"value"`
+	Samples uint64 `json:"samples"`
+}
+
+func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	out := map[string][]FilterValue{}
+	for _, d := range dimensions {
+		var v proto.ColStr
+		var c proto.ColUInt64
+		vals := []FilterValue{}
+		err := s.ch.Do(ctx, ch.Query{
+			Body: fmt.Sprintf("SELECT %s AS v, toUInt64(sum(count)) AS c FROM %s WHERE service = %s AND ts >= %s AND ts < %s GROUP BY v ORDER BY c DESC LIMIT 1000",
+				d, s.ch.Table("samples"), chdb.String(sel.Service), chdb.Time(sel.From), chdb.Time(sel.To)),
+			Result: proto.Results{{Name: "v", Data: &v}, {Name: "c", Data: &c}},
+			OnResult: func(ctx context.Context, b proto.Block) error {
+				for i := 0; i < v.Rows(); i++ {
+					if s := v.Row(i); s != "" {
+						vals = append(vals, FilterValue{s, c[i]})
+					}
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		out[d] = vals
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// ServiceSummary is one row of the services overview.
+type ServiceSummary struct {
+	Name     string     `json:"name"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	Samples  uint64     `json:"samples"`
+	Hosts    uint64     `json:"hosts"`
+	Trend    []uint64   `json:"trend"`
+}
+
+func (s *Server) services(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	svcs, err := s.meta.ListServices(ctx)
+	if err != nil {
+		return err
+	}
+	p := principalOf(ctx)
+	now := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	from := now.Add(-24 * time.Hour)
+	byName := map[string]*ServiceSummary{}
+	out := []*ServiceSummary{}
+	for _, sv := range svcs {
+		if p.token != nil && !p.token.AllowsService(sv.Name) {
+			continue
+		}
+		ss := &ServiceSummary{Name: sv.Name, LastSeen: sv.LastSeen, Trend: make([]uint64, 24)}
+		byName[sv.Name] = ss
+		out = append(out, ss)
+	}
+	var name proto.ColStr
+	var hour proto.ColUInt32
+	var samples, hosts proto.ColUInt64
+	err = s.ch.Do(ctx, ch.Query{
+		Body: fmt.Sprintf("SELECT service, toUInt32(toStartOfHour(ts)) AS h, toUInt64(sum(count)) AS c, toUInt64(uniqExact(host)) AS hosts FROM %s WHERE ts >= %s AND ts < %s GROUP BY service, h",
+			s.ch.Table("samples"), chdb.Time(from), chdb.Time(now)),
+		Result: proto.Results{{Name: "service", Data: &name}, {Name: "h", Data: &hour}, {Name: "c", Data: &samples}, {Name: "hosts", Data: &hosts}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := 0; i < name.Rows(); i++ {
+				ss := byName[name.Row(i)]
+				if ss == nil {
+					continue
+				}
+				idx := (int64(hour[i]) - from.Unix()) / 3600
+				if idx >= 0 && idx < 24 {
+					ss.Trend[idx] += samples[i]
+				}
+				ss.Samples += samples[i]
+				ss.Hosts = max(ss.Hosts, hosts[i])
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"services": out})
+	return nil
+}
+
+func (s *Server) agents(w http.ResponseWriter, r *http.Request) error {
+	service := r.URL.Query().Get("service")
+	if p := principalOf(r.Context()); p.token != nil && p.token.Service != "" {
+		service = p.token.Service
+	}
+	list, err := s.meta.ListAgents(r.Context(), service)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []pgdb.Agent{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": list})
+	return nil
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return err
+	}
+	format := r.URL.Query().Get("format")
+	ctx, cancel := s.bounded(r)
+	defer cancel()
+	b := new(flame.Builder)
+	if err := s.load(ctx, b, sel, false); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%s_%s_%s", sel.Service, sel.From.Format("20060102T150405Z"), sel.To.Format("20060102T150405Z"))
+	name = strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r == '/' || r < 0x20 {
+			return '_'
+		}
+		return r
+	}, name)
+	switch format {
+	case "folded", "":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.folded"`)
+		return b.WriteFolded(w)
+	case "speedscope":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.speedscope.json"`)
+		return b.WriteSpeedscope(w, sel.Service)
+	case "pprof":
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.pb.gz"`)
+		return b.WritePprof(w, sel.From, sel.To.Sub(sel.From))
+	}
+	return badRequest("bad format", errors.New("folded, speedscope or pprof"))
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.meta.ListTokens(r.Context())
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []pgdb.Token{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": list})
+	return nil
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Service string `json:"service"`
+		Name    string `json:"name"`
+		Kind    string `json:"kind"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Kind == "" {
+		in.Kind = pgdb.KindAgent
+	}
+	tok, secret, err := s.meta.CreateToken(r.Context(), in.Name, in.Kind, in.Service)
+	if err != nil {
+		return badRequest("cannot create token", err)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": tok.ID, "token": secret, "kind": tok.Kind, "service": tok.Service})
+	return nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		return badRequest("bad token id", err)
+	}
+	ok, err := s.meta.RevokeToken(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &Error{Status: http.StatusNotFound, Message: "no live token with this id"}
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) error {
+	svc, err := s.meta.GetService(r.Context(), chi.URLParam(r, "service"))
+	if errors.Is(err, pgdb.ErrNotFound) {
+		return &Error{Status: http.StatusNotFound, Message: "no such service"}
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, svc)
+	return nil
+}
+
+func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		SampleThreshold float64 `json:"sample_threshold"`
+		RetentionDays   *int    `json:"retention_days"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	name := chi.URLParam(r, "service")
+	if err := s.meta.SetServiceSettings(r.Context(), name, in.SampleThreshold, in.RetentionDays); err != nil {
+		return badRequest("bad settings", err)
+	}
+	return s.getSettings(w, r)
+}

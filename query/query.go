@@ -1,0 +1,121 @@
+// Package query serves the flame-graph, table, timeline, diff and export API over ClickHouse, the metadata
+// API over PostgreSQL, and the web UI.
+package query
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/pgdb"
+)
+
+// Config holds the query API's settings.
+type Config struct {
+	// CookieSecure marks session cookies Secure (behind TLS).
+	CookieSecure bool
+	// MaxNodes is the default node budget of a flame graph.
+	MaxNodes int
+	// Timeout bounds one API call.
+	Timeout time.Duration
+}
+
+// Server is the query API.
+type Server struct {
+	cfg    Config
+	ch     *chdb.DB
+	meta   *pgdb.DB
+	log    *slog.Logger
+	stacks *stackCache
+}
+
+// New returns a ready query server.
+func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = 8192
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	return &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), stacks: newStackCache(256 << 20)}
+}
+
+// Routes mounts the API under /api/v1 on r.
+func (s *Server) Routes(r chi.Router) {
+	r.Post("/api/v1/login", s.handle(s.login))
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Post("/api/v1/logout", s.handle(s.logout))
+		r.Get("/api/v1/me", s.handle(s.me))
+		r.Get("/api/v1/services", s.handle(s.services))
+		r.Get("/api/v1/flamegraph", s.handle(s.flamegraph))
+		r.Get("/api/v1/timeline", s.handle(s.timeline))
+		r.Get("/api/v1/top", s.handle(s.top))
+		r.Get("/api/v1/filters", s.handle(s.filterOptions))
+		r.Get("/api/v1/diff", s.handle(s.diff))
+		r.Get("/api/v1/export", s.handle(s.export))
+		r.Get("/api/v1/agents", s.handle(s.agents))
+		r.Group(func(r chi.Router) {
+			r.Use(requireUser)
+			r.Get("/api/v1/tokens", s.handle(s.listTokens))
+			r.Post("/api/v1/tokens", s.handle(s.createToken))
+			r.Delete("/api/v1/tokens/{id}", s.handle(s.revokeToken))
+			r.Get("/api/v1/settings/{service}", s.handle(s.getSettings))
+			r.Put("/api/v1/settings/{service}", s.handle(s.putSettings))
+		})
+	})
+}
+
+// Error is an API error with its status; every error reply is {"message", "detail"}.
+type Error struct {
+	Status  int
+	Message string
+	Detail  string
+}
+
+func (e *Error) Error() string { return e.Message + ": " + e.Detail }
+
+func badRequest(msg string, err error) *Error {
+	e := &Error{Status: http.StatusBadRequest, Message: msg}
+	if err != nil {
+		e.Detail = err.Error()
+	}
+	return e
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// handle adapts an error-returning handler and maps its error to a JSON reply in one place.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Status: http.StatusInternalServerError, Message: "internal error", Detail: err.Error()}
+			if errors.Is(err, r.Context().Err()) || errors.Is(err, errTimeout) {
+				e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: "narrow the time range or add filters"}
+			}
+			s.log.Error("request failed", "path", r.URL.Path, "err", err)
+		}
+		if e.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", strconv.Itoa(10))
+		}
+		writeJSON(w, e.Status, map[string]string{"message": e.Message, "detail": e.Detail})
+	}
+}
+
+var errTimeout = errors.New("query timeout")

@@ -1,0 +1,2 @@
+// Ambient declarations for esbuild-handled imports.
+declare module '*.css';

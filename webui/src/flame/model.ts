@@ -1,0 +1,280 @@
+// FlameModel: the call tree flattened once into typed arrays, nodes in DFS
+// pre-order (a parent's index is always below its children's), plus one
+// index array per depth sorted by start so rendering and hit-testing are a
+// binary search per row.
+
+import type { TreeNode } from '../api';
+
+export class FlameModel {
+  /** n is the number of nodes; node 0 is the root. */
+  n = 0;
+  /** nameOf[i] is the frame name of node i. */
+  nameOf: string[];
+  /**
+   * names holds each distinct frame name once and nameId[i] indexes it; both
+   * are filled by intern() on first need (search, legend), not by flatten,
+   * because hashing every name would delay the first paint.
+   */
+  names: string[] = [];
+  nameId: Int32Array = new Int32Array(0);
+  parent: Int32Array;
+  depth: Uint16Array;
+  /** start and value are in samples; a node spans [start, start+value). */
+  start: Float64Array;
+  value: Float64Array;
+  self: Float64Array;
+  /** base is the baseline value of a diff tree (null otherwise). */
+  base: Float64Array | null;
+  /** other marks the synthetic "other" nodes (merged truncated siblings). */
+  other: Uint8Array;
+  /** maxSub[i] is the deepest depth found under node i. */
+  maxSub: Uint16Array;
+  /** rows[d] lists the nodes at depth d in increasing start. */
+  rows: Int32Array[] = [];
+  maxDepth = 0;
+  /** total and baseTotal are the root totals (baseTotal only for diffs). */
+  total = 0;
+  baseTotal = 0;
+
+  constructor(n: number, diff: boolean) {
+    this.n = n;
+    this.nameOf = new Array(n);
+    this.parent = new Int32Array(n);
+    this.depth = new Uint16Array(n);
+    this.start = new Float64Array(n);
+    this.value = new Float64Array(n);
+    this.self = new Float64Array(n);
+    this.base = diff ? new Float64Array(n) : null;
+    this.other = new Uint8Array(n);
+    this.maxSub = new Uint16Array(n);
+  }
+
+  /** name returns the frame name of node i. */
+  name(i: number): string {
+    return this.nameOf[i];
+  }
+
+  /** intern fills names and nameId (once). */
+  intern(): void {
+    if (this.nameId.length === this.n) return;
+    const ids = new Int32Array(this.n);
+    const index = new Map<string, number>();
+    const names: string[] = [];
+    const nameOf = this.nameOf;
+    for (let i = 0; i < this.n; i++) {
+      const s = nameOf[i];
+      let id = index.get(s);
+      if (id === undefined) {
+        id = names.length;
+        names.push(s);
+        index.set(s, id);
+      }
+      ids[i] = id;
+    }
+    this.names = names;
+    this.nameId = ids;
+  }
+
+  /** path returns the frames from below the root down to node i. */
+  path(i: number): string[] {
+    const out: string[] = [];
+    for (let j = i; j > 0; j = this.parent[j]) out.push(this.name(j));
+    return out.reverse();
+  }
+
+  /** children returns the child indexes of node i (a contiguous slice of the next row). */
+  children(i: number): Int32Array {
+    const d = this.depth[i] + 1;
+    if (d >= this.rows.length) return new Int32Array(0);
+    const row = this.rows[d];
+    const s = this.start[i];
+    let lo = 0;
+    let hi = row.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.start[row[mid]] < s) lo = mid + 1;
+      else hi = mid;
+    }
+    // Zero-width nodes of an earlier parent may share the start.
+    while (lo < row.length && this.parent[row[lo]] !== i && this.start[row[lo]] <= s) lo++;
+    let k = lo;
+    while (k < row.length && this.parent[row[k]] === i) k++;
+    return row.subarray(lo, k);
+  }
+
+  /** find resolves a frame path to a node index; it returns the deepest node found and how many frames matched. */
+  find(path: string[]): { index: number; matched: number } {
+    let cur = 0;
+    let matched = 0;
+    for (const frame of path) {
+      const kids = this.children(cur);
+      let next = -1;
+      for (let k = 0; k < kids.length; k++) {
+        if (this.name(kids[k]) === frame) { next = kids[k]; break; }
+      }
+      if (next < 0) break;
+      cur = next;
+      matched++;
+    }
+    return { index: cur, matched };
+  }
+
+  /** widestByName returns the widest node with that exact name, or -1. */
+  widestByName(name: string): number {
+    let best = -1;
+    for (let i = 0; i < this.n; i++) {
+      if (this.nameOf[i] === name && (best < 0 || this.value[i] > this.value[best])) best = i;
+    }
+    return best;
+  }
+
+  /**
+   * match marks the names for which pred is true and returns the mask (per
+   * name id) and the fraction of the root covered by matching nodes (a node
+   * under a matching ancestor is not counted twice).
+   */
+  match(pred: (name: string) => boolean): { mask: Uint8Array; fraction: number; nodes: number } {
+    this.intern();
+    const mask = new Uint8Array(this.names.length);
+    for (let k = 0; k < this.names.length; k++) mask[k] = pred(this.names[k]) ? 1 : 0;
+    const covered = new Uint8Array(this.n);
+    let sum = 0;
+    let nodes = 0;
+    for (let i = 0; i < this.n; i++) {
+      const p = i === 0 ? -1 : this.parent[i];
+      const inherited = p >= 0 ? covered[p] : 0;
+      if (mask[this.nameId[i]]) {
+        nodes++;
+        if (!inherited) sum += this.value[i];
+        covered[i] = 1;
+      } else {
+        covered[i] = inherited;
+      }
+    }
+    const root = this.value[0] || 1;
+    return { mask, fraction: sum / root, nodes };
+  }
+}
+
+/** lowerBoundEnd returns the first k in row whose node ends after v. */
+export function lowerBoundEnd(m: FlameModel, row: Int32Array, v: number): number {
+  let lo = 0;
+  let hi = row.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const i = row[mid];
+    if (m.start[i] + m.value[i] > v) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** lastStartAtOrBefore returns the last k in row whose node starts at or before v (-1 if none). */
+export function lastStartAtOrBefore(m: FlameModel, row: Int32Array, v: number): number {
+  let lo = 0;
+  let hi = row.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (m.start[row[mid]] <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+function byName(a: TreeNode, b: TreeNode): number {
+  if (!a.other !== !b.other) return a.other ? 1 : -1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function sortedKids(c: TreeNode[]): TreeNode[] {
+  for (let k = 1; k < c.length; k++) {
+    if (byName(c[k - 1], c[k]) > 0) return c.slice().sort(byName);
+  }
+  return c;
+}
+
+/**
+ * flatten converts the API tree into a FlameModel. Children are laid out left
+ * to right sorted by name ("other" last) so the layout is stable between time
+ * ranges; a node's self time is the gap at its right end. It allocates little
+ * besides the typed arrays: for 64K nodes the garbage collector, not the walk,
+ * is what costs, so names are interned later (see intern).
+ */
+export function flatten(root: TreeNode, diff = false): FlameModel {
+  // Pass 1: count nodes.
+  let n = 0;
+  const stack: TreeNode[] = [root];
+  while (stack.length) {
+    const t = stack.pop()!;
+    n++;
+    const c = t.children;
+    if (c) for (let k = 0; k < c.length; k++) stack.push(c[k]);
+  }
+  const m = new FlameModel(n, diff);
+  const { nameOf, parent, depth, start, value, self, other, base } = m;
+  const selfGiven = new Uint8Array(n);
+  const childSum = new Float64Array(n);
+  const nextOff = new Float64Array(n);
+  // Pass 2: pre-order walk with children in name order; parent and depth
+  // ride along in typed-array stacks.
+  const sParent = new Int32Array(n);
+  const sDepth = new Uint16Array(n);
+  stack.push(root);
+  sParent[0] = -1;
+  let sp = 1;
+  let maxDepth = 0;
+  for (let i = 0; sp > 0; i++) {
+    sp--;
+    const t = stack.pop()!;
+    const p = sParent[sp];
+    const d = sDepth[sp];
+    nameOf[i] = t.name;
+    parent[i] = p;
+    depth[i] = d;
+    if (d > maxDepth) maxDepth = d;
+    const v = +t.value || 0;
+    value[i] = v;
+    if (t.other) other[i] = 1;
+    if (base) base[i] = +(t.base || 0);
+    if (t.self != null) { self[i] = +t.self; selfGiven[i] = 1; }
+    if (p >= 0) {
+      start[i] = nextOff[p];
+      nextOff[p] += v;
+      childSum[p] += v;
+    }
+    nextOff[i] = start[i];
+    const c = t.children;
+    if (c && c.length) {
+      const kids = sortedKids(c);
+      for (let k = kids.length - 1; k >= 0; k--) {
+        stack.push(kids[k]);
+        sParent[sp] = i;
+        sDepth[sp] = d + 1;
+        sp++;
+      }
+    }
+  }
+  m.maxDepth = maxDepth;
+  // Rows: pre-order visits each depth left to right, so one counting pass
+  // and one fill pass give sorted rows in a single buffer.
+  const rowStart = new Int32Array(maxDepth + 2);
+  for (let i = 0; i < n; i++) rowStart[depth[i] + 1]++;
+  for (let d = 0; d <= maxDepth; d++) rowStart[d + 1] += rowStart[d];
+  const fillAt = rowStart.slice(0, maxDepth + 1);
+  const buf = new Int32Array(n);
+  for (let i = 0; i < n; i++) buf[fillAt[depth[i]]++] = i;
+  m.rows = [];
+  for (let d = 0; d <= maxDepth; d++) m.rows.push(buf.subarray(rowStart[d], rowStart[d + 1]));
+  const maxSub = m.maxSub;
+  for (let i = 0; i < n; i++) {
+    maxSub[i] = depth[i];
+    if (!selfGiven[i]) self[i] = Math.max(0, value[i] - childSum[i]);
+  }
+  for (let i = n - 1; i > 0; i--) {
+    const p = parent[i];
+    if (maxSub[i] > maxSub[p]) maxSub[p] = maxSub[i];
+  }
+  m.total = root.total != null ? +root.total : value[0];
+  m.baseTotal = root.base_total != null ? +root.base_total : base ? base[0] : 0;
+  return m;
+}

@@ -1,0 +1,43 @@
+import { h, replace, errorBox, fmtAgo, parseTime } from '../dom';
+import { get, Agent } from '../api';
+import { Page, setParams } from '../router';
+import { debug } from '../debug';
+import { servicePicker } from '../components/servicepick';
+
+/** agentsPage shows the agents that reported, optionally for one service. */
+export function agentsPage(url: URL): Page {
+  let ctrl = new AbortController();
+  const pick = h('span');
+  const body = h('div');
+  function load(u: URL): void {
+    ctrl.abort();
+    ctrl = new AbortController();
+    const service = u.searchParams.get('service') || '';
+    replace(pick, servicePicker(service, (s) => setParams({ service: s || null }), 'all services', true));
+    replace(body, h('p', { class: 'muted' }, 'loading…'));
+    get<{ agents: Agent[] }>('/agents', { service }, ctrl.signal).then((r) => {
+      const agents = (r.agents || []).slice().sort((a, b) => parseTime(b.last_seen) - parseTime(a.last_seen));
+      const now = Date.now() / 1000;
+      replace(body, agents.length ? h('table', { class: 'grid' },
+        h('thead', null, h('tr', null, ['Status', 'Service', 'Host', 'Agent version', 'Instance type', 'gpid', 'First seen', 'Last seen'].map((c) => h('th', null, c)))),
+        h('tbody', null, agents.map((a) => {
+          const age = now - parseTime(a.last_seen);
+          const st = age < 300 ? ['ok', 'active'] : age < 3600 ? ['warn', 'stale'] : ['bad', 'gone'];
+          return h('tr', null,
+            h('td', null, h('span', { class: 'badge ' + st[0] }, st[1])),
+            h('td', null, h('a', { href: `/profile?service=${encodeURIComponent(a.service)}&host=${encodeURIComponent(a.hostname)}` }, a.service)),
+            h('td', null, a.hostname), h('td', null, a.agent_version), h('td', null, a.instance_type || '—'),
+            h('td', { class: 'num' }, String(a.gpid ?? '')),
+            h('td', { title: a.first_seen }, fmtAgo(a.first_seen)), h('td', { title: a.last_seen }, fmtAgo(a.last_seen)));
+        })))
+        : h('p', { class: 'muted' }, 'No agent has reported yet. ', h('a', { href: '/admin/install' }, 'Install one.')));
+      debug.ready = true;
+    }).catch((e) => { if (e.name !== 'AbortError') replace(body, errorBox(e)); });
+  }
+  load(url);
+  return {
+    el: h('div', { class: 'page admin' }, h('div', { class: 'toolbar' }, h('h2', null, 'Agents'), pick), body),
+    update: load,
+    destroy() { ctrl.abort(); },
+  };
+}

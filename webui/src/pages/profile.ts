@@ -1,0 +1,465 @@
+// Profile and diff views: time range, timeline, filters, flame graph, top table, exports.
+
+import { h, replace, fmtInt, fmtCount, fmtPct, fmtDateTime, errorBox, download, toLocalInput, fromLocalInput } from '../dom';
+import { get, request, exportURL, ApiError } from '../api';
+import type { Timeline, Top, FilterOptions, TreeNode } from '../api';
+import { Page, setParams, navigate } from '../router';
+import { debug } from '../debug';
+import { isDark, onThemeChange } from '../theme';
+import {
+  readRange, readBaseRange, readFilters, filterParams, filterURLChanges, splitPath, Filters, Range,
+  BASE_MODES, DEFAULT_MAX_NODES,
+} from '../state';
+import { flatten, FlameModel } from '../flame/model';
+import { FlameGraph } from '../flame/renderer';
+import { toSVG } from '../flame/svg';
+import { timeRangePicker } from '../components/timerange';
+import { TimelineChart } from '../components/timeline';
+import { filterBar } from '../components/filters';
+import { topTable } from '../components/toptable';
+import { legend } from '../components/legend';
+import { servicePicker } from '../components/servicepick';
+
+const TOP_LIMIT = 100;
+
+/** matcher turns the search box into a predicate: /re/flags is a regular expression, anything else a case-insensitive substring. */
+export function matcher(s: string): ((name: string) => boolean) | null {
+  if (!s) return null;
+  const re = /^\/(.+)\/([a-z]*)$/.exec(s);
+  if (re) {
+    try {
+      const r = new RegExp(re[1], re[2].includes('i') ? re[2] : re[2] + 'i');
+      return (n) => r.test(n);
+    } catch { /* fall through to substring */ }
+  }
+  const lower = s.toLowerCase();
+  return (n) => n.toLowerCase().includes(lower);
+}
+
+/** profilePage builds the profile (mode "profile") or diff (mode "diff") view. */
+export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
+  let q = url.searchParams;
+  let destroyed = false;
+  let model: FlameModel | null = null;
+  let top: Top | null = null;
+  let filterOpts: FilterOptions | null = null;
+  let baseFilterOpts: FilterOptions | null = null;
+  let dataKey = '';
+  let topKey = '';
+  let ctrl: AbortController | null = null;
+  let topCtrl: AbortController | null = null;
+  let appliedSearch: string | null = null;
+  let appliedModel: FlameModel | null = null;
+  let range: Range = readRange(q);
+  let commonParams: Record<string, string | number | string[]> = {};
+
+  const graph = new FlameGraph({ onZoom: zoomTo, onOther: drillOther });
+  const timeline = new TimelineChart((from, to) => setParams({ range: null, from: String(from), to: String(to), zoom: null }));
+
+  const serviceSlot = h('div', { class: 'service-pick' });
+  const rangeSlot = h('div');
+  const filterSlot = h('div');
+  const baseSlot = h('div', { class: 'base-controls', hidden: mode !== 'diff' });
+  const searchInput = h('input', { type: 'search', class: 'search', placeholder: 'Search frames (/ to focus, /regex/)', 'aria-label': 'search', value: q.get('search') || '' });
+  const matched = h('span', { class: 'matched muted', 'aria-live': 'polite' });
+  const orientBtn = h('button', { type: 'button', class: 'btn small', title: 'Flip orientation (f)', onclick: flip });
+  const resetBtn = h('button', { type: 'button', class: 'btn small', title: 'Reset zoom (Esc)', onclick: reset }, 'Reset');
+  const exportSlot = h('span', { class: 'exports' });
+  const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'zoom path' });
+  const legendSlot = h('div');
+  const status = h('div', { class: 'status muted' });
+  const errorSlot = h('div');
+  const topSlot = h('div', { class: 'top-wrap' });
+  const help = helpDialog();
+
+  let searchTimer = 0;
+  searchInput.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = window.setTimeout(() => setParams({ search: searchInput.value || null }, { replace: true }), 120);
+  });
+
+  const el = h('div', { class: 'page profile', dataset: { mode } },
+    h('div', { class: 'toolbar' }, serviceSlot,
+      h('div', { class: 'tabs' },
+        h('a', { href: '#', class: 'tab' + (mode === 'profile' ? ' on' : ''), onclick: (e: Event) => { e.preventDefault(); switchMode('profile'); } }, 'Flame graph'),
+        h('a', { href: '#', class: 'tab' + (mode === 'diff' ? ' on' : ''), onclick: (e: Event) => { e.preventDefault(); switchMode('diff'); } }, 'Diff')),
+      rangeSlot,
+      h('button', { type: 'button', class: 'btn small', title: 'Reload', onclick: () => { dataKey = ''; update(new URL(location.href)); } }, '↻ Refresh')),
+    filterSlot, baseSlot, timeline.el,
+    h('div', { class: 'toolbar graph-tools' }, searchInput, matched, orientBtn, resetBtn,
+      h('button', { type: 'button', class: 'btn small ghost', title: 'Keyboard shortcuts (?)', onclick: () => help.showModal() }, '?'),
+      exportSlot),
+    crumbs, errorSlot,
+    h('div', { class: 'split' },
+      h('section', { class: 'graph-col' }, h('div', { class: 'graph-head' }, legendSlot, status), h('div', { class: 'graph-wrap' }, graph.el)),
+      h('aside', { class: 'side' }, h('h3', null, 'Top functions'), topSlot)),
+    help);
+
+  const offTheme = onThemeChange(() => { graph.themeChanged(); timeline.redraw(); renderLegend(); renderTop(); });
+  const onKey = (e: KeyboardEvent) => keyboard(e);
+  document.addEventListener('keydown', onKey);
+
+  function keyboard(e: KeyboardEvent): void {
+    const t = e.target as HTMLElement;
+    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable);
+    if (e.key === 'Escape') {
+      if (help.open) return; // the dialog closes itself
+      if (t === searchInput) {
+        if (searchInput.value) { searchInput.value = ''; setParams({ search: null }, { replace: true }); }
+        searchInput.blur();
+      } else if (!typing) {
+        reset();
+      }
+      return;
+    }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === '/') { e.preventDefault(); searchInput.focus(); searchInput.select(); }
+    else if (e.key === 'f') { e.preventDefault(); flip(); }
+    else if (e.key === '?') { e.preventDefault(); help.open ? help.close() : help.showModal(); }
+  }
+
+  function flip(): void {
+    setParams({ orient: q.get('orient') === 'flame' ? null : 'flame' }, { replace: true });
+  }
+
+  function reset(): void {
+    setParams({ zoom: null, focus: null, fn: null });
+  }
+
+  function zoomTo(i: number): void {
+    if (!model) return;
+    const p = model.path(i);
+    setParams({ zoom: p.length ? p.join(';') : null });
+  }
+
+  function drillOther(i: number): void {
+    if (!model) return;
+    const parent = model.parent[i];
+    if (mode === 'diff') { zoomTo(i); return; }
+    if (parent <= 0) {
+      // Truncated right under the root: ask for a bigger tree instead.
+      const cur = Number(q.get('maxNodes')) || DEFAULT_MAX_NODES;
+      setParams({ maxNodes: String(Math.min(cur * 4, 1000000)), zoom: null });
+      return;
+    }
+    const focus = [...splitPath(q.get('focus')), ...model.path(parent)];
+    setParams({ focus: focus.join(';'), zoom: null });
+  }
+
+  function switchMode(to: 'profile' | 'diff'): void {
+    const u = new URL(location.href);
+    u.pathname = to === 'diff' ? '/diff' : '/profile';
+    for (const k of ['zoom', 'focus', 'maxNodes']) u.searchParams.delete(k);
+    navigate(u);
+  }
+
+  function changeService(name: string): void {
+    const u = new URL(location.origin + location.pathname);
+    for (const k of ['range', 'from', 'to', 'orient', 'base', 'base_from', 'base_to']) {
+      const v = q.get(k);
+      if (v) u.searchParams.set(k, v);
+    }
+    u.searchParams.set('service', name);
+    navigate(u);
+  }
+
+  function currentKey(): string {
+    const parts = [mode, q.get('service') || ''];
+    const f = q.get('from');
+    const t = q.get('to');
+    parts.push(f && t ? `${f}-${t}` : q.get('range') || '1h');
+    const filters = readFilters(q);
+    parts.push(JSON.stringify(filters));
+    if (mode === 'diff') parts.push(q.get('base') || '', q.get('base_from') || '', q.get('base_to') || '', q.get('bf') || '', JSON.stringify(readFilters(q, 'base_')));
+    else parts.push(q.get('focus') || '', q.get('maxNodes') || '');
+    return parts.join('|');
+  }
+
+  function baseParams(): Record<string, string | number | string[]> {
+    const b = readBaseRange(q, range);
+    const f = q.get('bf') === 'own' ? readFilters(q, 'base_') : readFilters(q);
+    return { base_from: b.from, base_to: b.to, ...filterParams(f, 'base_') };
+  }
+
+  function update(u: URL): void {
+    q = u.searchParams;
+    const key = currentKey();
+    if (key !== dataKey) {
+      dataKey = key;
+      void load();
+    }
+    const tk = key + '|' + (q.get('sort') || 'self');
+    if (tk !== topKey) {
+      topKey = tk;
+      void loadTop();
+    }
+    renderControls();
+    applyView();
+  }
+
+  function ignoreAbort(e: unknown): void {
+    if ((e as Error).name === 'AbortError' || destroyed) return;
+    if (e instanceof ApiError && e.status === 401) return;
+    replace(errorSlot, errorBox(e));
+    debug.error = (e as Error).message;
+  }
+
+  async function load(): Promise<void> {
+    ctrl?.abort();
+    const c = (ctrl = new AbortController());
+    const signal = c.signal;
+    const service = q.get('service') || '';
+    replace(errorSlot);
+    debug.ready = false;
+    debug.error = '';
+    range = readRange(q);
+    const filters = readFilters(q);
+    commonParams = { service, from: range.from, to: range.to, ...filterParams(filters) };
+    renderExports();
+    if (!service) {
+      model = null;
+      graph.setModel(null);
+      replace(status, 'Choose a service to see its profile.');
+      timeline.set({ step: 0, points: [] }, range.from, range.to);
+      debug.ready = true;
+      return;
+    }
+    timeline.set(null, range.from, range.to);
+    get<Timeline>('/timeline', commonParams, signal).then((t) => timeline.set(t, range.from, range.to)).catch(ignoreAbort);
+    filterOpts = null;
+    get<FilterOptions>('/filters', { service, from: range.from, to: range.to }, signal).then((o) => { filterOpts = o; dataVer++; renderFilters(); }).catch(ignoreAbort);
+    if (mode === 'diff' && q.get('bf') === 'own') {
+      const b = readBaseRange(q, range);
+      baseFilterOpts = null;
+      get<FilterOptions>('/filters', { service, from: b.from, to: b.to }, signal).then((o) => { baseFilterOpts = o; dataVer++; renderBase(); }).catch(ignoreAbort);
+    }
+    replace(status, 'loading…');
+    try {
+      const t0 = performance.now();
+      const params = mode === 'diff'
+        ? { ...commonParams, ...baseParams() }
+        : { ...commonParams, maxNodes: q.get('maxNodes') || DEFAULT_MAX_NODES, focus: q.get('focus') || undefined };
+      const text = await request<string>('GET', mode === 'diff' ? '/diff' : '/flamegraph', { params, signal, raw: true });
+      const tp = performance.now();
+      const tree = JSON.parse(text) as TreeNode;
+      debug.parseMs = performance.now() - tp;
+      if (signal.aborted || destroyed) return;
+      debug.loadMs = performance.now() - t0;
+      const t1 = performance.now();
+      const m = flatten(tree, mode === 'diff');
+      debug.flattenMs = performance.now() - t1;
+      model = m;
+      appliedSearch = null;
+      graph.setModel(m);
+      debug.nodes = m.n;
+      applyView();
+      graph.renderNow();
+      debug.firstPaintMs = performance.now() - t1;
+      renderStatus();
+      debug.ready = true;
+      // After the first paint: intern names (search, legend) while the user looks.
+      setTimeout(() => { if (model === m && !destroyed) renderLegend(); }, 0);
+    } catch (e) {
+      ignoreAbort(e);
+      if (!signal.aborted) replace(status, '');
+    }
+  }
+
+  async function loadTop(): Promise<void> {
+    topCtrl?.abort();
+    const c = (topCtrl = new AbortController());
+    const service = q.get('service');
+    top = null;
+    dataVer++;
+    renderTop();
+    if (!service) return;
+    const r = readRange(q);
+    try {
+      top = await get<Top>('/top', { service, from: r.from, to: r.to, ...filterParams(readFilters(q)), sort: q.get('sort') || 'self', limit: TOP_LIMIT }, c.signal);
+      dataVer++;
+      if (!destroyed) renderTop();
+    } catch (e) { ignoreAbort(e); }
+  }
+
+  function renderStatus(): void {
+    const m = model;
+    if (!m) return;
+    if (!m.value[0]) { replace(status, 'No samples for this selection.'); return; }
+    const parts = [`${fmtInt(m.value[0])} samples`, `${fmtCount(m.n)} nodes`];
+    if (m.base) parts.push(`baseline ${fmtInt(m.baseTotal)} samples`);
+    parts.push(`loaded in ${Math.round(debug.loadMs)} ms, drawn in ${Math.round(debug.firstPaintMs)} ms`);
+    replace(status, parts.join(' · '));
+  }
+
+  function renderLegend(): void {
+    replace(legendSlot, legend(model, isDark()));
+  }
+
+  function renderTop(): void {
+    replace(topSlot, topTable(top, q.get('sort') || 'self', q.get('fn') || '', isDark(),
+      (s) => setParams({ sort: s === 'self' ? null : s }, { replace: true }),
+      (name) => setParams({ fn: name || null }, { replace: true })));
+  }
+
+  function renderService(): void {
+    const cur = q.get('service') || '';
+    if (serviceSlot.dataset.cur === cur && serviceSlot.firstChild) return;
+    serviceSlot.dataset.cur = cur;
+    replace(serviceSlot, servicePicker(cur, changeService));
+  }
+
+  function renderFilters(): void {
+    replace(filterSlot, filterBar(filterOpts, readFilters(q), (f: Filters) => setParams({ ...filterURLChanges(f), zoom: null, focus: null })));
+  }
+
+  function renderBase(): void {
+    if (mode !== 'diff') return;
+    const b = readBaseRange(q, range);
+    const own = q.get('bf') === 'own';
+    const fromIn = h('input', { type: 'datetime-local', class: 'dt', value: toLocalInput(b.from), 'aria-label': 'baseline from' });
+    const toIn = h('input', { type: 'datetime-local', class: 'dt', value: toLocalInput(b.to), 'aria-label': 'baseline to' });
+    const custom = h('form', { class: 'custom-range', hidden: b.mode !== 'custom' }, fromIn, '→', toIn,
+      h('button', { type: 'submit', class: 'btn small primary' }, 'Apply'));
+    custom.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const f = fromLocalInput(fromIn.value);
+      const t = fromLocalInput(toIn.value);
+      if (f != null && t != null && t > f) setParams({ base: null, base_from: String(f), base_to: String(t) });
+    });
+    replace(baseSlot,
+      h('div', { class: 'toolbar' },
+        h('span', { class: 'label' }, 'Baseline'),
+        h('div', { class: 'segs' },
+          BASE_MODES.map(([k, label]) => h('button', {
+            type: 'button', class: 'seg' + (b.mode === k ? ' on' : ''), dataset: { base: k },
+            onclick: () => setParams({ base: k === 'prev' ? null : k, base_from: null, base_to: null }),
+          }, label)),
+          h('button', { type: 'button', class: 'seg' + (b.mode === 'custom' ? ' on' : ''), onclick: () => { custom.hidden = !custom.hidden; } }, 'Custom')),
+        custom,
+        h('span', { class: 'muted' }, `${fmtDateTime(b.from)} → ${fmtDateTime(b.to)}`),
+        h('label', { class: 'check' },
+          h('input', { type: 'checkbox', checked: !own, onchange: (e: Event) => setParams({ bf: (e.target as HTMLInputElement).checked ? null : 'own' }) }),
+          ' same filters as comparison')),
+      own ? filterBar(baseFilterOpts, readFilters(q, 'base_'), (f) => setParams(filterURLChanges(f, 'base_')), 'Baseline filters') : null);
+  }
+
+  function renderExports(): void {
+    const service = q.get('service') || 'profile';
+    const links = ['folded', 'speedscope', 'pprof'].map((f) =>
+      h('a', { class: 'btn small', href: exportURL(f, commonParams), download: '', dataset: { export: f } }, f));
+    replace(exportSlot, h('span', { class: 'label' }, 'Export'), mode === 'diff' ? null : links,
+      h('button', {
+        type: 'button', class: 'btn small', dataset: { export: 'png' },
+        onclick: () => graph.canvas.toBlob((b) => { if (b) download(b, `${service}-flamegraph.png`); }, 'image/png'),
+      }, 'PNG'),
+      h('button', {
+        type: 'button', class: 'btn small', dataset: { export: 'svg' },
+        onclick: () => download(new Blob([toSVG(graph, `${service} · ${fmtDateTime(range.from)} → ${fmtDateTime(range.to)}`)], { type: 'image/svg+xml' }), `${service}-flamegraph.svg`),
+      }, 'SVG'));
+  }
+
+  // Each control re-renders only when its inputs change, so zoom or search
+  // clicks (URL updates) do not rebuild the page.
+  const rendered = new Map<HTMLElement, string>();
+  let dataVer = 0;
+  function memo(slot: HTMLElement, key: string, render: () => void): void {
+    if (rendered.get(slot) === key) return;
+    rendered.set(slot, key);
+    render();
+  }
+
+  function renderControls(): void {
+    range = readRange(q);
+    renderService();
+    const p = (k: string) => q.getAll(k).join(',');
+    memo(rangeSlot, [p('range'), p('from'), p('to')].join('|'), () =>
+      replace(rangeSlot, timeRangePicker(range, (c) => setParams({ ...c, zoom: null }))));
+    memo(filterSlot, JSON.stringify(readFilters(q)) + dataVer, renderFilters);
+    memo(baseSlot, [p('base'), p('base_from'), p('base_to'), p('bf'), JSON.stringify(readFilters(q, 'base_')), dataVer, range.from].join('|'), renderBase);
+    memo(topSlot, [p('sort'), p('fn'), dataVer, isDark()].join('|'), renderTop);
+    const flame = q.get('orient') === 'flame';
+    orientBtn.textContent = flame ? '⇅ Flame' : '⇅ Icicle';
+    if (document.activeElement !== searchInput) searchInput.value = q.get('search') || '';
+  }
+
+  function applyView(): void {
+    const flame = q.get('orient') === 'flame';
+    graph.setFlipped(flame);
+    debug.orientation = flame ? 'flame' : 'icicle';
+    debug.focus = splitPath(q.get('focus'));
+    const m = model;
+    if (!m) { renderCrumbs(); return; }
+    const { index } = m.find(splitPath(q.get('zoom')));
+    if (graph.zoom !== index) graph.setZoom(index);
+    debug.zoomPath = m.path(index);
+    const s = q.get('search') || '';
+    const fn = q.get('fn') || '';
+    const key = s + '\u0000' + fn;
+    if (key !== appliedSearch || appliedModel !== m) {
+      appliedSearch = key;
+      appliedModel = m;
+      const sm = matcher(s);
+      debug.search = s;
+      if (!sm && !fn) {
+        graph.setMask(null);
+        debug.searchMatched = 0;
+        matched.textContent = '';
+      } else {
+        const r = m.match((n) => (fn !== '' && n === fn) || (sm !== null && sm(n)));
+        graph.setMask(r.mask);
+        debug.searchMatched = r.fraction;
+        matched.textContent = r.nodes ? `matched ${fmtPct(r.fraction)} of root` : 'no match';
+        matched.title = `${r.nodes} nodes`;
+      }
+    }
+    renderCrumbs();
+  }
+
+  function renderCrumbs(): void {
+    const focus = splitPath(q.get('focus'));
+    const zoom = model ? model.path(graph.zoom) : [];
+    const items: (HTMLElement | string)[] = [];
+    const crumb = (label: string, onclick: () => void, current = false) =>
+      h('button', { type: 'button', class: 'crumb' + (current ? ' current' : ''), title: label, onclick }, label);
+    items.push(crumb('all', () => setParams({ focus: null, zoom: null }), !focus.length && !zoom.length));
+    focus.forEach((f, k) => {
+      items.push(h('span', { class: 'sep' }, '›'));
+      items.push(crumb(f, () => setParams({ focus: focus.slice(0, k + 1).join(';'), zoom: null }), k === focus.length - 1 && !zoom.length));
+    });
+    if (focus.length) items.push(h('span', { class: 'badge' }, 'focus'));
+    zoom.forEach((f, k) => {
+      items.push(h('span', { class: 'sep' }, '›'));
+      items.push(crumb(f, () => setParams({ zoom: zoom.slice(0, k + 1).join(';') }), k === zoom.length - 1));
+    });
+    replace(crumbs, items);
+  }
+
+  update(url);
+
+  return {
+    el,
+    update,
+    destroy() {
+      destroyed = true;
+      ctrl?.abort();
+      topCtrl?.abort();
+      graph.destroy();
+      timeline.destroy();
+      offTheme();
+      document.removeEventListener('keydown', onKey);
+      clearTimeout(searchTimer);
+    },
+  };
+}
+
+function helpDialog(): HTMLDialogElement {
+  const rows: [string, string][] = [
+    ['/', 'focus the search box'], ['Esc', 'reset zoom (in the search box: clear it)'], ['f', 'flip icicle / flame'],
+    ['?', 'show this help'], ['click', 'zoom into a frame ("other": load the truncated frames)'], ['drag on timeline', 'zoom into a time range'],
+  ];
+  const d = h('dialog', { class: 'help' },
+    h('h3', null, 'Keyboard shortcuts'),
+    h('table', null, h('tbody', null, rows.map(([k, v]) => h('tr', null, h('td', null, h('kbd', null, k)), h('td', null, v))))),
+    h('form', { method: 'dialog' }, h('button', { class: 'btn small' }, 'Close')));
+  return d;
+}
