@@ -43,6 +43,49 @@ var migrations = []migration{
 			count UInt32
 		) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, container, stack)`,
 	}},
+	{2, "rollups", rollupStatements()},
+}
+
+// Rollup tables. Each is a SummingMergeTree fed by a materialized view on samples, so it is written in the
+// same INSERT as the samples themselves and the indexer's exactly-once guard covers it too. Rows are summed
+// at merge time; readers must still sum(count) ... GROUP BY.
+//
+//   - samples_1h, samples_1d: per stack and every filter dimension, for filtered queries over long ranges.
+//   - samples_1h_all, samples_1d_all: per stack, service-wide, for unfiltered queries.
+//   - totals_1m: per minute and dimension, no stack: timelines, filter values, service overviews.
+//
+// Hour tables are partitioned by day like samples; day tables by month (they are kept a year).
+var rollups = []struct {
+	table, bucket, partition string
+	dims                     bool
+}{
+	{"samples_1h", "toStartOfHour(ts)", "toYYYYMMDD(ts)", true},
+	{"samples_1h_all", "toStartOfHour(ts)", "toYYYYMMDD(ts)", false},
+	{"samples_1d", "toStartOfDay(ts)", "toYYYYMM(ts)", true},
+	{"samples_1d_all", "toStartOfDay(ts)", "toYYYYMM(ts)", false},
+}
+
+const dimColumns = "host, container, instance_type, k8s_object"
+
+func rollupStatements() []string {
+	var out []string
+	for _, r := range rollups {
+		cols, key, sel := "ts DateTime, service String, ", "service, ts, stack", "service, "
+		if r.dims {
+			cols += "host String, container String, instance_type String, k8s_object String, "
+			key = "service, " + dimColumns + ", ts, stack"
+			sel += dimColumns + ", "
+		}
+		out = append(out,
+			"CREATE TABLE IF NOT EXISTS {db}."+r.table+" ("+cols+"stack UInt64, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY "+r.partition+" ORDER BY ("+key+")",
+			"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}."+r.table+"_mv TO {db}."+r.table+" AS SELECT "+r.bucket+" AS ts, "+sel+"stack, toUInt64(sum(count)) AS count FROM {db}.samples GROUP BY ts, "+sel+"stack",
+		)
+	}
+	out = append(out,
+		"CREATE TABLE IF NOT EXISTS {db}.totals_1m (ts DateTime, service String, host String, container String, instance_type String, k8s_object String, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, ts, "+dimColumns+")",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.totals_1m_mv TO {db}.totals_1m AS SELECT toStartOfMinute(ts) AS ts, service, "+dimColumns+", toUInt64(sum(count)) AS count FROM {db}.samples GROUP BY ts, service, "+dimColumns,
+	)
+	return out
 }
 
 func expand(db, stmt string) string { return strings.ReplaceAll(stmt, "{db}", db) }

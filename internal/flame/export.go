@@ -10,7 +10,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/google/pprof/profile"
 )
@@ -98,8 +97,6 @@ func ParseFolded(r io.Reader) (*Builder, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxFoldedLine)
 	lineNo := 0
-	var bufs [2][]byte
-	cur := 0
 	for sc.Scan() {
 		lineNo++
 		line := bytes.TrimSpace(sc.Bytes())
@@ -121,14 +118,7 @@ func ParseFolded(r io.Reader) (*Builder, error) {
 		if b.total+count < b.total {
 			return nil, fmt.Errorf("flame: folded line %d: total count overflows uint64", lineNo)
 		}
-		if count == 0 {
-			continue // Add would ignore it
-		}
-		// Add keeps its argument until its next effective call only, so
-		// two alternating buffers viewed as strings are enough.
-		cur ^= 1
-		bufs[cur] = append(bufs[cur][:0], stack...)
-		b.Add(unsafe.String(&bufs[cur][0], len(stack)), count)
+		b.Add(string(stack), count)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("flame: reading folded stacks: %w", err)

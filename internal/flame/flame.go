@@ -118,6 +118,21 @@ type Builder struct {
 	prev     string
 	prevPath []uint32
 
+	// Mode selection: while stacks arrive sorted they are merged one by
+	// one along the previous path; in random order they are queued in
+	// pending and merged a batch at a time (see flush). shared and seen
+	// count the bytes that recent stacks shared with their predecessor
+	// and their total length.
+	batching bool
+	pending  []pendingStack
+	shared   int
+	seen     int
+	nRecent  int
+	// Scratch space of flush.
+	ids  []uint32
+	offs []int
+	curs []uint32
+
 	total     uint64
 	baseTotal uint64
 	hasBase   bool
@@ -170,15 +185,15 @@ func (b *Builder) newNode(parent, frame uint32) uint32 {
 // process name first. Frame names may contain any byte but ';' and may be
 // empty ("a;;b" has an empty middle frame). An empty stack or a zero count
 // is ignored. The sums are kept in uint64 and are exact as long as the total
-// of all counts fits in a uint64. The Builder keeps a reference to the last
-// stack it merged, to compare the next one with it.
+// of all counts fits in a uint64. The Builder keeps references to the last
+// few stacks it was given (Go strings are immutable, so this is invisible
+// to callers).
 func (b *Builder) Add(stack string, count uint64) {
 	if count == 0 || stack == "" {
 		return
 	}
-	n := b.insert(stack)
-	b.selfs[n>>chunkBits][n&chunkMask] += count
 	b.total += count
+	b.add(stack, count, false)
 }
 
 // AddBase adds count samples of stack to the baseline side of a diff, with
@@ -188,7 +203,48 @@ func (b *Builder) AddBase(stack string, count uint64) {
 	if count == 0 || stack == "" {
 		return
 	}
-	n := b.insert(stack)
+	b.baseTotal += count
+	b.hasBase = true
+	b.add(stack, count, true)
+}
+
+// pendingStack is a stack queued for the next batch.
+type pendingStack struct {
+	s     string
+	count uint64
+	base  bool
+}
+
+// batchSize is the number of stacks merged together in random-order mode.
+const batchSize = 64
+
+func (b *Builder) add(s string, count uint64, base bool) {
+	b.init()
+	b.cache = nil
+	if b.batching {
+		b.pending = append(b.pending, pendingStack{s, count, base})
+		if len(b.pending) == batchSize {
+			b.flush()
+		}
+		return
+	}
+	b.count(b.insert(s), count, base)
+	// Switch to batches when stacks stop sharing most of their bytes
+	// with their predecessor.
+	if b.nRecent++; b.nRecent == batchSize {
+		if 2*b.shared < b.seen {
+			b.batching = true
+		}
+		b.shared, b.seen, b.nRecent = 0, 0, 0
+	}
+}
+
+// count adds count to the self count of node n.
+func (b *Builder) count(n uint32, count uint64, base bool) {
+	if !base {
+		b.selfs[n>>chunkBits][n&chunkMask] += count
+		return
+	}
 	if b.baseSelfs == nil {
 		b.baseSelfs = make([][]uint64, len(b.nodes))
 		for i := range b.baseSelfs {
@@ -196,8 +252,80 @@ func (b *Builder) AddBase(stack string, count uint64) {
 		}
 	}
 	b.baseSelfs[n>>chunkBits][n&chunkMask] += count
-	b.baseTotal += count
-	b.hasBase = true
+}
+
+// flush merges the queued stacks.
+//
+// Merging a stack in random order costs a cache miss per frame, each
+// depending on the previous one. A batch hides most of that latency: the
+// frames of all its stacks are interned first, then the stacks walk down
+// the tree together one level at a time, so that the lookups of different
+// stacks are independent and the processor overlaps their misses.
+func (b *Builder) flush() {
+	p := b.pending
+	if len(p) == 0 {
+		return
+	}
+	b.pending = p[:0]
+	// Go back to one by one merging when the batch looks sorted.
+	shared, seen := 0, 0
+	prev := b.prev
+	for _, ps := range p {
+		shared += commonPrefix(ps.s, prev)
+		seen += len(ps.s)
+		prev = ps.s
+	}
+	if 2*shared >= seen {
+		b.batching = false
+		for _, ps := range p {
+			b.count(b.insert(ps.s), ps.count, ps.base)
+		}
+		clear(p)
+		return
+	}
+
+	ids, offs := b.ids[:0], b.offs[:0]
+	for _, ps := range p {
+		offs = append(offs, len(ids))
+		s := ps.s
+		for pos := 0; ; {
+			end := strings.IndexByte(s[pos:], ';')
+			if end < 0 {
+				end = len(s)
+			} else {
+				end += pos
+			}
+			ids = append(ids, b.intern(s[pos:end]))
+			if end == len(s) {
+				break
+			}
+			pos = end + 1
+		}
+	}
+	offs = append(offs, len(ids))
+	curs := append(b.curs[:0], make([]uint32, len(p))...)
+	last := len(p) - 1
+	b.prevPath = b.prevPath[:0]
+	for depth, active := 0, true; active; depth++ {
+		active = false
+		for i := range p {
+			k := offs[i] + depth
+			if k >= offs[i+1] {
+				continue
+			}
+			curs[i] = b.child(curs[i], ids[k])
+			active = true
+		}
+		if offs[last]+depth < offs[last+1] {
+			b.prevPath = append(b.prevPath, curs[last])
+		}
+	}
+	for i, ps := range p {
+		b.count(curs[i], ps.count, ps.base)
+	}
+	b.prev = p[last].s
+	b.ids, b.offs, b.curs = ids, offs, curs
+	clear(p) // drop the references to the stacks
 }
 
 // Total returns the sum of the counts given to Add.
@@ -211,7 +339,10 @@ func (b *Builder) BaseTotal() uint64 { return b.baseTotal }
 func (b *Builder) HasBase() bool { return b.hasBase }
 
 // Nodes returns the number of nodes of the full tree, root included.
-func (b *Builder) Nodes() int { return max(b.nNodes, 1) }
+func (b *Builder) Nodes() int {
+	b.flush()
+	return max(b.nNodes, 1)
+}
 
 // commonPrefix returns the length of the longest common prefix of a and b.
 func commonPrefix(a, b string) int {
@@ -239,16 +370,16 @@ func commonPrefix(a, b string) int {
 
 // insert returns the trie node of stack s, creating the missing nodes.
 func (b *Builder) insert(s string) uint32 {
-	b.init()
-	b.cache = nil
 	cur := uint32(0)
 	pos := 0
+	b.seen += len(s)
 	if len(b.prevPath) > 0 {
 		// Reuse the path of the previous stack for the frames the two
 		// stacks share. Every ';' inside the common byte prefix ends a
 		// frame of both; the frame that the common prefix ends in is
 		// shared too if both stacks end it there.
 		m := commonPrefix(s, b.prev)
+		b.shared += m
 		d := strings.Count(s[:m], ";")
 		if d > 0 {
 			pos = strings.LastIndexByte(s[:m], ';') + 1

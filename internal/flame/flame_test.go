@@ -561,3 +561,61 @@ func TestHub(t *testing.T) {
 		t.Errorf("focus on a missing hub child: %v", render(n))
 	}
 }
+
+// TestOrderIndependence merges the same stacks in sorted, random and mixed
+// orders, which exercises both merge modes and the switches between them,
+// and expects identical results.
+func TestOrderIndependence(t *testing.T) {
+	stacks := genStacks(5000, 5, 30)
+	r := rand.New(rand.NewPCG(9, 9))
+	sorted := slices.Clone(stacks)
+	slices.SortFunc(sorted, func(x, y genStack) int { return strings.Compare(x.stack, y.stack) })
+	random := slices.Clone(stacks)
+	r.Shuffle(len(random), func(i, j int) { random[i], random[j] = random[j], random[i] })
+	mixed := slices.Clone(sorted)
+	r.Shuffle(2000, func(i, j int) { mixed[1500+i], mixed[1500+j] = mixed[1500+j], mixed[1500+i] })
+	var text strings.Builder
+	for _, s := range stacks {
+		fmt.Fprintf(&text, "%s %d\n", s.stack, s.count)
+	}
+	wantFolded := referenceFolded(text.String())
+
+	var wantTree, wantTop string
+	for _, order := range []struct {
+		name     string
+		in       []genStack
+		batching bool // whether the batch mode must have been used
+	}{{"sorted", sorted, false}, {"random", random, true}, {"mixed", mixed, true}} {
+		b := &Builder{}
+		usedBatches := false
+		for _, s := range order.in {
+			b.Add(s.stack, s.count)
+			if len(s.stack)%7 == 0 {
+				b.AddBase(s.stack, 1)
+			}
+			usedBatches = usedBatches || b.batching
+		}
+		if usedBatches != order.batching {
+			t.Errorf("%s: batch mode used = %v", order.name, usedBatches)
+		}
+		var folded bytes.Buffer
+		if err := b.WriteFolded(&folded); err != nil {
+			t.Fatal(err)
+		}
+		if folded.String() != wantFolded {
+			t.Errorf("%s: folded output differs from the reference", order.name)
+		}
+		tree := render(b.Tree(0)) + render(b.Tree(300))
+		top := fmt.Sprint(b.TopFunctions("total", 0))
+		if wantTree == "" {
+			wantTree, wantTop = tree, top
+			continue
+		}
+		if tree != wantTree {
+			t.Errorf("%s: trees differ from the sorted order's", order.name)
+		}
+		if top != wantTop {
+			t.Errorf("%s: top functions differ from the sorted order's", order.name)
+		}
+	}
+}

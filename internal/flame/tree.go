@@ -16,6 +16,7 @@ type derived struct {
 
 // derive returns the derived data, computing it if needed.
 func (b *Builder) derive() *derived {
+	b.flush()
 	if b.cache != nil {
 		return b.cache
 	}
@@ -129,6 +130,7 @@ func (b *Builder) Focus(path []string, maxNodes int) *Node {
 
 // find returns the node of a frame path.
 func (b *Builder) find(path []string) (uint32, bool) {
+	b.flush()
 	cur := uint32(0)
 	for _, f := range path {
 		id, ok := b.lookupName(f)

@@ -77,7 +77,8 @@ export class FlameGraph {
   private mask: Uint8Array | null = null;
   private hover = -1;
   private cssW = 0;
-  private cssH = 0;
+  private cssH = 0; // visible height (the zoomed subtree)
+  private fullH = 0; // canvas height (the whole tree)
   private dpr = 1;
   private raf = 0;
   private needFull = false;
@@ -111,6 +112,9 @@ export class FlameGraph {
     this.ctx = this.canvas.getContext('2d', { alpha: false })!;
     this.theme = readTheme(document.documentElement);
     this.resetPalette();
+    // Load the label font now, while the tree is being fetched.
+    this.ctx.font = FONT;
+    this.charW = this.ctx.measureText('MMMMMMMMMM').width / 10 || 7;
     this.canvas.addEventListener('mousemove', (e) => this.onMove(e));
     this.canvas.addEventListener('mouseleave', () => this.setHover(-1, 0, 0));
     this.canvas.addEventListener('click', (e) => this.onClick(e));
@@ -254,26 +258,44 @@ export class FlameGraph {
     return ms;
   }
 
+  /**
+   * resize sizes the canvas for the whole tree's depth once per model and
+   * width; a zoom only changes the height of the clipping container, because
+   * reallocating the backing store on every zoom costs more than the drawing.
+   */
   private resize(): void {
     const m = this.model;
     const w = Math.max(1, this.el.clientWidth);
-    const rows = m ? m.maxSub[this.zoom] + 1 : 1;
-    const hgt = rows * ROW_H;
+    const full = (m ? m.maxDepth + 1 : 1) * ROW_H;
+    const hgt = (m ? m.maxSub[this.zoom] + 1 : 1) * ROW_H;
     // Keep the backing store under the browser's canvas size limit.
-    const dpr = Math.min(window.devicePixelRatio || 1, 30000 / Math.max(hgt, 1), 3);
-    if (w === this.cssW && hgt === this.cssH && dpr === this.dpr) return;
-    this.cssW = w;
-    this.cssH = hgt;
-    this.dpr = dpr;
-    const c = this.canvas;
-    c.width = Math.round(w * dpr);
-    c.height = Math.round(hgt * dpr);
-    c.style.width = w + 'px';
-    c.style.height = hgt + 'px';
-    this.el.style.height = hgt + 'px';
-    const ctx = this.ctx;
-    ctx.font = FONT;
-    this.charW = ctx.measureText('MMMMMMMMMM').width / 10 || 7;
+    const dpr = Math.min(window.devicePixelRatio || 1, 30000 / full, 3);
+    if (w !== this.cssW || full !== this.fullH || dpr !== this.dpr) {
+      this.cssW = w;
+      this.fullH = full;
+      this.dpr = dpr;
+      const c = this.canvas;
+      c.width = Math.round(w * dpr);
+      c.height = Math.round(full * dpr);
+      c.style.width = w + 'px';
+      c.style.height = full + 'px';
+      const ctx = this.ctx;
+      ctx.font = FONT;
+      this.charW = ctx.measureText('MMMMMMMMMM').width / 10 || 7;
+    }
+    if (hgt !== this.cssH) {
+      this.cssH = hgt;
+      this.el.style.height = hgt + 'px';
+    }
+  }
+
+  /** toPNG renders the visible part of the graph as a PNG blob. */
+  toPNG(done: (b: Blob | null) => void): void {
+    const out = document.createElement('canvas');
+    out.width = this.canvas.width;
+    out.height = Math.round(this.cssH * this.dpr);
+    out.getContext('2d')!.drawImage(this.canvas, 0, 0);
+    out.toBlob(done, 'image/png');
   }
 
   /** rowY is the top of a depth's row. */
@@ -429,7 +451,7 @@ export class FlameGraph {
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     ctx.globalAlpha = 1;
     ctx.fillStyle = th.bg;
-    ctx.fillRect(0, 0, W, this.cssH);
+    ctx.fillRect(0, 0, W, this.fullH);
     const m = this.model;
     if (!m) {
       debug.nodesDrawn = 0;

@@ -350,7 +350,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     replace(exportSlot, h('span', { class: 'label' }, 'Export'), mode === 'diff' ? null : links,
       h('button', {
         type: 'button', class: 'btn small', dataset: { export: 'png' },
-        onclick: () => graph.canvas.toBlob((b) => { if (b) download(b, `${service}-flamegraph.png`); }, 'image/png'),
+        onclick: () => graph.toPNG((b) => { if (b) download(b, `${service}-flamegraph.png`); }),
       }, 'PNG'),
       h('button', {
         type: 'button', class: 'btn small', dataset: { export: 'svg' },
