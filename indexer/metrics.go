@@ -13,6 +13,7 @@ type metrics struct {
 	profiles      prometheus.Counter
 	rows          prometheus.Counter
 	dlq           prometheus.Counter
+	failures      prometheus.Counter
 	pending       prometheus.Gauge
 }
 
@@ -28,11 +29,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Sample rows written to ClickHouse."}),
 		dlq: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_dead_letters_total",
 			Help: "Events sent to the dead-letter stream."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_batch_failures_total",
+			Help: "Batches that failed and were Nak'ed for a retry with backoff (ClickHouse or object store down)."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flamestream_indexer_consumer_pending",
 			Help: "Events not yet delivered to the indexer consumer (lag)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.pending)
+		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.failures, m.pending)
 	}
 	return m
 }

@@ -11,39 +11,54 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 )
 
-// migration is one versioned schema step. Statements use {db} for the database name and must run on
-// ClickHouse 18.16 and on current ClickHouse: no TTL, codecs, LowCardinality, Map or JSON functions.
-type migration struct {
-	version    uint32
-	name       string
-	statements []string
+// table is one ClickHouse table, described once so that the single-server schema and the cluster variant
+// (Replicated*MergeTree shards behind a Distributed table of the same name) come from the same definition.
+// Definitions must run on ClickHouse 18.16 and on current ClickHouse: no TTL, codecs, LowCardinality, Map
+// or JSON functions.
+type table struct {
+	name      string
+	columns   string // "ts DateTime, service String, ..."
+	engine    string // MergeTree, ReplacingMergeTree, SummingMergeTree
+	engineArg string // the engine's own arguments, e.g. "count" for SummingMergeTree(count)
+	partition string // PARTITION BY expression, empty for none
+	order     string // ORDER BY expression, without parentheses
+	shard     string // sharding key of the Distributed table in the cluster variant
 }
 
-// migrations is the ClickHouse schema, in order. Never edit a released step; add a new one.
+// view is a materialized view on samples writing into a rollup table. Query selects FROM {src}.
+type view struct {
+	name, to, query string
+}
+
+// migration is one versioned schema step: tables then views, created IF NOT EXISTS.
+type migration struct {
+	version uint32
+	name    string
+	tables  []table
+	views   []view
+}
+
+// shardByService keeps every row of a service on one shard, so a flame graph of one service reads one
+// shard and the rollups fed by materialized views on the shard are complete for that service.
+const shardByService = "cityHash64(service)"
+
+// migrationsTable records the applied schema versions.
+var migrationsTable = table{name: "schema_migrations", columns: "version UInt32, name String, applied_at DateTime DEFAULT now()",
+	engine: "MergeTree", order: "version", shard: "version"}
+
+// migrations is the ClickHouse schema, in order. Never change what a released step creates; add a step.
 //
 // A stack is stored once in stacks, keyed by the xxhash64 of its text ("comm;frame;...;leaf"). Sample rows
 // carry time, service, the filter dimensions, the profile id (the exactly-once guard, see Indexer) and a
 // count; they are sorted so that one profile's rows are adjacent and every repeated column compresses to
 // almost nothing.
 var migrations = []migration{
-	{1, "stacks and samples", []string{
-		`CREATE TABLE IF NOT EXISTS {db}.stacks (
-			hash UInt64,
-			frames String
-		) ENGINE = ReplacingMergeTree ORDER BY hash`,
-		`CREATE TABLE IF NOT EXISTS {db}.samples (
-			ts DateTime,
-			service String,
-			host String,
-			container String,
-			instance_type String,
-			k8s_object String,
-			profile UInt64,
-			stack UInt64,
-			count UInt32
-		) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, container, stack)`,
+	{version: 1, name: "stacks and samples", tables: []table{
+		{name: "stacks", columns: "hash UInt64, frames String", engine: "ReplacingMergeTree", order: "hash", shard: "hash"},
+		{name: "samples", columns: "ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32",
+			engine: "MergeTree", partition: "toYYYYMMDD(ts)", order: "service, host, ts, container, stack", shard: shardByService},
 	}},
-	{2, "rollups", rollupStatements()},
+	{version: 2, name: "rollups", tables: rollupTables(), views: rollupViews()},
 }
 
 // Rollup tables. Each is a SummingMergeTree fed by a materialized view on samples, so it is written in the
@@ -67,43 +82,164 @@ var rollups = []struct {
 
 const dimColumns = "host, container, instance_type, k8s_object"
 
-func rollupStatements() []string {
-	var out []string
+func rollupTables() []table {
+	var out []table
 	for _, r := range rollups {
-		cols, key, sel := "ts DateTime, service String, ", "service, ts, stack", "service, "
+		cols, key := "ts DateTime, service String, ", "service, ts, stack"
 		if r.dims {
 			cols += "host String, container String, instance_type String, k8s_object String, "
 			key = "service, " + dimColumns + ", ts, stack"
+		}
+		out = append(out, table{name: r.table, columns: cols + "stack UInt64, count UInt64", engine: "SummingMergeTree",
+			engineArg: "count", partition: r.partition, order: key, shard: shardByService})
+	}
+	return append(out, table{name: "totals_1m",
+		columns: "ts DateTime, service String, host String, container String, instance_type String, k8s_object String, count UInt64",
+		engine:  "SummingMergeTree", engineArg: "count", partition: "toYYYYMMDD(ts)", order: "service, ts, " + dimColumns, shard: shardByService})
+}
+
+func rollupViews() []view {
+	var out []view
+	for _, r := range rollups {
+		sel := "service, "
+		if r.dims {
 			sel += dimColumns + ", "
 		}
-		out = append(out,
-			"CREATE TABLE IF NOT EXISTS {db}."+r.table+" ("+cols+"stack UInt64, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY "+r.partition+" ORDER BY ("+key+")",
-			"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}."+r.table+"_mv TO {db}."+r.table+" AS SELECT "+r.bucket+" AS ts, "+sel+"stack, toUInt64(sum(count)) AS count FROM {db}.samples GROUP BY ts, "+sel+"stack",
-		)
+		out = append(out, view{name: r.table + "_mv", to: r.table,
+			query: "SELECT " + r.bucket + " AS ts, " + sel + "stack, toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, " + sel + "stack"})
 	}
-	out = append(out,
-		"CREATE TABLE IF NOT EXISTS {db}.totals_1m (ts DateTime, service String, host String, container String, instance_type String, k8s_object String, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, ts, "+dimColumns+")",
-		"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.totals_1m_mv TO {db}.totals_1m AS SELECT toStartOfMinute(ts) AS ts, service, "+dimColumns+", toUInt64(sum(count)) AS count FROM {db}.samples GROUP BY ts, service, "+dimColumns,
-	)
+	return append(out, view{name: "totals_1m_mv", to: "totals_1m",
+		query: "SELECT toStartOfMinute(ts) AS ts, service, " + dimColumns + ", toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, service, " + dimColumns})
+}
+
+// Layout says where the schema goes: one server (Cluster empty) or every node of a ClickHouse cluster.
+type Layout struct {
+	Database string
+	// Cluster is the cluster name of remote_servers; when set, each table becomes <name>_local, a
+	// Replicated*MergeTree on every shard (ZooKeeper path /clickhouse/tables/{shard}/<db>/<name>_local and
+	// the {shard} and {replica} macros of each server), plus a Distributed table <name> over them, so the
+	// indexer and the query API use the same names in both layouts. Materialized views are created on the
+	// local tables: each shard rolls up its own samples.
+	Cluster string
+}
+
+// localSuffix names the shard-local tables of the cluster variant.
+const localSuffix = "_local"
+
+func (l Layout) onCluster() string {
+	if l.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + l.Cluster
+}
+
+// createDatabase is the statement that creates the database.
+func (l Layout) createDatabase() string {
+	return "CREATE DATABASE IF NOT EXISTS " + l.Database + l.onCluster()
+}
+
+// tableSQL returns the statements that create t.
+func (l Layout) tableSQL(t table) []string {
+	tail := ""
+	if t.partition != "" {
+		tail += " PARTITION BY " + t.partition
+	}
+	tail += " ORDER BY (" + t.order + ")"
+	if l.Cluster == "" {
+		engine := t.engine
+		if t.engineArg != "" {
+			engine += "(" + t.engineArg + ")"
+		}
+		return []string{"CREATE TABLE IF NOT EXISTS " + l.Database + "." + t.name + " (" + t.columns + ") ENGINE = " + engine + tail}
+	}
+	local := t.name + localSuffix
+	args := "'/clickhouse/tables/{shard}/" + l.Database + "/" + local + "', '{replica}'"
+	if t.engineArg != "" {
+		args += ", " + t.engineArg
+	}
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + l.Database + "." + local + l.onCluster() + " (" + t.columns + ") ENGINE = Replicated" + t.engine + "(" + args + ")" + tail,
+		"CREATE TABLE IF NOT EXISTS " + l.Database + "." + t.name + l.onCluster() + " AS " + l.Database + "." + local +
+			" ENGINE = Distributed(" + l.Cluster + ", " + l.Database + ", " + local + ", " + t.shard + ")",
+	}
+}
+
+// viewSQL returns the statement that creates v.
+func (l Layout) viewSQL(v view) string {
+	src, to := "samples", v.to
+	if l.Cluster != "" {
+		src, to = src+localSuffix, to+localSuffix
+	}
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + l.Database + "." + v.name + l.onCluster() + " TO " + l.Database + "." + to +
+		" AS " + strings.ReplaceAll(v.query, "{src}", l.Database+"."+src)
+}
+
+// statements returns the statements of one migration step.
+func (l Layout) statements(m migration) []string {
+	var out []string
+	for _, t := range m.tables {
+		out = append(out, l.tableSQL(t)...)
+	}
+	for _, v := range m.views {
+		out = append(out, l.viewSQL(v))
+	}
 	return out
 }
 
-func expand(db, stmt string) string { return strings.ReplaceAll(stmt, "{db}", db) }
-
-// Migrate creates the database and applies the schema steps not applied yet. It is idempotent: the applied
-// versions are recorded in {db}.schema_migrations and every statement is IF NOT EXISTS.
-func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
-	if err := db.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db.Database); err != nil {
+// SQL returns every statement of the whole schema for the layout, in order: what `flamestream migrate
+// --print` shows.
+func (l Layout) SQL() ([]string, error) {
+	if err := l.check(); err != nil {
 		return nil, err
 	}
-	if err := db.Exec(ctx, expand(db.Database, `CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
-		version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version`)); err != nil {
+	out := []string{l.createDatabase()}
+	out = append(out, l.tableSQL(migrationsTable)...)
+	for _, m := range migrations {
+		out = append(out, l.statements(m)...)
+	}
+	return out, nil
+}
+
+func (l Layout) check() error {
+	if err := chdb.CheckIdent(l.Database); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if l.Cluster != "" {
+		if err := chdb.CheckIdent(l.Cluster); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+	}
+	return nil
+}
+
+// Migrate creates the database and applies the schema steps not applied yet on one server. It is
+// idempotent: the applied versions are recorded in {db}.schema_migrations and every statement is IF NOT
+// EXISTS.
+func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
+	return MigrateLayout(ctx, db, Layout{Database: db.Database})
+}
+
+// MigrateLayout is Migrate for a given layout; with a cluster, db may be any node of it (DDL runs ON
+// CLUSTER). The layout's database must be db's.
+func MigrateLayout(ctx context.Context, db *chdb.DB, l Layout) (applied []string, err error) {
+	if err := l.check(); err != nil {
 		return nil, err
+	}
+	if l.Database != db.Database {
+		return nil, fmt.Errorf("migrate: layout database %s is not the connection's %s", l.Database, db.Database)
+	}
+	if err := db.Exec(ctx, l.createDatabase()); err != nil {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	for _, stmt := range l.tableSQL(migrationsTable) {
+		if err := db.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("create schema_migrations: %w", err)
+		}
 	}
 	done := map[uint32]bool{}
 	var col proto.ColUInt32
 	if err := db.Do(ctx, ch.Query{
-		Body:   "SELECT version FROM " + db.Table("schema_migrations"),
+		Body:   "SELECT version FROM " + l.Database + "." + migrationsTable.name,
 		Result: proto.Results{{Name: "version", Data: &col}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for _, v := range col {
@@ -118,8 +254,8 @@ func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
 		if done[m.version] {
 			continue
 		}
-		for _, stmt := range m.statements {
-			if err := db.Exec(ctx, expand(db.Database, stmt)); err != nil {
+		for _, stmt := range l.statements(m) {
+			if err := db.Exec(ctx, stmt); err != nil {
 				return applied, fmt.Errorf("schema step %d (%s): %w", m.version, m.name, err)
 			}
 		}
@@ -127,7 +263,7 @@ func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
 		version, name := proto.ColUInt32{m.version}, new(proto.ColStr)
 		name.Append(m.name)
 		in := proto.Input{{Name: "version", Data: &version}, {Name: "name", Data: name}}
-		if err := db.Insert(ctx, "schema_migrations", in); err != nil {
+		if err := db.Insert(ctx, migrationsTable.name, in); err != nil {
 			return applied, fmt.Errorf("record schema step %d: %w", m.version, err)
 		}
 		applied = append(applied, fmt.Sprintf("%d %s", m.version, m.name))

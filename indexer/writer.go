@@ -50,16 +50,15 @@ func (w *writer) containerInfo(raw string) (string, string) {
 	return c, k
 }
 
-// write inserts the batch: new stacks first, then the sample rows, each as one native columnar block. A
-// crash between the two leaves only unreferenced stacks, which are harmless.
-func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err error) {
-	w := &ix.w
+// build fills the columns with a batch: the stacks not in known, then one sample row per (profile,
+// container, stack). It returns the stacks it added and hands the aggregates back to the pool.
+func (w *writer) build(items []*item, known map[uint64]struct{}) map[uint64]struct{} {
 	w.reset()
 	newStacks := map[uint64]struct{}{}
 	for _, it := range items {
 		agg := it.agg
 		for h, text := range agg.Stacks() {
-			if _, ok := ix.knownStacks[h]; ok {
+			if _, ok := known[h]; ok {
 				continue
 			}
 			if _, ok := newStacks[h]; ok {
@@ -87,6 +86,14 @@ func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err erro
 		aggPool.Put(it.agg)
 		it.agg = nil
 	}
+	return newStacks
+}
+
+// write inserts the batch: new stacks first, then the sample rows, each as one native columnar block. A
+// crash between the two leaves only unreferenced stacks, which are harmless.
+func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err error) {
+	w := &ix.w
+	newStacks := w.build(items, ix.knownStacks)
 	t0 := time.Now()
 	if w.stackHash.Rows() > 0 {
 		in := proto.Input{{Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}

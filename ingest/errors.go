@@ -33,7 +33,7 @@ func fail(status int, message string, detail error) *apiError {
 
 func unavailable(message string, err error) *apiError {
 	e := fail(http.StatusServiceUnavailable, message, err)
-	e.retryAfter = 30 * time.Second
+	e.retryAfter = retryAfter
 	return e
 }
 

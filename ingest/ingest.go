@@ -1,5 +1,14 @@
 // Package ingest is the agent-facing HTTP API: it accepts exactly what the gProfiler agent sends, checks its
 // token, stores the raw upload in the object store, publishes the event to JetStream and only then says ok.
+//
+// Routes (every error reply is JSON {"message", "detail"}; the agent shows "message"):
+//
+//	GET  /api/v1/health_check, /api/v2/health_check   the agent's start-up probe
+//	POST /api/v2/profiles (and /api/v1/profiles)      a profile upload (gzip JSON)
+//	POST /api/v1/logs                                 the agent's own log batches (--glogger-server)
+//	GET  /api/v1/logs?service=S[&hostname=H]          those logs, newest first (any token valid for S)
+//	POST /api/metrics/heartbeat                       dynamic-profiling heartbeat (forks of the agent)
+//	POST /api/metrics/command_completion              its command completion report
 package ingest
 
 import (
@@ -27,6 +36,10 @@ type Metadata interface {
 	CheckToken(ctx context.Context, secret string) (pgdb.Token, error)
 	TouchService(ctx context.Context, name string, at time.Time) (pgdb.Service, error)
 	RecordProfile(ctx context.Context, gpid int64, a pgdb.Agent, at time.Time) (int64, error)
+	InsertAgentLogs(ctx context.Context, b pgdb.AgentLogBatch, at time.Time) (bool, error)
+	PruneAgentLogs(ctx context.Context, service string, keep int) (int64, error)
+	ListAgentLogs(ctx context.Context, q pgdb.AgentLogQuery) ([]pgdb.AgentLog, error)
+	RecordHeartbeat(ctx context.Context, h pgdb.Heartbeat, at time.Time) error
 }
 
 // Publisher sends an event and returns once JetStream acknowledged it.
@@ -45,10 +58,16 @@ type Config struct {
 	// MaxBodyBytes caps the compressed body; MaxDecompressedBytes caps what it inflates to.
 	MaxBodyBytes         int64
 	MaxDecompressedBytes int64
-	// StoreTimeout bounds the object write plus the publish; past it the agent gets 503 and retries.
+	// StoreTimeout bounds the metadata writes, the object write and the publish of one upload; past it the
+	// agent gets 503 with Retry-After and retries.
 	StoreTimeout time.Duration
 	// RateLimit is uploads per second per token (0: unlimited); the burst is five seconds' worth.
 	RateLimit float64
+	// AuthCacheTTL is how long a checked token and a service's settings are remembered (0: not at all). A
+	// revoked token or a changed sample threshold takes effect within it.
+	AuthCacheTTL time.Duration
+	// AgentLogsMaxRows bounds the agent log records kept per service (0: 100,000).
+	AgentLogsMaxRows int
 }
 
 // Server is the ingest API.
@@ -59,11 +78,14 @@ type Server struct {
 	publish Publisher
 	log     *slog.Logger
 	metrics *metrics
-	// Random draws for downsampling; replaceable in tests.
-	draw func() float64
+
+	tokens   *ttlCache[pgdb.Token]
+	services *ttlCache[pgdb.Service]
 
 	mu       sync.Mutex
 	limiters map[int64]*rate.Limiter
+	// logBatches counts stored log batches per service, to prune every few batches rather than every one.
+	logBatches map[string]int
 }
 
 // New returns a ready ingest server. reg may be nil.
@@ -77,8 +99,12 @@ func New(cfg Config, meta Metadata, store ObjectPutter, publish Publisher, log *
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = 10 * time.Second
 	}
+	if cfg.AgentLogsMaxRows <= 0 {
+		cfg.AgentLogsMaxRows = 100_000
+	}
 	return &Server{cfg: cfg, meta: meta, store: store, publish: publish, log: log.With("role", "ingest"),
-		metrics: newMetrics(reg), draw: randFloat, limiters: map[int64]*rate.Limiter{}}
+		metrics: newMetrics(reg), limiters: map[int64]*rate.Limiter{}, logBatches: map[string]int{},
+		tokens: newTTLCache[pgdb.Token](cfg.AuthCacheTTL), services: newTTLCache[pgdb.Service](cfg.AuthCacheTTL)}
 }
 
 // Routes mounts the agent API on r.
@@ -86,6 +112,12 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/api/v1/health_check", s.instrument("health_check", s.healthCheck))
 	r.Get("/api/v2/health_check", s.instrument("health_check", s.healthCheck))
 	r.Post("/api/v2/profiles", s.instrument("profiles", s.postProfile))
+	// Agents started with --profile-api-version v1 post here; the body and reply are the same.
+	r.Post("/api/v1/profiles", s.instrument("profiles", s.postProfile))
+	r.Post("/api/v1/logs", s.instrument("logs", s.postLogs))
+	r.Get("/api/v1/logs", s.instrument("logs_query", s.getLogs))
+	r.Post("/api/metrics/heartbeat", s.instrument("heartbeat", s.postHeartbeat))
+	r.Post("/api/metrics/command_completion", s.instrument("command_completion", s.postCommandCompletion))
 }
 
 // allow applies the per-token rate limit.

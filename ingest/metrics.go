@@ -16,6 +16,11 @@ type metrics struct {
 	storeErrors   prometheus.Counter
 	publishErrors prometheus.Counter
 	downsampled   prometheus.Counter
+	bytesInflated prometheus.Counter
+	rateLimited   prometheus.Counter
+	storeLatency  prometheus.Histogram
+	logRecords    prometheus.Counter
+	heartbeats    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,9 +39,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "JetStream publishes that failed."}),
 		downsampled: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_downsampled_total",
 			Help: "Profiles archived but not indexed because of the service's sample_threshold."}),
+		bytesInflated: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_decompressed_bytes_total",
+			Help: "Bytes the accepted gzip bodies inflated to."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_rate_limited_total",
+			Help: "Uploads refused with 429 by the per-token rate limit."}),
+		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flamestream_ingest_store_seconds",
+			Help: "Time to write one raw profile to the object store.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		logRecords: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_agent_log_records_total",
+			Help: "Agent log records stored."}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_heartbeats_total",
+			Help: "Agent heartbeats received."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.bytesIn, m.ackLatency, m.storeErrors, m.publishErrors, m.downsampled)
+		reg.MustRegister(m.requests, m.duration, m.bytesIn, m.ackLatency, m.storeErrors, m.publishErrors, m.downsampled,
+			m.bytesInflated, m.rateLimited, m.storeLatency, m.logRecords, m.heartbeats)
 	}
 	return m
 }

@@ -6,16 +6,17 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flamestream/flamestream/internal/pgdb"
@@ -29,7 +30,8 @@ const (
 	HeaderServiceName = "GPROFILER-SERVICE-NAME"
 )
 
-func randFloat() float64 { return rand.Float64() }
+// retryAfter is what a 503 tells the agent; it retries on its next cycle anyway.
+const retryAfter = 30 * time.Second
 
 // upload is the JSON body of POST /api/v2/profiles after gunzip.
 type upload struct {
@@ -48,20 +50,28 @@ type upload struct {
 func credentials(r *http.Request) (key, service string) {
 	key = r.Header.Get(HeaderAPIKey)
 	service = r.Header.Get(HeaderServiceName)
-	q := r.URL.Query()
-	if key == "" {
-		key = q.Get("key")
-	}
-	if service == "" {
-		service = q.Get("service")
+	if key == "" || service == "" {
+		q := r.URL.Query()
+		if key == "" {
+			key = q.Get("key")
+		}
+		if service == "" {
+			service = q.Get("service")
+		}
 	}
 	return key, service
 }
 
-// authorize checks an agent token for service.
-func (s *Server) authorize(ctx context.Context, key, service string) (pgdb.Token, error) {
+// checkToken returns the live token of a secret, from the cache when it is fresh.
+func (s *Server) checkToken(ctx context.Context, key string) (pgdb.Token, error) {
 	if key == "" {
 		return pgdb.Token{}, fail(http.StatusUnauthorized, "missing API key", errors.New("send the GPROFILER-API-KEY header"))
+	}
+	h := sha256.Sum256([]byte(key))
+	ck := string(h[:])
+	now := time.Now()
+	if tok, ok := s.tokens.get(ck, now); ok {
+		return tok, nil
 	}
 	tok, err := s.meta.CheckToken(ctx, key)
 	if errors.Is(err, pgdb.ErrTokenInvalid) {
@@ -70,6 +80,16 @@ func (s *Server) authorize(ctx context.Context, key, service string) (pgdb.Token
 	if err != nil {
 		return tok, unavailable("metadata store unavailable", err)
 	}
+	s.tokens.put(ck, tok, now)
+	return tok, nil
+}
+
+// authorize checks an agent token for service.
+func (s *Server) authorize(ctx context.Context, key, service string) (pgdb.Token, error) {
+	tok, err := s.checkToken(ctx, key)
+	if err != nil {
+		return tok, err
+	}
 	if tok.Kind != pgdb.KindAgent {
 		return tok, fail(http.StatusForbidden, "this API key may not upload profiles", errors.New("it is a read token"))
 	}
@@ -77,6 +97,20 @@ func (s *Server) authorize(ctx context.Context, key, service string) (pgdb.Token
 		return tok, fail(http.StatusForbidden, "API key is not valid for this service", fmt.Errorf("service %q", service))
 	}
 	return tok, nil
+}
+
+// service returns a service's settings and records that it was seen; with the cache on, PostgreSQL is
+// touched once per service per TTL instead of once per upload.
+func (s *Server) service(ctx context.Context, name string, now time.Time) (pgdb.Service, error) {
+	if svc, ok := s.services.get(name, now); ok {
+		return svc, nil
+	}
+	svc, err := s.meta.TouchService(ctx, name, now)
+	if err != nil {
+		return svc, err
+	}
+	s.services.put(name, svc, now)
+	return svc, nil
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) error {
@@ -95,8 +129,46 @@ func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// readBody reads the compressed body within the limits and returns it with its decompressed form.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (raw, plain []byte, err error) {
+var gzipReaders sync.Pool
+
+// gunzip inflates raw, refusing to produce more than limit bytes: a gzip bomb costs limit+1 bytes of
+// memory at most, never what it would inflate to.
+func gunzip(raw []byte, limit int64) ([]byte, error) {
+	br := bytes.NewReader(raw)
+	zr, _ := gzipReaders.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(br)
+	} else {
+		err = zr.Reset(br)
+	}
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, "malformed gzip body", err)
+	}
+	defer gzipReaders.Put(zr)
+	// The gzip trailer holds the inflated size (mod 4 GiB): a good first guess for the buffer.
+	// It is only a hint (a forged trailer must not make us allocate the limit), so it is capped by a
+	// plausible compression ratio.
+	hint := int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+	hint = min(hint, int64(len(raw))*32+64<<10, limit) + 512
+	buf := bytes.NewBuffer(make([]byte, 0, hint))
+	// Read one byte past the limit to tell "exactly at the limit" from "over it".
+	if _, err := buf.ReadFrom(io.LimitReader(zr, limit+1)); err != nil {
+		return nil, fail(http.StatusBadRequest, "malformed gzip body", err)
+	}
+	if int64(buf.Len()) > limit {
+		return nil, fail(http.StatusRequestEntityTooLarge, "profile too large",
+			fmt.Errorf("decompressed body is over the limit of %d bytes", limit))
+	}
+	return buf.Bytes(), nil
+}
+
+func isGzip(b []byte) bool { return len(b) >= 18 && b[0] == 0x1f && b[1] == 0x8b }
+
+// readBody reads the body within the limits and returns it with its decompressed form. Without
+// requireGzip a body that is not gzip is taken as it is.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, requireGzip bool) (raw, plain []byte, err error) {
+	// Like the original, refuse a body of unknown length before reading it.
 	if r.ContentLength < 0 {
 		return nil, nil, fail(http.StatusLengthRequired, "Content-Length required", nil)
 	}
@@ -104,30 +176,25 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (raw, plain []
 		return nil, nil, fail(http.StatusRequestEntityTooLarge, "profile too large",
 			fmt.Errorf("body of %d bytes is over the limit of %d", r.ContentLength, s.cfg.MaxBodyBytes))
 	}
-	raw, err = io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, nil, fail(http.StatusRequestEntityTooLarge, "profile too large", err)
-		}
+	raw = make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), raw); err != nil {
 		return nil, nil, fail(http.StatusBadRequest, "could not read body", err)
 	}
-	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
-		return nil, nil, fail(http.StatusBadRequest, "body is not gzip", errors.New("send the JSON gzip-compressed with Content-Encoding: gzip"))
+	s.metrics.bytesIn.Add(float64(len(raw)))
+	if !isGzip(raw) {
+		if requireGzip || r.Header.Get("Content-Encoding") == "gzip" {
+			return nil, nil, fail(http.StatusBadRequest, "body is not gzip", errors.New("send the JSON gzip-compressed with Content-Encoding: gzip"))
+		}
+		if int64(len(raw)) > s.cfg.MaxDecompressedBytes {
+			return nil, nil, fail(http.StatusRequestEntityTooLarge, "body too large", nil)
+		}
+		return raw, raw, nil
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	plain, err = gunzip(raw, s.cfg.MaxDecompressedBytes)
 	if err != nil {
-		return nil, nil, fail(http.StatusBadRequest, "malformed gzip body", err)
+		return nil, nil, err
 	}
-	// Read one byte past the limit to tell "exactly at the limit" from "over it" without inflating a bomb.
-	plain, err = io.ReadAll(io.LimitReader(zr, s.cfg.MaxDecompressedBytes+1))
-	if err != nil {
-		return nil, nil, fail(http.StatusBadRequest, "malformed gzip body", err)
-	}
-	if int64(len(plain)) > s.cfg.MaxDecompressedBytes {
-		return nil, nil, fail(http.StatusRequestEntityTooLarge, "profile too large",
-			fmt.Errorf("decompressed body is over the limit of %d bytes", s.cfg.MaxDecompressedBytes))
-	}
+	s.metrics.bytesInflated.Add(float64(len(plain)))
 	return raw, plain, nil
 }
 
@@ -163,6 +230,81 @@ func parseGPID(raw json.RawMessage) (int64, error) {
 	return n, nil
 }
 
+// parsedUpload is a validated upload.
+type parsedUpload struct {
+	start, end time.Time
+	gpid       int64
+	host       string
+	text       string
+	hdr        profile.Header
+}
+
+// parseUpload decodes and validates an upload's JSON, and checks its profile text line by line so that a
+// malformed profile is refused now (400) rather than dead-lettered by the indexer later.
+func parseUpload(plain []byte) (parsedUpload, error) {
+	var p parsedUpload
+	var up upload
+	if err := json.Unmarshal(plain, &up); err != nil {
+		return p, fail(http.StatusBadRequest, "body is not valid JSON", err)
+	}
+	if up.Profile == nil {
+		return p, fail(http.StatusBadRequest, "missing field", errors.New("profile is required"))
+	}
+	if up.StartTime == "" {
+		return p, fail(http.StatusBadRequest, "missing field", errors.New("start_time is required"))
+	}
+	var err error
+	if p.start, err = parseTime(up.StartTime); err != nil {
+		return p, fail(http.StatusBadRequest, "bad start_time", err)
+	}
+	p.end = p.start
+	if up.EndTime != "" {
+		if p.end, err = parseTime(up.EndTime); err != nil {
+			return p, fail(http.StatusBadRequest, "bad end_time", err)
+		}
+	}
+	if p.gpid, err = parseGPID(up.GPID); err != nil {
+		return p, fail(http.StatusBadRequest, "bad gpid", err)
+	}
+	p.text = *up.Profile
+	p.hdr, err = profile.Parse([]byte(p.text), func(*profile.Line) error { return nil })
+	if err != nil {
+		switch {
+		case errors.Is(err, profile.ErrMetadataMissing):
+			return p, fail(http.StatusBadRequest, profile.ErrMetadataMissing.Error(), nil)
+		case errors.Is(err, profile.ErrBadMetadata):
+			return p, fail(http.StatusBadRequest, profile.ErrBadMetadata.Error(), err)
+		}
+		return p, fail(http.StatusBadRequest, "malformed profile", err)
+	}
+	p.host = p.hdr.Hostname
+	if p.host == "" {
+		p.host = up.Hostname
+	}
+	return p, nil
+}
+
+// agentOf is the agent record of an upload: its host, version, instance type, run arguments, and its
+// containers turned into container names and Kubernetes object names by the original's rules.
+func agentOf(service string, p parsedUpload) pgdb.Agent {
+	hdr := p.hdr
+	a := pgdb.Agent{Service: service, Hostname: p.host, AgentVersion: hdr.AgentVersion,
+		InstanceType: hdr.InstanceType, CloudProvider: hdr.CloudProvider, RunArguments: hdr.RunArguments}
+	seenC, seenK := map[string]bool{}, map[string]bool{}
+	for _, c := range hdr.Containers {
+		name, obj := profile.ContainerInfo(c)
+		if name != "" && !seenC[name] {
+			seenC[name] = true
+			a.Containers = append(a.Containers, name)
+		}
+		if obj != "" && !seenK[obj] {
+			seenK[obj] = true
+			a.K8sObjects = append(a.K8sObjects, obj)
+		}
+	}
+	return a
+}
+
 // ProfileID is the deterministic id of an upload: the hash of the service, the period's start, the host
 // and the profile text. A retry of the same profile gets the same id whatever gzip wrote in its header and
 // whatever else changed in the body (the gpid the agent learnt meanwhile), so JetStream and the indexer
@@ -183,9 +325,28 @@ func ObjectKey(service string, start time.Time, host, id string) string {
 		"_" + hex.EncodeToString(hh[:4]) + "_" + id + ".json.gz"
 }
 
+// sampleDraw maps a profile id to a uniform number in [0, 1). The downsampling decision is a function of
+// the profile, so an agent retry of a skipped profile is skipped again rather than indexed.
+func sampleDraw(id string) float64 {
+	var b [8]byte
+	if n, err := hex.Decode(b[:], []byte(id[:min(16, len(id))])); err != nil || n < 8 {
+		return 0
+	}
+	return float64(binary.BigEndian.Uint64(b[:])>>11) / (1 << 53)
+}
+
+// skipIndexing applies the service's sample_threshold like the original: services with "test" in
+// their name are never downsampled.
+func skipIndexing(svc pgdb.Service, id string) bool {
+	return svc.SampleThreshold > 0 && !strings.Contains(svc.Name, "test") && sampleDraw(id) < svc.SampleThreshold
+}
+
 func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	key, service := credentials(r)
+	if key == "" {
+		return fail(http.StatusUnauthorized, "missing API key", errors.New("send the GPROFILER-API-KEY header"))
+	}
 	if service == "" {
 		return fail(http.StatusBadRequest, "missing service name", errors.New("send the GPROFILER-SERVICE-NAME header"))
 	}
@@ -194,95 +355,59 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if ok, wait := s.allow(tok.ID); !ok {
+		s.metrics.rateLimited.Inc()
 		e := fail(http.StatusTooManyRequests, "too many uploads for this API key", nil)
 		e.retryAfter = max(wait, time.Second)
 		return e
 	}
-	raw, plain, err := s.readBody(w, r)
+	raw, plain, err := s.readBody(w, r, true)
 	if err != nil {
 		return err
 	}
-	s.metrics.bytesIn.Add(float64(len(raw)))
-	var up upload
-	if err := json.Unmarshal(plain, &up); err != nil {
-		return fail(http.StatusBadRequest, "body is not valid JSON", err)
-	}
-	if up.Profile == nil {
-		return fail(http.StatusBadRequest, "missing field", errors.New("profile is required"))
-	}
-	if up.StartTime == "" {
-		return fail(http.StatusBadRequest, "missing field", errors.New("start_time is required"))
-	}
-	start, err := parseTime(up.StartTime)
+	p, err := parseUpload(plain)
 	if err != nil {
-		return fail(http.StatusBadRequest, "bad start_time", err)
-	}
-	end := start
-	if up.EndTime != "" {
-		if end, err = parseTime(up.EndTime); err != nil {
-			return fail(http.StatusBadRequest, "bad end_time", err)
-		}
-	}
-	gpid, err := parseGPID(up.GPID)
-	if err != nil {
-		return fail(http.StatusBadRequest, "bad gpid", err)
-	}
-	hdr, err := profile.Parse([]byte(*up.Profile), func(*profile.Line) error { return nil })
-	if err != nil {
-		switch {
-		case errors.Is(err, profile.ErrMetadataMissing):
-			return fail(http.StatusBadRequest, profile.ErrMetadataMissing.Error(), nil)
-		case errors.Is(err, profile.ErrBadMetadata):
-			return fail(http.StatusBadRequest, profile.ErrBadMetadata.Error(), err)
-		}
-		return fail(http.StatusBadRequest, "malformed profile", err)
-	}
-	host := hdr.Hostname
-	if host == "" {
-		host = up.Hostname
-	}
-	agent := pgdb.Agent{Service: service, Hostname: host, AgentVersion: hdr.AgentVersion,
-		InstanceType: hdr.InstanceType, CloudProvider: hdr.CloudProvider, RunArguments: hdr.RunArguments}
-	seenC, seenK := map[string]bool{}, map[string]bool{}
-	for _, c := range hdr.Containers {
-		name, obj := profile.ContainerInfo(c)
-		if name != "" && !seenC[name] {
-			seenC[name] = true
-			agent.Containers = append(agent.Containers, name)
-		}
-		if obj != "" && !seenK[obj] {
-			seenK[obj] = true
-			agent.K8sObjects = append(agent.K8sObjects, obj)
-		}
+		return err
 	}
 
-	// From here on every failure is the server's: the agent gets 503 and retries on its next cycle.
+	// From here on every failure is the server's: the agent gets 503 and retries on its next cycle. The
+	// work is bounded by StoreTimeout, and not cut short if the agent hangs up meanwhile.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
 	defer cancel()
 	now := time.Now().UTC()
-	svc, err := s.meta.TouchService(sctx, service, now)
-	if err != nil {
-		return unavailable("metadata store unavailable", err)
-	}
-	gpid, err = s.meta.RecordProfile(sctx, gpid, agent, now)
-	if err != nil {
-		return unavailable("metadata store unavailable", err)
-	}
-	id := ProfileID(service, start, host, *up.Profile)
-	objKey := ObjectKey(service, start, host, id)
-	if err := s.store.Put(sctx, objKey, raw, "application/gzip"); err != nil {
+	id := ProfileID(service, p.start, p.host, p.text)
+	objKey := ObjectKey(service, p.start, p.host, id)
+
+	// The object write and the metadata writes are independent: run them together.
+	var gpid int64
+	var svc pgdb.Service
+	var metaErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if svc, metaErr = s.service(sctx, service, now); metaErr != nil {
+			return
+		}
+		gpid, metaErr = s.meta.RecordProfile(sctx, p.gpid, agentOf(service, p), now)
+	})
+	t0 := time.Now()
+	storeErr := s.store.Put(sctx, objKey, raw, "application/gzip")
+	s.metrics.storeLatency.Observe(time.Since(t0).Seconds())
+	wg.Wait()
+	if storeErr != nil {
 		s.metrics.storeErrors.Inc()
-		s.log.Warn("store failed", "service", service, "key", objKey, "err", err)
-		return unavailable("object store unavailable", err)
+		s.log.Warn("store failed", "service", service, "key", objKey, "err", storeErr)
+		return unavailable("object store unavailable", storeErr)
 	}
-	if svc.SampleThreshold > 0 && !strings.Contains(service, "test") && s.draw() < svc.SampleThreshold {
+	if metaErr != nil {
+		return unavailable("metadata store unavailable", metaErr)
+	}
+	if skipIndexing(svc, id) {
 		s.metrics.downsampled.Inc()
 		writeJSON(w, http.StatusOK, map[string]any{"message": "ok", "gpid": gpid})
 		return nil
 	}
-	ev := stream.Event{ID: id, Service: service, Host: host, GPID: gpid, Start: start, End: end, Key: objKey,
-		Size: int64(len(raw)), Received: now, AgentVersion: hdr.AgentVersion, InstanceType: hdr.InstanceType}
-	t0 := time.Now()
+	ev := stream.Event{ID: id, Service: service, Host: p.host, GPID: gpid, Start: p.start, End: p.end, Key: objKey,
+		Size: int64(len(raw)), Received: now, AgentVersion: p.hdr.AgentVersion, InstanceType: p.hdr.InstanceType}
+	t0 = time.Now()
 	if err := s.publish(sctx, ev); err != nil {
 		s.metrics.publishErrors.Inc()
 		s.log.Warn("publish failed", "service", service, "id", id, "err", err)

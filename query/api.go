@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
@@ -23,8 +24,8 @@ func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) 
 	return context.WithTimeoutCause(r.Context(), s.cfg.Timeout, errTimeout)
 }
 
-// builder loads a selection's stacks into a flame builder (the comparison side).
-func (s *Server) load(ctx context.Context, b *flame.Builder, sel Selection, base bool) error {
+// load fills a flame builder with a selection's stacks, in text order.
+func (s *Server) load(ctx context.Context, b *flame.Builder, sel Selection) error {
 	counts, err := s.stackCounts(ctx, sel)
 	if err != nil {
 		return err
@@ -33,19 +34,37 @@ func (s *Server) load(ctx context.Context, b *flame.Builder, sel Selection, base
 	for h := range counts {
 		hashes = append(hashes, h)
 	}
-	texts, err := s.resolve(ctx, hashes)
+	stacks, err := s.sortedTexts(ctx, hashes)
 	if err != nil {
 		return err
 	}
-	for h, c := range counts {
-		t, ok := texts[h]
-		if !ok {
-			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
+	for _, st := range stacks {
+		b.Add(st.text, counts[st.hash])
+	}
+	return nil
+}
+
+// loadDiff fills a flame builder with both sides of a diff from one ClickHouse query.
+func (s *Server) loadDiff(ctx context.Context, b *flame.Builder, sel, base Selection) error {
+	counts, err := s.diffCounts(ctx, sel, base)
+	if err != nil {
+		return err
+	}
+	hashes := make([]uint64, 0, len(counts))
+	for h := range counts {
+		hashes = append(hashes, h)
+	}
+	stacks, err := s.sortedTexts(ctx, hashes)
+	if err != nil {
+		return err
+	}
+	for _, st := range stacks {
+		c := counts[st.hash]
+		if c[0] > 0 {
+			b.Add(st.text, c[0])
 		}
-		if base {
-			b.AddBase(t, c)
-		} else {
-			b.Add(t, c)
+		if c[1] > 0 {
+			b.AddBase(st.text, c[1])
 		}
 	}
 	return nil
@@ -83,7 +102,7 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := s.bounded(r)
 	defer cancel()
 	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel, false); err != nil {
+	if err := s.load(ctx, b, sel); err != nil {
 		return err
 	}
 	var root *flame.Node
@@ -117,14 +136,21 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := s.bounded(r)
 	defer cancel()
 	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel, false); err != nil {
+	if err := s.loadDiff(ctx, b, sel, base); err != nil {
 		return err
 	}
-	if err := s.load(ctx, b, base, true); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, b.Tree(maxNodes))
+	root := b.Tree(maxNodes)
+	// Total and BaseTotal are set by the builder only when a baseline was added; an empty baseline
+	// still gets its zero base_total through the diff shape below.
+	writeJSON(w, http.StatusOK, diffRoot{root, root.Value, root.Base})
 	return nil
+}
+
+// diffRoot is the root of a diff tree: the node plus the two totals, always present (even when zero).
+type diffRoot struct {
+	*flame.Node
+	Total     uint64 `json:"total"`
+	BaseTotal uint64 `json:"base_total"`
 }
 
 func hasAny(q map[string][]string, prefix string, dims []string) bool {
@@ -155,7 +181,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := s.bounded(r)
 	defer cancel()
 	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel, false); err != nil {
+	if err := s.load(ctx, b, sel); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total": b.Total(), "functions": b.TopFunctions(sortBy, limit)})
@@ -182,21 +208,27 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	var t proto.ColUInt32
 	var c proto.ColUInt64
-	points := [][2]uint64{}
-	err = s.ch.Do(ctx, ch.Query{
-		Body: fmt.Sprintf("SELECT toUInt32(intDiv(toUInt32(ts), %d) * %d) AS t, toUInt64(sum(count)) AS c FROM %s WHERE %s GROUP BY t ORDER BY t",
-			step, step, s.ch.Table("samples"), sel.Where("ts", sel.From, sel.To)),
+	byT := map[uint32]uint64{}
+	// Whole minutes come from totals_1m, the unaligned edges from samples; steps are whole minutes, so
+	// every row falls in exactly one bucket.
+	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:   s.totalsSQL(sel, fmt.Sprintf("toUInt32(intDiv(toUInt32(ts), %d) * %d) AS t", step, step), "t"),
 		Result: proto.Results{{Name: "t", Data: &t}, {Name: "c", Data: &c}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := range t {
-				points = append(points, [2]uint64{uint64(t[i]), c[i]})
+				byT[t[i]] += c[i]
 			}
 			return nil
 		},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("timeline: %w", err)
 	}
+	points := make([][2]uint64, 0, len(byT))
+	for k, v := range byT {
+		points = append(points, [2]uint64{uint64(k), v})
+	}
+	sort.Slice(points, func(i, j int) bool { return points[i][0] < points[j][0] })
 	writeJSON(w, http.StatusOK, map[string]any{"step": step, "points": points})
 	return nil
 }
@@ -214,31 +246,64 @@ func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
-	out := map[string][]FilterValue{}
-	for _, d := range dimensions {
-		var v proto.ColStr
-		var c proto.ColUInt64
-		vals := []FilterValue{}
-		err := s.ch.Do(ctx, ch.Query{
-			Body: fmt.Sprintf("SELECT %s AS v, toUInt64(sum(count)) AS c FROM %s WHERE service = %s AND ts >= %s AND ts < %s GROUP BY v ORDER BY c DESC LIMIT 1000",
-				d, s.ch.Table("samples"), chdb.String(sel.Service), chdb.Time(sel.From), chdb.Time(sel.To)),
-			Result: proto.Results{{Name: "v", Data: &v}, {Name: "c", Data: &c}},
-			OnResult: func(ctx context.Context, b proto.Block) error {
-				for i := 0; i < v.Rows(); i++ {
-					if s := v.Row(i); s != "" {
-						vals = append(vals, FilterValue{s, c[i]})
-					}
-				}
-				return nil
-			},
-		})
-		if err != nil {
-			return err
-		}
-		out[d] = vals
+	// Filter options ignore the selection's own filters: they list what can be picked.
+	all := Selection{Service: sel.Service, From: sel.From, To: sel.To}
+	out := make(map[string][]FilterValue, len(dimensions))
+	errs := make([]error, len(dimensions))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, d := range dimensions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vals, err := s.dimensionValues(ctx, all, d)
+			mu.Lock()
+			out[d], errs[i] = vals, err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// maxFilterValues is how many values of one dimension the filter options list (the most sampled first).
+const maxFilterValues = 1000
+
+// dimensionValues lists the values of dimension d (from the allow-list) in sel with their sample counts.
+func (s *Server) dimensionValues(ctx context.Context, sel Selection, d string) ([]FilterValue, error) {
+	var v proto.ColStr
+	var c proto.ColUInt64
+	vals := []FilterValue{}
+	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:   s.totalsSQL(sel, d+" AS v", "v"),
+		Result: proto.Results{{Name: "v", Data: &v}, {Name: "c", Data: &c}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := 0; i < v.Rows(); i++ {
+				if s := v.Row(i); s != "" {
+					vals = append(vals, FilterValue{s, c[i]})
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("filter values of %s: %w", d, err)
+	}
+	// Rows of the raw edges and of totals_1m are already summed per value by totalsSQL.
+	sort.Slice(vals, func(i, j int) bool {
+		if vals[i].Samples != vals[j].Samples {
+			return vals[i].Samples > vals[j].Samples
+		}
+		return vals[i].Value < vals[j].Value
+	})
+	if len(vals) > maxFilterValues {
+		vals = vals[:maxFilterValues]
+	}
+	return vals, nil
 }
 
 // ServiceSummary is one row of the services overview.
@@ -274,8 +339,9 @@ func (s *Server) services(w http.ResponseWriter, r *http.Request) error {
 	var hour proto.ColUInt32
 	var samples, hosts proto.ColUInt64
 	err = s.ch.Do(ctx, ch.Query{
+		// The window is whole hours, so totals_1m alone is exact.
 		Body: fmt.Sprintf("SELECT service, toUInt32(toStartOfHour(ts)) AS h, toUInt64(sum(count)) AS c, toUInt64(uniqExact(host)) AS hosts FROM %s WHERE ts >= %s AND ts < %s GROUP BY service, h",
-			s.ch.Table("samples"), chdb.Time(from), chdb.Time(now)),
+			s.ch.Table("totals_1m"), chdb.Time(from), chdb.Time(now)),
 		Result: proto.Results{{Name: "service", Data: &name}, {Name: "h", Data: &hour}, {Name: "c", Data: &samples}, {Name: "hosts", Data: &hosts}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := 0; i < name.Rows(); i++ {
@@ -326,7 +392,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := s.bounded(r)
 	defer cancel()
 	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel, false); err != nil {
+	if err := s.load(ctx, b, sel); err != nil {
 		return err
 	}
 	name := fmt.Sprintf("%s_%s_%s", sel.Service, sel.From.Format("20060102T150405Z"), sel.To.Format("20060102T150405Z"))

@@ -3,11 +3,13 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,6 +26,10 @@ type Config struct {
 	MaxNodes int
 	// Timeout bounds one API call.
 	Timeout time.Duration
+	// MaxQueryMemory bounds the memory of one ClickHouse query (max_memory_usage); default 2 GiB.
+	MaxQueryMemory uint64
+	// MaxQueryRows bounds the rows one ClickHouse query may return (max_result_rows); default 5 million.
+	MaxQueryRows uint64
 }
 
 // Server is the query API.
@@ -33,6 +39,9 @@ type Server struct {
 	meta   *pgdb.DB
 	log    *slog.Logger
 	stacks *stackCache
+
+	mu      sync.Mutex
+	rollups *Rollups // nil until probed
 }
 
 // New returns a ready query server.
@@ -42,6 +51,12 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.MaxQueryMemory == 0 {
+		cfg.MaxQueryMemory = 2 << 30
+	}
+	if cfg.MaxQueryRows == 0 {
+		cfg.MaxQueryRows = 5_000_000
 	}
 	return &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), stacks: newStackCache(256 << 20)}
 }
@@ -106,10 +121,19 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		var e *Error
 		if !errors.As(err, &e) {
 			e = &Error{Status: http.StatusInternalServerError, Message: "internal error", Detail: err.Error()}
-			if errors.Is(err, r.Context().Err()) || errors.Is(err, errTimeout) {
-				e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: "narrow the time range or add filters"}
+			switch chdb.LimitOf(err) {
+			case chdb.LimitMemory:
+				e = &Error{Status: http.StatusUnprocessableEntity, Message: "query needs too much memory", Detail: narrow}
+			case chdb.LimitRows:
+				e = &Error{Status: http.StatusUnprocessableEntity, Message: "query returns too many rows", Detail: narrow}
+			case chdb.LimitTime:
+				e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: narrow}
+			default:
+				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) {
+					e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: narrow}
+				}
 			}
-			s.log.Error("request failed", "path", r.URL.Path, "err", err)
+			s.log.Error("request failed", "path", r.URL.Path, "status", e.Status, "err", err)
 		}
 		if e.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", strconv.Itoa(10))
@@ -119,3 +143,10 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 var errTimeout = errors.New("query timeout")
+
+const narrow = "narrow the time range or add filters"
+
+// limits are the ClickHouse limits of one API query; the time limit matches the API call's timeout.
+func (s *Server) limits() chdb.Limits {
+	return chdb.Limits{MaxMemory: s.cfg.MaxQueryMemory, MaxResultRows: s.cfg.MaxQueryRows, MaxExecutionTime: s.cfg.Timeout}
+}

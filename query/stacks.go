@@ -3,6 +3,9 @@ package query
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/ClickHouse/ch-go"
@@ -84,13 +87,40 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 	return out, nil
 }
 
-// stackCounts sums the samples of a selection per stack hash.
+// rollupsFor learns once whether the server buckets rollups on UTC boundaries (see Rollups).
+func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rollups != nil {
+		return *s.rollups, nil
+	}
+	const probe = 100*86400 + 5*3600 + 123
+	var h, d proto.ColUInt32
+	err := s.ch.Do(ctx, ch.Query{
+		Body:   fmt.Sprintf("SELECT toUInt32(toStartOfHour(toDateTime(%d))) AS h, toUInt32(toStartOfDay(toDateTime(%d))) AS d", probe, probe),
+		Result: proto.Results{{Name: "h", Data: &h}, {Name: "d", Data: &d}},
+	})
+	if err != nil {
+		return Rollups{}, fmt.Errorf("probe server time zone: %w", err)
+	}
+	r := Rollups{Hour: len(h) == 1 && h[0] == probe-probe%3600, Day: len(d) == 1 && d[0] == probe-probe%86400}
+	if !r.Hour || !r.Day {
+		s.log.Warn("ClickHouse server time zone is not UTC-aligned: some rollups are not used", "hour", r.Hour, "day", r.Day)
+	}
+	s.rollups = &r
+	return r, nil
+}
+
+// stackCounts sums the samples of a selection per stack hash, reading the rollups where they are exact.
 func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64]uint64, error) {
+	r, err := s.rollupsFor(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := map[uint64]uint64{}
 	var hash, count proto.ColUInt64
-	err := s.ch.Do(ctx, ch.Query{
-		Body: "SELECT stack, toUInt64(sum(count)) AS c FROM " + s.ch.Table("samples") +
-			" WHERE " + sel.Where("ts", sel.From, sel.To) + " GROUP BY stack",
+	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:   s.stackCountsSQL(sel, r),
 		Result: proto.Results{{Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i, h := range hash {
@@ -102,5 +132,55 @@ func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64]uin
 	if err != nil {
 		return nil, fmt.Errorf("stack counts: %w", err)
 	}
+	return out, nil
+}
+
+// diffCounts sums both sides of a diff per stack hash in one query: [0] is the comparison, [1] the baseline.
+func (s *Server) diffCounts(ctx context.Context, sel, base Selection) (map[uint64][2]uint64, error) {
+	r, err := s.rollupsFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64][2]uint64{}
+	var hash, c, b proto.ColUInt64
+	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:   s.diffSQL(sel, base, r),
+		Result: proto.Results{{Name: "stack", Data: &hash}, {Name: "c", Data: &c}, {Name: "b", Data: &b}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i, h := range hash {
+				v := out[h]
+				v[0] += c[i]
+				v[1] += b[i]
+				out[h] = v
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("diff counts: %w", err)
+	}
+	return out, nil
+}
+
+// stackText names the stacks of hashes, sorted by text: a flame.Builder merges sorted stacks fastest.
+type stackText struct {
+	hash uint64
+	text string
+}
+
+func (s *Server) sortedTexts(ctx context.Context, hashes []uint64) ([]stackText, error) {
+	texts, err := s.resolve(ctx, hashes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]stackText, len(hashes))
+	for i, h := range hashes {
+		t, ok := texts[h]
+		if !ok {
+			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
+		}
+		out[i] = stackText{h, t}
+	}
+	slices.SortFunc(out, func(a, b stackText) int { return strings.Compare(a.text, b.text) })
 	return out, nil
 }

@@ -25,10 +25,13 @@ roles:
   query      the query API and the web UI
 
 tools:
-  migrate    create or upgrade the PostgreSQL and ClickHouse schemas
+  migrate    create or upgrade the PostgreSQL and ClickHouse schemas (--cluster NAME, --print)
+  reindex    rebuild one service's time range from the stream (--service S --from T1 --to T2)
   token      create | list | revoke API tokens
   user       add a UI user (or change a password)
   demo       send demo profiles to an ingest address
+  loadgen    offer agent-shaped load to an ingest address and report throughput and ack latency
+  service    list | set NAME --sample-threshold X --retention-days N
   config     print every configuration variable (markdown)
 
 Every flag can also be set by its environment variable; run "flamestream <command> -h" for the list.
@@ -50,6 +53,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "demo" {
 		demoOpts = demoFlags(fs)
 	}
+	var reindexOpts *reindexOptions
+	if cmd == "reindex" {
+		reindexOpts = reindexFlags(fs)
+	}
+	var loadgenOpts *loadgenOptions
+	if cmd == "loadgen" {
+		loadgenOpts = loadgenFlags(fs)
+	}
+	var migrateOpts *migrateOptions
+	if cmd == "migrate" {
+		migrateOpts = migrateFlags(fs)
+	}
 	cfg, err := config.Load(fs, args[1:], nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return 2
@@ -65,8 +80,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "all", "ingest", "indexer", "query":
 		err = app.Run(ctx, cfg, log, cmd)
+	case "loadgen":
+		err = runLoadgen(ctx, loadgenOpts, stdout, stderr)
+	case "service":
+		err = runService(ctx, cfg, rest, stdout)
 	case "migrate":
-		err = runMigrate(ctx, cfg, log, stdout)
+		err = runMigrate(ctx, cfg, log, migrateOpts, stdout)
+	case "reindex":
+		err = runReindex(ctx, cfg, log, reindexOpts, stdout)
 	case "token":
 		err = runToken(ctx, cfg, rest, stdout)
 	case "user":

@@ -16,7 +16,13 @@ import (
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
 
-func runMigrate(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) error {
+func runMigrate(ctx context.Context, cfg config.Config, log *slog.Logger, o *migrateOptions, out io.Writer) error {
+	if *o.print {
+		return printSchema(cfg, o, out)
+	}
+	if *o.cluster != "" {
+		return migrateCluster(ctx, cfg, log, *o.cluster, out)
+	}
 	pg, err := app.OpenPG(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -184,6 +184,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
 			d.ch, d.store, d.js, cons, log, reg)
 		start(func() error { return ix.Run(ctx) })
+		if cfg.JanitorInterval > 0 {
+			jan := indexer.NewJanitor(d.ch, indexer.Retention{RawDays: cfg.RetentionRawDays,
+				HourDays: cfg.RetentionHourDays, DayDays: cfg.RetentionDayDays}, log)
+			start(func() error { return jan.Run(ctx, cfg.JanitorInterval) })
+		}
 		if cmd == "indexer" {
 			start(func() error { return serve(ctx, log, cfg.QueryAddr, opsRouter(d, reg)) })
 		}
@@ -192,7 +197,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 		r := opsRouter(d, reg)
 		if all || cmd == "ingest" {
 			ingest.New(ingest.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
-				StoreTimeout: cfg.StoreTimeout, RateLimit: cfg.RateLimit},
+				StoreTimeout: cfg.StoreTimeout, RateLimit: cfg.RateLimit,
+				AuthCacheTTL: cfg.AuthCacheTTL, AgentLogsMaxRows: cfg.AgentLogsMaxRows},
 				d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
 		}
 		if all || cmd == "query" {

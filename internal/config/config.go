@@ -44,6 +44,8 @@ type Config struct {
 	MaxDecompressedBytes int64
 	StoreTimeout         time.Duration
 	RateLimit            float64
+	AuthCacheTTL         time.Duration
+	AgentLogsMaxRows     int
 
 	BatchSize     int
 	BatchWait     time.Duration
@@ -52,6 +54,7 @@ type Config struct {
 	RetentionRawDays  int
 	RetentionHourDays int
 	RetentionDayDays  int
+	JanitorInterval   time.Duration
 
 	AdminUser     string
 	AdminPassword string
@@ -133,13 +136,16 @@ var vars = []variable{
 	{"FLAMESTREAM_MAX_BODY_BYTES", "max-body-bytes", "16777216", "largest compressed upload accepted (413 above)", int64v(func(c *Config) *int64 { return &c.MaxBodyBytes })},
 	{"FLAMESTREAM_MAX_DECOMPRESSED_BYTES", "max-decompressed-bytes", "134217728", "largest decompressed upload accepted (413 above; gzip bombs)", int64v(func(c *Config) *int64 { return &c.MaxDecompressedBytes })},
 	{"FLAMESTREAM_STORE_TIMEOUT", "store-timeout", "10s", "bound on the object write plus the JetStream publish of one upload (503 after)", duration(func(c *Config) *time.Duration { return &c.StoreTimeout })},
-	{"FLAMESTREAM_RATE_LIMIT", "rate-limit", "50", "uploads per second allowed per token (burst: 5 s worth); 0 disables", float(func(c *Config) *float64 { return &c.RateLimit })},
+	{"FLAMESTREAM_RATE_LIMIT", "rate-limit", "1000", "uploads per second allowed per token (burst: 5 s worth; one token often serves a whole fleet); 0 disables", float(func(c *Config) *float64 { return &c.RateLimit })},
+	{"FLAMESTREAM_AUTH_CACHE_TTL", "auth-cache-ttl", "10s", "how long ingest remembers a checked token and a service's settings (a revoke or a new sample threshold takes effect within it); 0 disables", duration(func(c *Config) *time.Duration { return &c.AuthCacheTTL })},
+	{"FLAMESTREAM_AGENT_LOGS_MAX_ROWS", "agent-logs-max-rows", "100000", "agent log records kept per service (oldest deleted first)", integer(func(c *Config) *int { return &c.AgentLogsMaxRows })},
 	{"FLAMESTREAM_BATCH_SIZE", "batch-size", "256", "events the indexer pulls per batch", integer(func(c *Config) *int { return &c.BatchSize })},
 	{"FLAMESTREAM_BATCH_WAIT", "batch-wait", "1s", "longest wait to fill a batch", duration(func(c *Config) *time.Duration { return &c.BatchWait })},
 	{"FLAMESTREAM_FETCH_PARALLEL", "fetch-parallel", "8", "objects the indexer downloads concurrently", integer(func(c *Config) *int { return &c.FetchParallel })},
 	{"FLAMESTREAM_RETENTION_RAW_DAYS", "retention-raw-days", "30", "days of raw samples and minute rollups kept", integer(func(c *Config) *int { return &c.RetentionRawDays })},
 	{"FLAMESTREAM_RETENTION_HOUR_DAYS", "retention-hour-days", "30", "days of hour rollups kept", integer(func(c *Config) *int { return &c.RetentionHourDays })},
 	{"FLAMESTREAM_RETENTION_DAY_DAYS", "retention-day-days", "365", "days of day rollups kept", integer(func(c *Config) *int { return &c.RetentionDayDays })},
+	{"FLAMESTREAM_JANITOR_INTERVAL", "janitor-interval", "1h", "how often the indexer drops ClickHouse partitions past retention (0 disables)", duration(func(c *Config) *time.Duration { return &c.JanitorInterval })},
 	{"FLAMESTREAM_ADMIN_USER", "admin-user", "", "if set with FLAMESTREAM_ADMIN_PASSWORD, this UI user is created/updated at start", str(func(c *Config) *string { return &c.AdminUser })},
 	{"FLAMESTREAM_ADMIN_PASSWORD", "admin-password", "", "password of FLAMESTREAM_ADMIN_USER", str(func(c *Config) *string { return &c.AdminPassword })},
 	{"FLAMESTREAM_COOKIE_SECURE", "cookie-secure", "false", "mark session cookies Secure (set true behind TLS)", boolean(func(c *Config) *bool { return &c.CookieSecure })},

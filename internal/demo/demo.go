@@ -175,6 +175,11 @@ func NewFleet(seed uint64, service string, shape Shape) *Fleet {
 // Profile returns one profile text for host, drawn with rng: a metadata line then Shape.Lines stacks with
 // counts skewed like a real CPU profile (a few hot stacks, a long tail).
 func (f *Fleet) Profile(rng *rand.Rand, host string, instanceType string) []byte {
+	return append(f.HeaderLine(host, instanceType), f.Lines(rng)...)
+}
+
+// HeaderLine returns the metadata line ("#" JSON "\n") of a profile of host.
+func (f *Fleet) HeaderLine(host string, instanceType string) []byte {
 	md := f.header["metadata"].(map[string]any)
 	hdr := make(map[string]any, len(f.header))
 	for k, v := range f.header {
@@ -190,12 +195,18 @@ func (f *Fleet) Profile(rng *rand.Rand, host string, instanceType string) []byte
 	}
 	hdr["metadata"] = mdc
 	h, _ := json.Marshal(hdr)
+	out := make([]byte, 0, len(h)+2)
+	out = append(out, '#')
+	out = append(out, h...)
+	return append(out, '\n')
+}
+
+// Lines returns Shape.Lines stack lines drawn with rng, with counts skewed like a real CPU profile (a few
+// hot stacks, a long tail).
+func (f *Fleet) Lines(rng *rand.Rand) []byte {
 	containers := []string{"k8s_api_api-7f9c8d6b5-x2x9k_prod_0b1c2d3e-aaaa-bbbb-cccc-0123456789ab_0", "k8s_worker_worker-5d8f7c9b4-q8w7e_prod_1b1c2d3e-aaaa-bbbb-cccc-0123456789ab_0", ""}
 	var out bytes.Buffer
 	out.Grow(f.shape.Lines * 400)
-	out.WriteByte('#')
-	out.Write(h)
-	out.WriteByte('\n')
 	for range f.shape.Lines {
 		// Squaring a uniform draw skews towards low indexes: the hot stacks.
 		u := rng.Float64()

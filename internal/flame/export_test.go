@@ -216,6 +216,25 @@ func FuzzParseFolded(f *testing.F) {
 		if want := referenceFolded(in); out.String() != want {
 			t.Fatalf("folded output\n%q\nwant\n%q", out.String(), want)
 		}
+		// The same stacks merged in batch mode give the same result.
+		bb := &Builder{batching: true}
+		for _, line := range strings.Split(in, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				i := strings.LastIndexAny(line, " \t")
+				count, _ := strconv.ParseUint(line[i+1:], 10, 64)
+				bb.Add(strings.TrimRight(line[:i], " \t"), count)
+			}
+		}
+		var outBatch bytes.Buffer
+		if err := bb.WriteFolded(&outBatch); err != nil {
+			t.Fatal(err)
+		}
+		if outBatch.String() != out.String() {
+			t.Fatalf("batch mode folded output\n%q\nwant\n%q", outBatch.String(), out.String())
+		}
+		if render(bb.Tree(3)) != render(b.Tree(3)) {
+			t.Fatalf("batch mode tree differs")
+		}
 		b2, err := ParseFolded(bytes.NewReader(out.Bytes()))
 		if err != nil {
 			t.Fatalf("re-parsing our own output: %v\n%q", err, out.String())

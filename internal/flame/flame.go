@@ -16,11 +16,15 @@
 // frame id, first child, next sibling, self count), which never move or get
 // copied as they grow. The children of a node form a linked list, and the
 // children of a node with many of them are also indexed in an open
-// addressing hash table keyed by (parent id, frame id). A new stack first
-// skips the bytes it shares with the previous stack, reusing that stack's
-// path without any lookup, so feeding stacks in lexicographic order (for
-// example with ORDER BY stack in SQL) is by far the fastest way to fill a
-// Builder: in random order every frame costs a cache miss on large inputs.
+// addressing hash table keyed by (parent id, frame id).
+//
+// Merging is fastest when stacks arrive in lexicographic order (for
+// example with ORDER BY stack in SQL): a new stack first skips the bytes it
+// shares with the previous one and reuses that stack's path without any
+// lookup. In random order each frame of a large input costs a cache miss;
+// the Builder detects that case and merges stacks in batches that walk down
+// the tree together, which overlaps the misses of different stacks, but
+// sorted input remains several times faster.
 //
 // A Builder is not safe for concurrent use.
 package flame
@@ -30,6 +34,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
+	"syscall"
 	"unsafe"
 )
 
@@ -64,7 +69,7 @@ type Node struct {
 
 // Node storage is chunked so that growing never copies.
 const (
-	chunkBits = 16
+	chunkBits = 17
 	chunkSize = 1 << chunkBits
 	chunkMask = chunkSize - 1
 )
@@ -170,7 +175,7 @@ func (b *Builder) newNode(parent, frame uint32) uint32 {
 		panic("flame: too many tree nodes")
 	}
 	if id&chunkMask == 0 {
-		b.nodes = append(b.nodes, make([]nodeRec, chunkSize))
+		b.nodes = append(b.nodes, hugeChunk())
 		b.selfs = append(b.selfs, make([]uint64, chunkSize))
 		if b.baseSelfs != nil {
 			b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
@@ -588,4 +593,14 @@ func (b *Builder) lookupChild(parent, frame uint32) (uint32, bool) {
 		}
 	}
 	return 0, false
+}
+
+func hugeChunk() []nodeRec {
+	const huge = 2 << 20
+	raw := make([]byte, 2*huge+chunkSize*16)
+	p := uintptr(unsafe.Pointer(&raw[0]))
+	off := (huge - p%huge) % huge
+	region := raw[off : off+((chunkSize*16+huge-1)/huge)*huge]
+	syscall.Madvise(region, 14) // MADV_HUGEPAGE
+	return unsafe.Slice((*nodeRec)(unsafe.Pointer(&region[0])), chunkSize)
 }

@@ -77,11 +77,6 @@ export function shadeColor(r: Runtime, shade: number, dark: boolean): string {
   return hslHex(hue, sat, light);
 }
 
-/** frameColor returns the fill colour of a frame. */
-export function frameColor(name: string, dark: boolean): string {
-  return shadeColor(runtimeOf(suffixOf(name)), shadeOf(name), dark);
-}
-
 /** legendColor is the representative colour of a runtime. */
 export function legendColor(r: Runtime, dark: boolean): string {
   return hslHex(r.hue, 70, dark ? 52 : 64);

@@ -119,15 +119,6 @@ export class FlameModel {
     return { index: cur, matched };
   }
 
-  /** widestByName returns the widest node with that exact name, or -1. */
-  widestByName(name: string): number {
-    let best = -1;
-    for (let i = 0; i < this.n; i++) {
-      if (this.nameOf[i] === name && (best < 0 || this.value[i] > this.value[best])) best = i;
-    }
-    return best;
-  }
-
   /**
    * match marks the names for which pred is true and returns the mask (per
    * name id) and the fraction of the root covered by matching nodes (a node

@@ -1,8 +1,10 @@
 // FlameGraph draws a FlameModel on a <canvas>. A full render walks only the
 // rows under the zoomed node, binary-searches each row for the visible range,
-// merges runs of nodes narrower than half a pixel into one sliver, and draws
-// labels in a second pass with one fill style. Hover only repaints a
-// positioned outline element. All redraws go through requestAnimationFrame.
+// merges runs of nodes narrower than half a pixel into one sliver (and skips
+// their descendants a pixel at a time), fills the rectangles with one path
+// per colour, edges on device pixels, and draws the labels last with one fill
+// style. Hover only moves an outline element over the canvas. All redraws go
+// through requestAnimationFrame; window.__flamestream carries the timings.
 
 import { FlameModel, lowerBoundEnd, lastStartAtOrBefore } from './model';
 import { diffPalette, diffBucket, SHADES, shadeColor, shadeOf, suffixOf, runtimeOf } from './colors';

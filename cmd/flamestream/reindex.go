@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flamestream/flamestream/indexer"
+	"github.com/flamestream/flamestream/internal/app"
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/config"
+	"github.com/flamestream/flamestream/internal/objstore"
+)
+
+type reindexOptions struct {
+	service, from, to *string
+	slack             *time.Duration
+}
+
+func reindexFlags(fs *flag.FlagSet) *reindexOptions {
+	return &reindexOptions{
+		service: fs.String("service", "", "service to rebuild"),
+		from:    fs.String("from", "", "range start, RFC 3339 or unix seconds (widened to the start of its UTC day)"),
+		to:      fs.String("to", "", "range end, RFC 3339 or unix seconds (widened to the end of its UTC day)"),
+		slack:   fs.Duration("slack", time.Hour, "how late after its start a profile's event may have reached the stream"),
+	}
+}
+
+// parseTime reads RFC 3339 or unix seconds.
+func parseTime(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("time %q: want RFC 3339 or unix seconds", s)
+	}
+	return t, nil
+}
+
+func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *reindexOptions, out io.Writer) error {
+	if *o.service == "" || *o.from == "" || *o.to == "" {
+		return errors.New("usage: flamestream reindex --service S --from T1 --to T2 [--slack 1h]")
+	}
+	from, err := parseTime(*o.from)
+	if err != nil {
+		return err
+	}
+	to, err := parseTime(*o.to)
+	if err != nil {
+		return err
+	}
+	db, err := app.OpenCH(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	store, err := objstore.Open(objstore.Options{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey,
+		SecretKey: cfg.S3SecretKey, Bucket: cfg.S3Bucket, Region: cfg.S3Region, Secure: cfg.S3Secure})
+	if err != nil {
+		return err
+	}
+	url := cfg.NATSURL
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	nc, err := nats.Connect(url, nats.Name("flamestream-reindex"))
+	if err != nil {
+		return fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	res, err := indexer.Reindex(ctx, indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
+		FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
+		indexer.Range{Service: *o.service, From: from, To: to, Slack: *o.slack}, db, store, js, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "reindexed %s from %s to %s: %d events read, %d profiles indexed, %d rows\n", *o.service,
+		res.From.Format(time.RFC3339), res.To.Format(time.RFC3339), res.Events, res.Indexed, res.Rows)
+	return nil
+}
+
+type migrateOptions struct {
+	cluster *string
+	print   *bool
+}
+
+func migrateFlags(fs *flag.FlagSet) *migrateOptions {
+	return &migrateOptions{
+		cluster: fs.String("cluster", "", "ClickHouse cluster name: create Replicated tables ON CLUSTER behind Distributed ones"),
+		print:   fs.Bool("print", false, "print the ClickHouse schema SQL and exit without connecting"),
+	}
+}
+
+// printSchema writes the ClickHouse statements of the layout, one per paragraph.
+func printSchema(cfg config.Config, o *migrateOptions, out io.Writer) error {
+	stmts, err := indexer.Layout{Database: cfg.ClickHouseDatabase, Cluster: *o.cluster}.SQL()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, strings.Join(stmts, ";\n\n")+";")
+	return nil
+}
+
+// migrateCluster applies the PostgreSQL migrations and the cluster variant of the ClickHouse schema.
+func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cluster string, out io.Writer) error {
+	pg, err := app.OpenPG(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	pg.Close()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: cfg.ClickHouseDatabase})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := indexer.MigrateLayout(ctx, db, indexer.Layout{Database: cfg.ClickHouseDatabase, Cluster: cluster})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "migrated postgres and clickhouse cluster %s (applied %v)\n", cluster, applied)
+	return nil
+}

@@ -1,0 +1,90 @@
+package indexer
+
+import (
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/stream"
+)
+
+// benchBatch returns n stored uploads (gzip JSON, as in the bucket) of the demo fleet's default shape:
+// 800 lines per profile over 5,000 stacks of depth 20–60.
+func benchBatch(b *testing.B, n int) [][]byte {
+	fleet := demo.NewFleet(1, "bench", demo.DefaultShape)
+	rng := rand.New(rand.NewPCG(3, 4))
+	out := make([][]byte, n)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range out {
+		host := fmt.Sprintf("host-%02d", i%20)
+		out[i] = demo.NewUpload(fleet.Profile(rng, host, "m5.xlarge"), host, start.Add(time.Duration(i)*time.Minute), "").Gzip()
+	}
+	return out
+}
+
+// BenchmarkObjectToColumns is the indexer's whole CPU path per batch: gunzip, JSON, parse, aggregate and
+// build the ClickHouse columns of stacks and samples. lines/s counts stack lines (one stack with its count),
+// samples/s the counts they carry.
+func BenchmarkObjectToColumns(b *testing.B) {
+	bodies := benchBatch(b, 32)
+	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
+	known := map[uint64]struct{}{}
+	var lines, samples int
+	items := make([]*item, len(bodies))
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, body := range bodies {
+			agg, err := ix.parse(body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lines += agg.Lines()
+			samples += int(agg.Samples())
+			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
+		}
+		for h := range ix.w.build(items, known) {
+			known[h] = struct{}{}
+		}
+	}
+	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
+	b.ReportMetric(float64(samples)/b.Elapsed().Seconds(), "samples/s")
+}
+
+// BenchmarkBuildColumns is the column building alone, from aggregated profiles.
+func BenchmarkBuildColumns(b *testing.B) {
+	bodies := benchBatch(b, 32)
+	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
+	aggs := make([]*profile.Aggregate, len(bodies))
+	var lines int
+	for i, body := range bodies {
+		agg, err := ix.parse(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		aggs[i] = agg
+		lines += agg.Lines()
+	}
+	known := map[uint64]struct{}{}
+	items := make([]*item, len(bodies))
+	var rows int
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, agg := range aggs {
+			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
+		}
+		for h := range ix.w.build(items, known) {
+			known[h] = struct{}{}
+		}
+		rows += ix.w.ts.Rows()
+		// build hands the aggregates back to the pool; keep using ours.
+		for i := range aggs {
+			aggPool.Get()
+			_ = i
+		}
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}

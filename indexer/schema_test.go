@@ -1,0 +1,144 @@
+package indexer
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSingleServerSchemaCreatesPlainTablesAndViewsOnSamples(t *testing.T) {
+	stmts, err := Layout{Database: "fs"}.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"CREATE DATABASE IF NOT EXISTS fs",
+		"CREATE TABLE IF NOT EXISTS fs.stacks (hash UInt64, frames String) ENGINE = ReplacingMergeTree ORDER BY (hash)",
+		"CREATE TABLE IF NOT EXISTS fs.samples (ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, container, stack)",
+		"CREATE TABLE IF NOT EXISTS fs.samples_1d_all (ts DateTime, service String, stack UInt64, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY toYYYYMM(ts) ORDER BY (service, ts, stack)",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1h_mv TO fs.samples_1h AS SELECT toStartOfHour(ts) AS ts, service, host, container, instance_type, k8s_object, stack, toUInt64(sum(count)) AS count FROM fs.samples GROUP BY ts, service, host, container, instance_type, k8s_object, stack",
+	}
+	for _, w := range want {
+		if !contains(stmts, w) {
+			t.Errorf("schema lacks\n%s\ngot:\n%s", w, strings.Join(stmts, "\n"))
+		}
+	}
+	for _, s := range stmts {
+		if strings.Contains(s, "Replicated") || strings.Contains(s, "Distributed") || strings.Contains(s, "ON CLUSTER") || strings.Contains(s, "{") {
+			t.Errorf("single-server statement has cluster parts or placeholders: %s", s)
+		}
+	}
+}
+
+func TestClusterSchemaShardsReplicatedTablesBehindDistributedOnes(t *testing.T) {
+	stmts, err := Layout{Database: "fs", Cluster: "prod"}.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		want string
+	}{
+		{"database on every node", "CREATE DATABASE IF NOT EXISTS fs ON CLUSTER prod"},
+		{"replicated samples shard", "CREATE TABLE IF NOT EXISTS fs.samples_local ON CLUSTER prod (ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/fs/samples_local', '{replica}') PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, container, stack)"},
+		{"distributed samples by service", "CREATE TABLE IF NOT EXISTS fs.samples ON CLUSTER prod AS fs.samples_local ENGINE = Distributed(prod, fs, samples_local, cityHash64(service))"},
+		{"replicated summing rollup keeps its sum column", "CREATE TABLE IF NOT EXISTS fs.samples_1h_all_local ON CLUSTER prod (ts DateTime, service String, stack UInt64, count UInt64) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/fs/samples_1h_all_local', '{replica}', count) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, ts, stack)"},
+		{"distributed rollup by service", "CREATE TABLE IF NOT EXISTS fs.totals_1m ON CLUSTER prod AS fs.totals_1m_local ENGINE = Distributed(prod, fs, totals_1m_local, cityHash64(service))"},
+		{"replicated replacing stacks", "CREATE TABLE IF NOT EXISTS fs.stacks_local ON CLUSTER prod (hash UInt64, frames String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fs/stacks_local', '{replica}') ORDER BY (hash)"},
+		{"distributed stacks by hash", "CREATE TABLE IF NOT EXISTS fs.stacks ON CLUSTER prod AS fs.stacks_local ENGINE = Distributed(prod, fs, stacks_local, hash)"},
+		{"view reads and writes shard-local tables", "CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1d_mv ON CLUSTER prod TO fs.samples_1d_local AS SELECT toStartOfDay(ts) AS ts, service, host, container, instance_type, k8s_object, stack, toUInt64(sum(count)) AS count FROM fs.samples_local GROUP BY ts, service, host, container, instance_type, k8s_object, stack"},
+		{"migrations table", "CREATE TABLE IF NOT EXISTS fs.schema_migrations ON CLUSTER prod AS fs.schema_migrations_local ENGINE = Distributed(prod, fs, schema_migrations_local, version)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !contains(stmts, tt.want) {
+				t.Errorf("cluster schema lacks\n%s\ngot:\n%s", tt.want, strings.Join(stmts, "\n"))
+			}
+		})
+	}
+	// Every table has a shard and a distributed table, and every local table precedes its distributed one.
+	single, _ := Layout{Database: "fs"}.SQL()
+	var tables, views int
+	for _, s := range single {
+		switch {
+		case strings.HasPrefix(s, "CREATE TABLE"):
+			tables++
+		case strings.HasPrefix(s, "CREATE MATERIALIZED VIEW"):
+			views++
+		}
+	}
+	var local, dist, cviews int
+	for _, s := range stmts {
+		switch {
+		case strings.Contains(s, "ENGINE = Replicated"):
+			local++
+		case strings.Contains(s, "ENGINE = Distributed"):
+			dist++
+		case strings.HasPrefix(s, "CREATE MATERIALIZED VIEW"):
+			cviews++
+			if strings.Contains(s, "FROM fs.samples ") {
+				t.Errorf("cluster view reads the distributed table: %s", s)
+			}
+		}
+	}
+	if local != tables || dist != tables || cviews != views {
+		t.Errorf("cluster schema: %d replicated, %d distributed, %d views; want %d, %d, %d", local, dist, cviews, tables, tables, views)
+	}
+}
+
+func TestSchemaRejectsNamesThatAreNotIdentifiers(t *testing.T) {
+	for _, l := range []Layout{{Database: "fs; DROP"}, {Database: "fs", Cluster: "a b"}, {Database: ""}} {
+		if _, err := l.SQL(); err == nil {
+			t.Errorf("layout %+v accepted", l)
+		}
+	}
+}
+
+func TestExpiredPartitions(t *testing.T) {
+	cutoff := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		unit      partitionUnit
+		partition string
+		want      bool
+	}{
+		{byDay, "20260313", true},
+		{byDay, "20260314", true},  // ends at the 15th 00:00, before the cutoff
+		{byDay, "20260315", false}, // holds rows after the cutoff
+		{byDay, "20260316", false},
+		{byMonth, "202602", true},
+		{byMonth, "202603", false},
+	}
+	for _, tt := range tests {
+		got, err := expired(tt.unit, tt.partition, cutoff)
+		if err != nil || got != tt.want {
+			t.Errorf("expired(%v, %s) = %v, %v; want %v", tt.unit, tt.partition, got, err, tt.want)
+		}
+	}
+	if _, err := expired(byDay, "tuple()", cutoff); err == nil {
+		t.Error("a non-date partition was accepted")
+	}
+}
+
+func TestAlignDaysWidensToWholeUTCDays(t *testing.T) {
+	d := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	tests := []struct{ from, to, wantFrom, wantTo string }{
+		{"2026-03-15T10:30:00Z", "2026-03-15T11:00:00Z", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z"},
+		{"2026-03-15T00:00:00Z", "2026-03-17T00:00:00Z", "2026-03-15T00:00:00Z", "2026-03-17T00:00:00Z"},
+		{"2026-03-15T23:59:59+02:00", "2026-03-16T01:00:00+02:00", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z"},
+	}
+	for _, tt := range tests {
+		f, to := alignDays(d(tt.from), d(tt.to))
+		if !f.Equal(d(tt.wantFrom)) || !to.Equal(d(tt.wantTo)) {
+			t.Errorf("alignDays(%s, %s) = %s, %s; want %s, %s", tt.from, tt.to, f, to, tt.wantFrom, tt.wantTo)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

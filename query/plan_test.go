@@ -1,0 +1,133 @@
+package query
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ts(s string) time.Time {
+	t, err := time.Parse("2006-01-02 15:04:05", s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func segs(s []Segment) string {
+	var parts []string
+	for _, x := range s {
+		parts = append(parts, fmt.Sprintf("%s[%s,%s)", x.Gran, x.From.Format("01-02 15:04:05"), x.To.Format("01-02 15:04:05")))
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestPlanSplitsRangeIntoRawHeadTailAndAlignedRollups(t *testing.T) {
+	all := Rollups{Hour: true, Day: true}
+	for _, tc := range []struct {
+		name     string
+		from, to string
+		r        Rollups
+		want     string
+	}{
+		{"under an hour inside one hour is raw", "2026-01-05 10:10:00", "2026-01-05 10:50:00", all,
+			"raw[01-05 10:10:00,01-05 10:50:00)"},
+		{"under an hour across an hour boundary is raw", "2026-01-05 10:30:00", "2026-01-05 11:20:00", all,
+			"raw[01-05 10:30:00,01-05 11:20:00)"},
+		{"exactly one aligned hour", "2026-01-05 10:00:00", "2026-01-05 11:00:00", all,
+			"hour[01-05 10:00:00,01-05 11:00:00)"},
+		{"unaligned head and tail around whole hours", "2026-01-05 10:00:01", "2026-01-05 13:59:59", all,
+			"raw[01-05 10:00:01,01-05 11:00:00) hour[01-05 11:00:00,01-05 13:00:00) raw[01-05 13:00:00,01-05 13:59:59)"},
+		{"exactly one aligned day", "2026-01-05 00:00:00", "2026-01-06 00:00:00", all,
+			"day[01-05 00:00:00,01-06 00:00:00)"},
+		{"24 hours not on a day boundary use hours", "2026-01-05 12:00:00", "2026-01-06 12:00:00", all,
+			"hour[01-05 12:00:00,01-06 12:00:00)"},
+		{"spanning days with unaligned edges", "2026-01-05 22:30:00", "2026-01-08 01:15:00", all,
+			"raw[01-05 22:30:00,01-05 23:00:00) hour[01-05 23:00:00,01-06 00:00:00) day[01-06 00:00:00,01-08 00:00:00) hour[01-08 00:00:00,01-08 01:00:00) raw[01-08 01:00:00,01-08 01:15:00)"},
+		{"day-aligned start, unaligned end", "2026-01-05 00:00:00", "2026-01-07 00:30:00", all,
+			"day[01-05 00:00:00,01-07 00:00:00) raw[01-07 00:00:00,01-07 00:30:00)"},
+		{"a whole day across a DST change is 24 hours (UTC)", "2026-03-29 00:00:00", "2026-03-30 00:00:00", all,
+			"day[03-29 00:00:00,03-30 00:00:00)"},
+		{"without day rollups whole days come from hours", "2026-01-05 22:30:00", "2026-01-07 00:00:00", Rollups{Hour: true},
+			"raw[01-05 22:30:00,01-05 23:00:00) hour[01-05 23:00:00,01-07 00:00:00)"},
+		{"without rollups everything is raw", "2026-01-05 00:00:00", "2026-01-09 00:00:00", Rollups{},
+			"raw[01-05 00:00:00,01-09 00:00:00)"},
+		{"one second", "2026-01-05 10:00:00", "2026-01-05 10:00:01", all, "raw[01-05 10:00:00,01-05 10:00:01)"},
+		{"empty range", "2026-01-05 10:00:00", "2026-01-05 10:00:00", all, ""},
+		{"reversed range", "2026-01-05 11:00:00", "2026-01-05 10:00:00", all, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := ts(tc.from), ts(tc.to)
+			got := Plan(from, to, tc.r)
+			if s := segs(got); s != tc.want {
+				t.Fatalf("Plan(%s, %s)\n got %s\nwant %s", tc.from, tc.to, s, tc.want)
+			}
+			// The segments tile the range exactly, and each rollup segment is aligned to its bucket.
+			cur := from
+			for _, s := range got {
+				if !s.From.Equal(cur) || !s.From.Before(s.To) {
+					t.Fatalf("segment %v does not continue at %v", s, cur)
+				}
+				switch s.Gran {
+				case Hour:
+					if s.From.Truncate(time.Hour) != s.From || s.To.Truncate(time.Hour) != s.To {
+						t.Fatalf("hour segment %v not aligned", s)
+					}
+				case Day:
+					if s.From.Truncate(24*time.Hour) != s.From || s.To.Truncate(24*time.Hour) != s.To {
+						t.Fatalf("day segment %v not aligned", s)
+					}
+				}
+				cur = s.To
+			}
+			if len(got) > 0 && !cur.Equal(to) {
+				t.Fatalf("segments end at %v, not %v", cur, to)
+			}
+		})
+	}
+}
+
+func TestPlanTilesRandomRangesExactly(t *testing.T) {
+	base := ts("2026-01-01 00:00:00")
+	for i := 0; i < 2000; i++ {
+		// A deterministic spread of starts and lengths from seconds to weeks.
+		from := base.Add(time.Duration(i*7919%(40*86400)) * time.Second)
+		to := from.Add(time.Duration(1 + (i*104729)%(20*86400)))
+		to = to.Add(time.Duration(i%3) * 86400 * time.Second).Truncate(time.Second).Add(time.Second)
+		cur := from
+		plan := Plan(from, to, Rollups{Hour: true, Day: true})
+		for _, s := range plan {
+			if !s.From.Equal(cur) {
+				t.Fatalf("Plan(%v, %v): gap or overlap at %v", from, to, cur)
+			}
+			// Raw reads are only the edges: under an hour each, or under two hours when the range holds
+			// no whole hour at all.
+			if s.Gran == Raw && (len(plan) > 1 && s.To.Sub(s.From) >= time.Hour || s.To.Sub(s.From) >= 2*time.Hour) {
+				t.Fatalf("Plan(%v, %v): raw segment %v longer than needed", from, to, s)
+			}
+			cur = s.To
+		}
+		if !cur.Equal(to) {
+			t.Fatalf("Plan(%v, %v) ends at %v", from, to, cur)
+		}
+	}
+}
+
+func TestMinuteSegmentsReadWholeMinutesFromTotals(t *testing.T) {
+	for _, tc := range []struct {
+		from, to string
+		raw      int
+		m0, m1   string
+	}{
+		{"2026-01-05 10:00:00", "2026-01-05 11:00:00", 0, "10:00:00", "11:00:00"},
+		{"2026-01-05 10:00:30", "2026-01-05 11:00:00", 1, "10:01:00", "11:00:00"},
+		{"2026-01-05 10:00:30", "2026-01-05 10:05:10", 2, "10:01:00", "10:05:00"},
+		{"2026-01-05 10:00:30", "2026-01-05 10:00:50", 1, "10:01:00", "10:01:00"},
+	} {
+		raw, m0, m1 := minuteSegments(ts(tc.from), ts(tc.to))
+		if len(raw) != tc.raw || m0.Format("15:04:05") != tc.m0 || m1.Format("15:04:05") != tc.m1 {
+			t.Errorf("minuteSegments(%s, %s) = %v raw, [%v, %v)", tc.from, tc.to, raw, m0, m1)
+		}
+	}
+}
