@@ -4,14 +4,10 @@
 package indexer
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -310,23 +306,19 @@ var aggPool = sync.Pool{New: func() any { return new(profile.Aggregate) }}
 
 // parse inflates one stored upload and aggregates its stacks.
 func (ix *Indexer) parse(body []byte) (*profile.Aggregate, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(body))
+	d := decoderPool.Get().(*objectDecoder)
+	defer func() {
+		if cap(d.plain) <= 32<<20 { // an outsized upload's buffers go back to the GC
+			decoderPool.Put(d)
+		}
+	}()
+	text, err := d.decode(body, ix.cfg.MaxDecompressedBytes)
 	if err != nil {
-		return nil, fmt.Errorf("object is not gzip: %w", err)
-	}
-	plain, err := io.ReadAll(io.LimitReader(zr, ix.cfg.MaxDecompressedBytes))
-	if err != nil {
-		return nil, fmt.Errorf("object gzip: %w", err)
-	}
-	var up struct {
-		Profile string `json:"profile"`
-	}
-	if err := json.Unmarshal(plain, &up); err != nil {
-		return nil, fmt.Errorf("object JSON: %w", err)
+		return nil, err
 	}
 	agg := aggPool.Get().(*profile.Aggregate)
 	agg.Reset()
-	if _, err := profile.Parse([]byte(up.Profile), func(l *profile.Line) error { agg.Add(l); return nil }); err != nil {
+	if _, err := profile.Parse(text, func(l *profile.Line) error { agg.Add(l); return nil }); err != nil {
 		aggPool.Put(agg)
 		return nil, fmt.Errorf("profile: %w", err)
 	}

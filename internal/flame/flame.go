@@ -34,7 +34,6 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
-	"syscall"
 	"unsafe"
 )
 
@@ -69,7 +68,7 @@ type Node struct {
 
 // Node storage is chunked so that growing never copies.
 const (
-	chunkBits = 17
+	chunkBits = 16
 	chunkSize = 1 << chunkBits
 	chunkMask = chunkSize - 1
 )
@@ -175,7 +174,7 @@ func (b *Builder) newNode(parent, frame uint32) uint32 {
 		panic("flame: too many tree nodes")
 	}
 	if id&chunkMask == 0 {
-		b.nodes = append(b.nodes, hugeChunk())
+		b.nodes = append(b.nodes, make([]nodeRec, chunkSize))
 		b.selfs = append(b.selfs, make([]uint64, chunkSize))
 		if b.baseSelfs != nil {
 			b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
@@ -593,14 +592,4 @@ func (b *Builder) lookupChild(parent, frame uint32) (uint32, bool) {
 		}
 	}
 	return 0, false
-}
-
-func hugeChunk() []nodeRec {
-	const huge = 2 << 20
-	raw := make([]byte, 2*huge+chunkSize*16)
-	p := uintptr(unsafe.Pointer(&raw[0]))
-	off := (huge - p%huge) % huge
-	region := raw[off : off+((chunkSize*16+huge-1)/huge)*huge]
-	syscall.Madvise(region, 14) // MADV_HUGEPAGE
-	return unsafe.Slice((*nodeRec)(unsafe.Pointer(&region[0])), chunkSize)
 }

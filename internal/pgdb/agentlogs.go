@@ -146,7 +146,7 @@ type Heartbeat struct {
 
 // RecordHeartbeat remembers that a host is alive.
 func (d *DB) RecordHeartbeat(ctx context.Context, h Heartbeat, at time.Time) error {
-	_, err := d.pool.Exec(ctx, `INSERT INTO agent_heartbeats (service, hostname, ip_address, status,
+	_, err := d.async.Exec(ctx, `INSERT INTO agent_heartbeats (service, hostname, ip_address, status,
 		last_command_id, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $6)
 		ON CONFLICT (service, hostname) DO UPDATE SET status = EXCLUDED.status,
 		ip_address = CASE WHEN EXCLUDED.ip_address = '' THEN agent_heartbeats.ip_address ELSE EXCLUDED.ip_address END,

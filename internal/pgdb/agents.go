@@ -38,7 +38,7 @@ func (d *DB) RecordProfile(ctx context.Context, gpid int64, a Agent, at time.Tim
 	}
 	if gpid > 0 {
 		var got int64
-		err := d.pool.QueryRow(ctx, `UPDATE agents SET hostname = $3, agent_version = $4, instance_type = $5,
+		err := d.async.QueryRow(ctx, `UPDATE agents SET hostname = $3, agent_version = $4, instance_type = $5,
 			cloud_provider = $6, run_arguments = $7, containers = $8, k8s_objects = $9,
 			last_seen = greatest(last_seen, $10), last_profile_at = greatest(last_profile_at, $10),
 			profiles = profiles + 1

@@ -20,23 +20,52 @@ var migrations embed.FS
 // DB is the metadata store.
 type DB struct {
 	pool *pgxpool.Pool
+	// async commits without waiting for the WAL flush. It serves the per-upload bookkeeping (agent and
+	// service last seen, heartbeats), which a crash may lose the last fraction of a second of without harm:
+	// the profile itself is durable in the bucket and the stream. Everything else uses pool.
+	async *pgxpool.Pool
 }
+
+// defaultMaxConns replaces pgx's default pool size (4 on a 2-core machine), which queues an ingest serving
+// hundreds of concurrent uploads; pool_max_conns in the URL still wins.
+const defaultMaxConns = 16
 
 // Open connects to PostgreSQL.
 func Open(ctx context.Context, url string) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("postgres url: %w", err)
+	open := func(asyncCommit bool) (*pgxpool.Pool, error) {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			return nil, fmt.Errorf("postgres url: %w", err)
+		}
+		if !strings.Contains(url, "pool_max_conns") {
+			cfg.MaxConns = defaultMaxConns
+		}
+		if asyncCommit {
+			cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+		}
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		return pool, nil
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := open(false)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, err
 	}
-	return &DB{pool: pool}, nil
+	async, err := open(true)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &DB{pool: pool, async: async}, nil
 }
 
-// Close closes the pool.
-func (d *DB) Close() { d.pool.Close() }
+// Close closes the pools.
+func (d *DB) Close() {
+	d.pool.Close()
+	d.async.Close()
+}
 
 // Ping checks that the server answers.
 func (d *DB) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }

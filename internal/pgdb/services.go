@@ -25,7 +25,7 @@ type Service struct {
 // service's settings so that ingest needs one round trip.
 func (d *DB) TouchService(ctx context.Context, name string, at time.Time) (Service, error) {
 	s := Service{Name: name}
-	err := d.pool.QueryRow(ctx, `INSERT INTO services (name, last_seen) VALUES ($1, $2)
+	err := d.async.QueryRow(ctx, `INSERT INTO services (name, last_seen) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET last_seen = greatest(services.last_seen, EXCLUDED.last_seen)
 		RETURNING created_at, last_seen, sample_threshold, retention_days`, name, at).
 		Scan(&s.CreatedAt, &s.LastSeen, &s.SampleThreshold, &s.RetentionDays)

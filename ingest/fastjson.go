@@ -1,0 +1,282 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// decodeUpload decodes the agent's upload body. Most of its bytes are one long string (the profile), which
+// encoding/json scans three times (validate, scan, unquote) a byte at a time; the agent's body is a flat
+// object, so a one-pass decoder handles it and hands everything unusual (nested values, \u escapes,
+// invalid UTF-8, keys in other letter cases, any syntax error) to encoding/json, which then decides and
+// words the error. Both give the same result on every input: FuzzDecodeUpload checks it.
+func decodeUpload(b []byte, up *upload) error {
+	if fastDecodeUpload(b, up) {
+		return nil
+	}
+	*up = upload{}
+	if err := json.Unmarshal(b, up); err != nil {
+		return err
+	}
+	if up.Profile != nil {
+		up.ProfileBytes = []byte(*up.Profile)
+	}
+	return nil
+}
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// str reads a string at s.i (which is '"') and returns its value; with keep false it only validates.
+// ok is false for anything the fast path leaves to encoding/json.
+func (s *scanner) str(keep bool) (v []byte, ok bool) {
+	s.i++ // the opening quote
+	start := s.i
+	var out []byte
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			seg := s.b[start:s.i]
+			if !utf8.Valid(seg) {
+				return nil, false
+			}
+			s.i++
+			if out == nil {
+				if !keep {
+					return nil, true
+				}
+				return seg, true
+			}
+			return append(out, seg...), true
+		case c == '\\':
+			if s.i+1 >= len(s.b) {
+				return nil, false
+			}
+			seg := s.b[start:s.i]
+			if !utf8.Valid(seg) {
+				return nil, false
+			}
+			if out == nil {
+				out = make([]byte, 0, len(s.b)-start)
+			}
+			out = append(out, seg...)
+			var r byte
+			switch s.b[s.i+1] {
+			case '"', '\\', '/':
+				r = s.b[s.i+1]
+			case 'n':
+				r = '\n'
+			case 't':
+				r = '\t'
+			case 'r':
+				r = '\r'
+			case 'b':
+				r = '\b'
+			case 'f':
+				r = '\f'
+			default: // \u (surrogates, replacement rules) and invalid escapes
+				return nil, false
+			}
+			out = append(out, r)
+			s.i += 2
+			start = s.i
+		case c < 0x20:
+			return nil, false
+		default:
+			s.i++
+		}
+	}
+	return nil, false
+}
+
+// number reads a JSON number at s.i and returns its text.
+func (s *scanner) number() ([]byte, bool) {
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	digits := func() int {
+		n := 0
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+			n++
+		}
+		return n
+	}
+	intStart := s.i
+	if n := digits(); n == 0 || (n > 1 && s.b[intStart] == '0') {
+		return nil, false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	return s.b[start:s.i], true
+}
+
+func (s *scanner) literal(word string) bool {
+	if bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+var uploadFields = []string{"start_time", "end_time", "hostname", "profile", "gpid", "spawn_time", "cpu_avg", "mem_avg"}
+
+func fastDecodeUpload(b []byte, up *upload) bool {
+	*up = upload{}
+	s := &scanner{b: b}
+	s.ws()
+	if s.i >= len(b) || b[s.i] != '{' {
+		return false
+	}
+	s.i++
+	s.ws()
+	if s.i < len(b) && b[s.i] == '}' {
+		s.i++
+		s.ws()
+		return s.i == len(b)
+	}
+	for {
+		if s.i >= len(b) || b[s.i] != '"' {
+			return false
+		}
+		key, ok := s.str(true)
+		if !ok {
+			return false
+		}
+		known := false
+		for _, f := range uploadFields {
+			if string(key) == f {
+				known = true
+			} else if bytes.EqualFold(key, []byte(f)) {
+				return false // encoding/json would match it case-insensitively
+			}
+		}
+		s.ws()
+		if s.i >= len(b) || b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.ws()
+		if s.i >= len(b) {
+			return false
+		}
+		vstart := s.i
+		var val []byte
+		isString, isNull := false, false
+		switch c := b[s.i]; {
+		case c == '"':
+			isString = true
+			if val, ok = s.str(known); !ok {
+				return false
+			}
+		case c == '-' || (c >= '0' && c <= '9'):
+			if val, ok = s.number(); !ok {
+				return false
+			}
+		case s.literal("null"):
+			isNull = true
+		case s.literal("true"), s.literal("false"):
+			if known {
+				return false // a type error: encoding/json words it
+			}
+		default:
+			return false // objects, arrays, garbage
+		}
+		if known && !assignUploadField(up, string(key), val, b[vstart:s.i], isString, isNull) {
+			return false
+		}
+		s.ws()
+		if s.i >= len(b) {
+			return false
+		}
+		if b[s.i] == ',' {
+			s.i++
+			s.ws()
+			continue
+		}
+		if b[s.i] != '}' {
+			return false
+		}
+		s.i++
+		s.ws()
+		return s.i == len(b)
+	}
+}
+
+func assignUploadField(up *upload, key string, val, raw []byte, isString, isNull bool) bool {
+	if key == "gpid" {
+		up.GPID = json.RawMessage(raw)
+		return true
+	}
+	if isNull {
+		// encoding/json leaves a field alone on null.
+		return true
+	}
+	switch key {
+	case "cpu_avg", "mem_avg":
+		if isString {
+			return false
+		}
+		f, err := strconv.ParseFloat(string(val), 64)
+		if err != nil {
+			return false
+		}
+		if key == "cpu_avg" {
+			up.CPUAvg = f
+		} else {
+			up.MemAvg = f
+		}
+		return true
+	}
+	if !isString {
+		return false
+	}
+	switch key {
+	case "start_time":
+		up.StartTime = string(val)
+	case "end_time":
+		up.EndTime = string(val)
+	case "hostname":
+		up.Hostname = string(val)
+	case "spawn_time":
+		up.SpawnTime = string(val)
+	case "profile":
+		// The value aliases the body when it has no escapes; the body lives as long as the request.
+		up.ProfileBytes = val
+		if up.ProfileBytes == nil {
+			up.ProfileBytes = []byte{}
+		}
+		up.Profile = new(string)
+	}
+	return true
+}
