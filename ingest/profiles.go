@@ -38,11 +38,13 @@ type upload struct {
 	StartTime string          `json:"start_time"`
 	EndTime   string          `json:"end_time"`
 	Hostname  string          `json:"hostname"`
-	Profile   *string         `json:"profile"`
+	Profile   *string         `json:"profile"` // set (to anything) when the body has a profile
 	GPID      json.RawMessage `json:"gpid"`
 	SpawnTime string          `json:"spawn_time"`
 	CPUAvg    float64         `json:"cpu_avg"`
 	MemAvg    float64         `json:"mem_avg"`
+	// ProfileBytes is the profile text.
+	ProfileBytes []byte `json:"-"`
 }
 
 // credentials returns the token and service of a request: headers first, then the query parameters the
@@ -235,7 +237,7 @@ type parsedUpload struct {
 	start, end time.Time
 	gpid       int64
 	host       string
-	text       string
+	text       []byte
 	hdr        profile.Header
 }
 
@@ -244,7 +246,7 @@ type parsedUpload struct {
 func parseUpload(plain []byte) (parsedUpload, error) {
 	var p parsedUpload
 	var up upload
-	if err := json.Unmarshal(plain, &up); err != nil {
+	if err := decodeUpload(plain, &up); err != nil {
 		return p, fail(http.StatusBadRequest, "body is not valid JSON", err)
 	}
 	if up.Profile == nil {
@@ -266,8 +268,8 @@ func parseUpload(plain []byte) (parsedUpload, error) {
 	if p.gpid, err = parseGPID(up.GPID); err != nil {
 		return p, fail(http.StatusBadRequest, "bad gpid", err)
 	}
-	p.text = *up.Profile
-	p.hdr, err = profile.Parse([]byte(p.text), func(*profile.Line) error { return nil })
+	p.text = up.ProfileBytes
+	p.hdr, err = profile.Parse(p.text, func(*profile.Line) error { return nil })
 	if err != nil {
 		switch {
 		case errors.Is(err, profile.ErrMetadataMissing):
@@ -309,12 +311,14 @@ func agentOf(service string, p parsedUpload) pgdb.Agent {
 // and the profile text. A retry of the same profile gets the same id whatever gzip wrote in its header and
 // whatever else changed in the body (the gpid the agent learnt meanwhile), so JetStream and the indexer
 // drop the duplicate.
-func ProfileID(service string, start time.Time, host, text string) string {
+func ProfileID(service string, start time.Time, host string, text []byte) string {
 	h := sha256.New()
-	for _, part := range []string{service, start.UTC().Format(time.RFC3339Nano), host, text} {
+	for _, part := range []string{service, start.UTC().Format(time.RFC3339Nano), host} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
+	h.Write(text)
+	h.Write([]byte{0})
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 

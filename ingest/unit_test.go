@@ -36,7 +36,7 @@ func TestSampleDrawIsUniformAndDeterministic(t *testing.T) {
 	const n = 20000
 	below := 0
 	for i := range n {
-		id := ProfileID("s", time.Unix(int64(i), 0), "h", fmt.Sprint(i))
+		id := ProfileID("s", time.Unix(int64(i), 0), "h", []byte(fmt.Sprint(i)))
 		d := sampleDraw(id)
 		if d < 0 || d >= 1 || d != sampleDraw(id) {
 			t.Fatalf("draw %v of %s", d, id)
@@ -52,7 +52,7 @@ func TestSampleDrawIsUniformAndDeterministic(t *testing.T) {
 }
 
 func TestSkipIndexingNeverDownsamplesTestServices(t *testing.T) {
-	id := ProfileID("s", time.Unix(0, 0), "h", "x")
+	id := ProfileID("s", time.Unix(0, 0), "h", []byte("x"))
 	for _, c := range []struct {
 		svc  pgdb.Service
 		skip bool

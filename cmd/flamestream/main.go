@@ -30,6 +30,8 @@ tools:
   token      create | list | revoke API tokens
   user       add a UI user (or change a password)
   demo       send demo profiles to an ingest address
+  backfill   write a deterministic month of profiles straight into ClickHouse (for bench)
+  bench      bench query: p50/p95 of flame graph, diff, top and timeline queries
   loadgen    offer agent-shaped load to an ingest address and report throughput and ack latency
   service    list | set NAME --sample-threshold X --retention-days N
   config     print every configuration variable (markdown)
@@ -65,6 +67,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "migrate" {
 		migrateOpts = migrateFlags(fs)
 	}
+	var backfillOpts *backfillOptions
+	if cmd == "backfill" {
+		backfillOpts = backfillFlags(fs)
+	}
+	var benchOpts *benchOptions
+	if cmd == "bench" {
+		benchOpts = benchFlags(fs)
+		if len(args) > 1 && args[1] == "query" { // "bench query" is the only benchmark so far
+			args = append([]string{cmd}, args[2:]...)
+		}
+	}
 	cfg, err := config.Load(fs, args[1:], nil)
 	if errors.Is(err, flag.ErrHelp) {
 		return 2
@@ -94,6 +107,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runUser(ctx, cfg, rest, stdout)
 	case "demo":
 		err = runDemo(ctx, demoOpts, stdout)
+	case "backfill":
+		err = runBackfill(ctx, cfg, log, backfillOpts, stdout)
+	case "bench":
+		err = runBench(ctx, cfg, log, benchOpts, stdout)
 	case "config":
 		err = config.WriteMarkdown(stdout)
 	default:

@@ -149,6 +149,8 @@ func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
 	bw.WriteString(`,"unit":"none","startValue":0,"endValue":`)
 	bw.WriteString(strconv.FormatUint(b.total, 10))
 	bw.WriteString(`,"samples":[`)
+	// Merge the queued stacks before sizing tables by the number of names.
+	b.flush()
 	index := make([]int32, len(b.names)) // frame id -> speedscope index + 1
 	var used []uint32                    // speedscope index -> frame id
 	var weights []uint64
@@ -223,6 +225,8 @@ func (b *Builder) WritePprof(w io.Writer, start time.Time, duration time.Duratio
 		p.TimeNanos = start.UnixNano()
 	}
 	p.DurationNanos = int64(duration)
+	// Merge the queued stacks before sizing tables by the number of names.
+	b.flush()
 	locs := make([]*profile.Location, len(b.names))
 	var chunk []*profile.Location
 	err := b.walk(func(path []uint32, count uint64) error {

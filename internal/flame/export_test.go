@@ -299,3 +299,39 @@ func referenceFolded(in string) string {
 	}
 	return sb.String()
 }
+
+// TestExportsFlushPending exports a Builder whose last stacks, with new frame
+// names, are still queued for a batch.
+func TestExportsFlushPending(t *testing.T) {
+	b := &Builder{batching: true}
+	b.Add("p;a", 1)
+	b.Add("q;b;c", 2)
+	if len(b.pending) == 0 {
+		t.Fatal("stacks were not queued")
+	}
+	var buf bytes.Buffer
+	if err := b.WriteSpeedscope(&buf, "x"); err != nil || !json.Valid(buf.Bytes()) {
+		t.Fatalf("speedscope: %v", err)
+	}
+	buf.Reset()
+	b.Add("r", 3)
+	if err := b.WritePprof(&buf, time.Time{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Parse(&buf)
+	if err != nil || len(p.Sample) != 3 || len(p.Function) != 6 {
+		t.Fatalf("pprof: %v, %d samples, %d functions", err, len(p.Sample), len(p.Function))
+	}
+	b.Add("s;t", 4)
+	if got := b.TopFunctions("total", 1); !reflect.DeepEqual(got, []Function{{"t", 4, 4}}) {
+		t.Errorf("top %v", got)
+	}
+	b.Add("u", 5)
+	if n := b.Focus([]string{"u"}, 0); n == nil || n.Value != 5 {
+		t.Errorf("focus %v", n)
+	}
+	b.Add("v", 6)
+	if b.Nodes() != 11 {
+		t.Errorf("nodes %d", b.Nodes())
+	}
+}

@@ -54,6 +54,8 @@ const otherName = "other"
 // child named "other" that holds the children cut by truncation. Total and
 // BaseTotal are set on the root of a diff tree only; they repeat the root's
 // Value and Base as the API's top-level "total" and "base_total" fields.
+// Zero Base, BaseSelf, Total and BaseTotal, a false Other and empty Children
+// are left out of the JSON encoding.
 type Node struct {
 	Name      string  `json:"name"`
 	Value     uint64  `json:"value"`

@@ -1,0 +1,67 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// reference decodes with encoding/json alone.
+func reference(b []byte) (upload, error) {
+	var up upload
+	err := json.Unmarshal(b, &up)
+	if err == nil && up.Profile != nil {
+		up.ProfileBytes = []byte(*up.Profile)
+	}
+	return up, err
+}
+
+func sameUpload(a, b upload) bool {
+	return a.StartTime == b.StartTime && a.EndTime == b.EndTime && a.Hostname == b.Hostname &&
+		a.SpawnTime == b.SpawnTime && (a.CPUAvg == b.CPUAvg || a.CPUAvg != a.CPUAvg && b.CPUAvg != b.CPUAvg) &&
+		a.MemAvg == b.MemAvg && bytes.Equal(a.GPID, b.GPID) && (a.Profile == nil) == (b.Profile == nil) &&
+		bytes.Equal(a.ProfileBytes, b.ProfileBytes)
+}
+
+var uploadSeeds = []string{
+	`{"start_time": "2023-12-03T16:41:00.123456", "end_time": "2023-12-03T16:42:00", "hostname": "h", "profile": "#{\"metadata\": {}}\nmain;f\\u00e9 1\n\ta\\\\b\\/c", "cpu_avg": 8.8, "mem_avg": 39.8, "spawn_time": "x", "gpid": ""}`,
+	`{"gpid": 12, "profile": "plain", "extra": {"nested": [1, 2, {"a": null}]}, "flag": true}`,
+	`{"profile": null, "gpid": null}`,
+	`{"Profile": "case", "START_TIME": "k"}`,
+	`{"profile": "a", "profile": "b"}`,
+	`{"profile": "bad \x01 control"}`,
+	`{"profile": "bad utf8 \xff"}`,
+	`{"cpu_avg": "8.8"}`,
+	`{"cpu_avg": 1e999}`,
+	`{"cpu_avg": -0.5e-3, "mem_avg": 01}`,
+	`{"profile": "x"} trailing`,
+	`{"profile": "x",}`,
+	`[]`, ``, `{}`, ` { } `, `{"a":1`, `{"hostname": "\ud83d\ude00"}`, `{"hostname": "\q"}`,
+	`{"ſtart_time": "kelvin"}`, `{"gpid": tru}`, `{"end_time": false}`,
+}
+
+func TestDecodeUploadMatchesEncodingJSON(t *testing.T) {
+	for _, in := range uploadSeeds {
+		checkDecode(t, []byte(in))
+	}
+}
+
+func FuzzDecodeUpload(f *testing.F) {
+	for _, s := range uploadSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkDecode(t, b) })
+}
+
+func checkDecode(t *testing.T, in []byte) {
+	t.Helper()
+	want, werr := reference(in)
+	var got upload
+	gerr := decodeUpload(in, &got)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("%q: error %v, encoding/json says %v", in, gerr, werr)
+	}
+	if werr == nil && !sameUpload(got, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v", in, got, want)
+	}
+}
