@@ -40,6 +40,9 @@ var profileFieldCases = []string{
 	`{"profile": "x",}`,
 	`{"a": [1,], "profile": "x"}`,
 	`{"profile": "multi-byte ü 中 ok"}`,
+	`{"profile": "quoted \"x\" and \\ backslash, then a long plain tail of ascii text"}`,
+	"{\"profile\": \"a long plain ascii stretch before a raw control\x02 byte\"}",
+	"{\"profile\": \"0123456789abcdef\xc3\xa9 valid two-byte rune after a word\"}",
 }
 
 func TestProfileFieldMatchesEncodingJSONOrDefersToIt(t *testing.T) {

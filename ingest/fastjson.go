@@ -90,7 +90,21 @@ func (s *scanner) str(keep bool) (v []byte, ok bool) {
 				r = '\b'
 			case 'f':
 				r = '\f'
-			default: // \u (surrogates, replacement rules) and invalid escapes
+			case 'u':
+				// Go's encoder writes <, > and & as \u003c…; surrogate pairs (and their replacement rules)
+				// are left to encoding/json.
+				if s.i+6 > len(s.b) {
+					return nil, false
+				}
+				n, err := strconv.ParseUint(string(s.b[s.i+2:s.i+6]), 16, 16)
+				if err != nil || (n >= 0xd800 && n < 0xe000) {
+					return nil, false
+				}
+				out = utf8.AppendRune(out, rune(n))
+				s.i += 6
+				start = s.i
+				continue
+			default: // invalid escapes
 				return nil, false
 			}
 			out = append(out, r)

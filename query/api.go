@@ -108,6 +108,9 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	var root *flame.Node
 	if focus := focusParam(r); focus != nil {
 		root = b.Focus(focus, maxNodes)
+		if root == nil { // no sample under this path in the range: an empty subtree, not null
+			root = &flame.Node{Name: focus[len(focus)-1]}
+		}
 	} else {
 		root = b.Tree(maxNodes)
 	}

@@ -432,7 +432,7 @@ func TestFlamegraphMaxNodesKeepsTotalsAndFocusDrillsIntoOther(t *testing.T) {
 		t.Fatalf("focus: %s=%d with %d children, want handle_[p]=%d with %d", sub.Name, sub.Value, len(sub.Children), want.Value, len(want.Children))
 	}
 	for path, n := range flat(&sub) {
-		full := fullFlat[focus+strings.TrimPrefix(";"+path, ";")]
+		var full *node
 		if path == "" {
 			full = want
 		} else {
@@ -441,6 +441,13 @@ func TestFlamegraphMaxNodesKeepsTotalsAndFocusDrillsIntoOther(t *testing.T) {
 		if full == nil || full.Value != n.Value || full.Self != n.Self {
 			t.Errorf("focus node %q differs from the full tree", path)
 		}
+	}
+	// A path no sample has is an empty subtree, not null.
+	q.Set("focus", "python3;no_such_frame")
+	var empty node
+	f.getJSON(t, "/api/v1/flamegraph", q, &empty)
+	if empty.Name != "no_such_frame" || empty.Value != 0 || len(empty.Children) != 0 {
+		t.Errorf("focus on a missing path: %+v", empty)
 	}
 }
 
