@@ -210,6 +210,10 @@ func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, err
 	for _, m := range msgs {
 		it := &item{msg: m}
 		ev, err := stream.Decode(m.Data())
+		if err != nil && ix.cfg.Accept != nil {
+			settled = append(settled, m) // a selective replay: the live consumer dead-letters it
+			continue
+		}
 		if err != nil {
 			it.poison = err.Error()
 			items = append(items, it)

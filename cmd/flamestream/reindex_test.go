@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMigratePrintShowsTheClusterSchemaWithoutConnecting(t *testing.T) {
+	var out, errb bytes.Buffer
+	// A closed port: --print must not dial anything.
+	code := run([]string{"migrate", "--cluster", "prod", "--print", "--ch-addr", "127.0.0.1:1", "--pg-url", "postgres://x@127.0.0.1:1/x"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{
+		"CREATE DATABASE IF NOT EXISTS flamestream ON CLUSTER prod;",
+		"ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/flamestream/samples_local', '{replica}')",
+		"ENGINE = Distributed(prod, flamestream, samples_local, cityHash64(service));",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("migrate --print lacks %q", want)
+		}
+	}
+}
+
+func TestReindexRequiresAServiceAndARange(t *testing.T) {
+	tests := [][]string{
+		{"reindex"},
+		{"reindex", "--service", "s", "--from", "2026-01-01T00:00:00Z"},
+		{"reindex", "--service", "s", "--from", "yesterday", "--to", "2026-01-02T00:00:00Z"},
+	}
+	for _, args := range tests {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 1 {
+			t.Errorf("%v: exit %d, want 1 (%s)", args, code, errb.String())
+		}
+	}
+}
+
+func TestParseTimeAcceptsRFC3339AndUnixSeconds(t *testing.T) {
+	want := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, s := range []string{"2026-01-02T03:04:05Z", "2026-01-02T05:04:05+02:00", "1767323045"} {
+		got, err := parseTime(s)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+}
