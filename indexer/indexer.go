@@ -97,6 +97,12 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			ix.log.Warn("fetch ended early", "err", err)
+			if len(msgs) == 0 {
+				// A failing fetch returns at once (e.g. "no responders" while a NATS cluster elects the
+				// consumer's leader): wait before the next one instead of spinning.
+				sleep(ctx, time.Second)
+				continue
+			}
 		}
 		if len(msgs) == 0 {
 			continue
