@@ -37,6 +37,7 @@ var retentionTables = []struct {
 }{
 	{"samples", byDay, func(r Retention) int { return r.RawDays }},
 	{"totals_1m", byDay, func(r Retention) int { return r.RawDays }},
+	{MinuteRollup, byDay, func(r Retention) int { return r.RawDays }},
 	{"samples_1h", byDay, func(r Retention) int { return r.HourDays }},
 	{"samples_1h_all", byDay, func(r Retention) int { return r.HourDays }},
 	{"samples_1d", byMonth, func(r Retention) int { return r.DayDays }},

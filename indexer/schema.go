@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
@@ -30,12 +31,14 @@ type view struct {
 	name, to, query string
 }
 
-// migration is one versioned schema step: tables then views, created IF NOT EXISTS.
+// migration is one versioned schema step: tables then views, created IF NOT EXISTS, then after (if set),
+// which writes rows the step needs once its views exist.
 type migration struct {
 	version uint32
 	name    string
 	tables  []table
 	views   []view
+	after   func(ctx context.Context, db *chdb.DB) error
 }
 
 // shardByService keeps every row of a service on one shard, so a flame graph of one service reads one
@@ -59,6 +62,48 @@ var migrations = []migration{
 			engine: "MergeTree", partition: "toYYYYMMDD(ts)", order: "service, host, ts, container, stack", shard: shardByService},
 	}},
 	{version: 2, name: "rollups", tables: rollupTables(), views: rollupViews()},
+	{version: 3, name: "service-wide minute rollup", tables: []table{
+		{name: MinuteRollup, columns: "ts DateTime, service String, stack UInt64, count UInt64", engine: "SummingMergeTree",
+			engineArg: "count", partition: "toYYYYMMDD(ts)", order: "service, ts, stack", shard: shardByService},
+		{name: EpochsTable, columns: "name String, since DateTime", engine: "ReplacingMergeTree", order: "name", shard: "cityHash64(name)"},
+	}, views: []view{{name: MinuteRollup + "_mv", to: MinuteRollup,
+		query: "SELECT toStartOfMinute(ts) AS ts, service, stack, toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, service, stack"}},
+		after: recordEpoch(MinuteRollup)},
+}
+
+// MinuteRollup is the service-wide per-minute per-stack rollup. It is not backfilled when its migration
+// runs (an INSERT SELECT would race with concurrent inserts and count them twice): it is complete only
+// from its epoch on, see EpochsTable.
+const MinuteRollup = "samples_1m_all"
+
+// EpochsTable records, per rollup created after data may already exist, the first whole bucket (since) from
+// which the rollup holds every sample. Readers use a rollup only at or after its epoch and take the
+// smallest since of a name: an epoch may be moved earlier (after backfilling the rollup), never later.
+const EpochsTable = "rollup_epochs"
+
+// recordEpoch returns the step that records the rollup's epoch: the start of the minute after its view
+// was created, by the server's clock. Samples inserted in the minute the view appeared may predate it.
+func recordEpoch(rollup string) func(context.Context, *chdb.DB) error {
+	return func(ctx context.Context, db *chdb.DB) error {
+		var now proto.ColUInt32
+		if err := db.Do(ctx, ch.Query{
+			Body:   "SELECT toUInt32(now()) AS now",
+			Result: proto.Results{{Name: "now", Data: &now}},
+		}); err != nil {
+			return fmt.Errorf("read server clock: %w", err)
+		}
+		if len(now) != 1 {
+			return fmt.Errorf("read server clock: %d rows", len(now))
+		}
+		since := proto.ColDateTime{}
+		since.Append(time.Unix(int64(now[0]-now[0]%60+60), 0))
+		name := new(proto.ColStr)
+		name.Append(rollup)
+		if err := db.Insert(ctx, EpochsTable, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
+			return fmt.Errorf("record epoch of %s: %w", rollup, err)
+		}
+		return nil
+	}
 }
 
 // Rollup tables. Each is a SummingMergeTree fed by a materialized view on samples, so it is written in the
@@ -256,6 +301,11 @@ func MigrateLayout(ctx context.Context, db *chdb.DB, l Layout) (applied []string
 		}
 		for _, stmt := range l.statements(m) {
 			if err := db.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("schema step %d (%s): %w", m.version, m.name, err)
+			}
+		}
+		if m.after != nil {
+			if err := m.after(ctx, db); err != nil {
 				return applied, fmt.Errorf("schema step %d (%s): %w", m.version, m.name, err)
 			}
 		}

@@ -17,6 +17,9 @@ func TestSingleServerSchemaCreatesPlainTablesAndViewsOnSamples(t *testing.T) {
 		"CREATE TABLE IF NOT EXISTS fs.samples (ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32) ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, container, stack)",
 		"CREATE TABLE IF NOT EXISTS fs.samples_1d_all (ts DateTime, service String, stack UInt64, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY toYYYYMM(ts) ORDER BY (service, ts, stack)",
 		"CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1h_mv TO fs.samples_1h AS SELECT toStartOfHour(ts) AS ts, service, host, container, instance_type, k8s_object, stack, toUInt64(sum(count)) AS count FROM fs.samples GROUP BY ts, service, host, container, instance_type, k8s_object, stack",
+		"CREATE TABLE IF NOT EXISTS fs.samples_1m_all (ts DateTime, service String, stack UInt64, count UInt64) ENGINE = SummingMergeTree(count) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, ts, stack)",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1m_all_mv TO fs.samples_1m_all AS SELECT toStartOfMinute(ts) AS ts, service, stack, toUInt64(sum(count)) AS count FROM fs.samples GROUP BY ts, service, stack",
+		"CREATE TABLE IF NOT EXISTS fs.rollup_epochs (name String, since DateTime) ENGINE = ReplacingMergeTree ORDER BY (name)",
 	}
 	for _, w := range want {
 		if !contains(stmts, w) {
@@ -47,6 +50,10 @@ func TestClusterSchemaShardsReplicatedTablesBehindDistributedOnes(t *testing.T) 
 		{"replicated replacing stacks", "CREATE TABLE IF NOT EXISTS fs.stacks_local ON CLUSTER prod (hash UInt64, frames String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/fs/stacks_local', '{replica}') ORDER BY (hash)"},
 		{"distributed stacks by hash", "CREATE TABLE IF NOT EXISTS fs.stacks ON CLUSTER prod AS fs.stacks_local ENGINE = Distributed(prod, fs, stacks_local, hash)"},
 		{"view reads and writes shard-local tables", "CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1d_mv ON CLUSTER prod TO fs.samples_1d_local AS SELECT toStartOfDay(ts) AS ts, service, host, container, instance_type, k8s_object, stack, toUInt64(sum(count)) AS count FROM fs.samples_local GROUP BY ts, service, host, container, instance_type, k8s_object, stack"},
+		{"replicated minute rollup", "CREATE TABLE IF NOT EXISTS fs.samples_1m_all_local ON CLUSTER prod (ts DateTime, service String, stack UInt64, count UInt64) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/fs/samples_1m_all_local', '{replica}', count) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, ts, stack)"},
+		{"distributed minute rollup by service", "CREATE TABLE IF NOT EXISTS fs.samples_1m_all ON CLUSTER prod AS fs.samples_1m_all_local ENGINE = Distributed(prod, fs, samples_1m_all_local, cityHash64(service))"},
+		{"minute view reads and writes shard-local tables", "CREATE MATERIALIZED VIEW IF NOT EXISTS fs.samples_1m_all_mv ON CLUSTER prod TO fs.samples_1m_all_local AS SELECT toStartOfMinute(ts) AS ts, service, stack, toUInt64(sum(count)) AS count FROM fs.samples_local GROUP BY ts, service, stack"},
+		{"distributed rollup epochs", "CREATE TABLE IF NOT EXISTS fs.rollup_epochs ON CLUSTER prod AS fs.rollup_epochs_local ENGINE = Distributed(prod, fs, rollup_epochs_local, cityHash64(name))"},
 		{"migrations table", "CREATE TABLE IF NOT EXISTS fs.schema_migrations ON CLUSTER prod AS fs.schema_migrations_local ENGINE = Distributed(prod, fs, schema_migrations_local, version)"},
 	}
 	for _, tt := range tests {

@@ -16,10 +16,12 @@ const (
 	Hour
 	// Day is samples_1d (filtered) or samples_1d_all (unfiltered): rows at whole UTC days.
 	Day
+	// Minute is samples_1m_all: service-wide rows at whole minutes, for unfiltered selections only.
+	Minute
 )
 
 func (g Granularity) String() string {
-	return [...]string{"raw", "hour", "day"}[g]
+	return [...]string{"raw", "hour", "day", "minute"}[g]
 }
 
 // Segment is a half-open time range [From, To) read from one table.
@@ -42,6 +44,11 @@ func (s Segment) Table(filtered bool) string {
 			return "samples_1d"
 		}
 		return "samples_1d_all"
+	case Minute:
+		// There is no per-dimension minute rollup; the raw rows of the same range give the same sums.
+		if !filtered {
+			return "samples_1m_all"
+		}
 	}
 	return "samples"
 }
@@ -50,12 +57,26 @@ func (s Segment) Table(filtered bool) string {
 // server's time zone (toStartOfHour, toStartOfDay): on a UTC server both are aligned with UTC; on a server
 // in another zone the day buckets (and the hour buckets of zones with a fractional offset) are not, and
 // using them would not be exact.
+//
+// MinuteSince is the epoch of the minute rollup (see indexer.EpochsTable): it holds every sample from that
+// time on and none or only some before, so only whole minutes at or after it are read from it. Zero means
+// no minute rollup; it serves unfiltered selections only (see ForSelection).
 type Rollups struct {
-	Hour, Day bool
+	Hour, Day   bool
+	MinuteSince time.Time
+}
+
+// ForSelection returns the rollups usable for a selection: filtered selections have no minute rollup.
+func (r Rollups) ForSelection(sel Selection) Rollups {
+	if sel.HasFilters() {
+		r.MinuteSince = time.Time{}
+	}
+	return r
 }
 
 // Plan splits [from, to) into segments whose union is exactly the range, reading as few rows as possible:
-// whole UTC days from the day rollups, whole hours from the hour rollups, and the unaligned head and tail
+// whole UTC days from the day rollups, whole hours from the hour rollups, whole minutes at or after the
+// minute rollup's epoch from the minute rollup, and the rest (sub-minute edges, minutes before the epoch)
 // from the raw samples. Segments are in time order and never empty. Rows in a rollup carry the start of
 // their bucket, so a bucket is read only when it lies entirely inside the range: that is what makes the
 // stitched result equal to the raw one.
@@ -66,9 +87,27 @@ func Plan(from, to time.Time, r Rollups) []Segment {
 	}
 	var out []Segment
 	add := func(g Granularity, a, b time.Time) {
-		if a.Before(b) {
-			out = append(out, Segment{g, a, b})
+		if !a.Before(b) {
+			return
 		}
+		if g == Raw && !r.MinuteSince.IsZero() {
+			// Whole minutes inside [a, b) at or after the epoch; raw before and after them.
+			m0 := ceilTo(a, time.Minute)
+			if since := ceilTo(r.MinuteSince.UTC(), time.Minute); m0.Before(since) {
+				m0 = since
+			}
+			if m1 := b.Truncate(time.Minute); m0.Before(m1) {
+				if a.Before(m0) {
+					out = append(out, Segment{Raw, a, m0})
+				}
+				out = append(out, Segment{Minute, m0, m1})
+				if m1.Before(b) {
+					out = append(out, Segment{Raw, m1, b})
+				}
+				return
+			}
+		}
+		out = append(out, Segment{g, a, b})
 	}
 	if !r.Hour {
 		add(Raw, from, to)
@@ -110,7 +149,7 @@ func (s *Server) segmentSQL(sel Selection, seg Segment, cols string) string {
 
 // stackCountsSQL is one query summing per stack over every segment of the selection.
 func (s *Server) stackCountsSQL(sel Selection, r Rollups) string {
-	segs := Plan(sel.From, sel.To, r)
+	segs := Plan(sel.From, sel.To, r.ForSelection(sel))
 	parts := make([]string, len(segs))
 	for i, seg := range segs {
 		parts[i] = s.segmentSQL(sel, seg, "toUInt64(sum(count)) AS c")
@@ -124,10 +163,10 @@ func (s *Server) stackCountsSQL(sel Selection, r Rollups) string {
 // diffSQL is one query returning, per stack, the comparison count c and the baseline count b.
 func (s *Server) diffSQL(sel, base Selection, r Rollups) string {
 	var parts []string
-	for _, seg := range Plan(sel.From, sel.To, r) {
+	for _, seg := range Plan(sel.From, sel.To, r.ForSelection(sel)) {
 		parts = append(parts, s.segmentSQL(sel, seg, "toUInt64(sum(count)) AS c, toUInt64(0) AS b"))
 	}
-	for _, seg := range Plan(base.From, base.To, r) {
+	for _, seg := range Plan(base.From, base.To, r.ForSelection(base)) {
 		parts = append(parts, s.segmentSQL(base, seg, "toUInt64(0) AS c, toUInt64(sum(count)) AS b"))
 	}
 	return "SELECT stack, toUInt64(sum(c)) AS c, toUInt64(sum(b)) AS b FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY stack"

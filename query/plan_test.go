@@ -25,6 +25,8 @@ func segs(s []Segment) string {
 
 func TestPlanSplitsRangeIntoRawHeadTailAndAlignedRollups(t *testing.T) {
 	all := Rollups{Hour: true, Day: true}
+	withMinutes := func(since string) Rollups { return Rollups{Hour: true, Day: true, MinuteSince: ts(since)} }
+	old := withMinutes("2025-01-01 00:00:00")
 	for _, tc := range []struct {
 		name     string
 		from, to string
@@ -56,6 +58,32 @@ func TestPlanSplitsRangeIntoRawHeadTailAndAlignedRollups(t *testing.T) {
 		{"one second", "2026-01-05 10:00:00", "2026-01-05 10:00:01", all, "raw[01-05 10:00:00,01-05 10:00:01)"},
 		{"empty range", "2026-01-05 10:00:00", "2026-01-05 10:00:00", all, ""},
 		{"reversed range", "2026-01-05 11:00:00", "2026-01-05 10:00:00", all, ""},
+		{"minutes: under an hour is whole minutes and sub-minute edges", "2026-01-05 10:10:30", "2026-01-05 10:50:15", old,
+			"raw[01-05 10:10:30,01-05 10:11:00) minute[01-05 10:11:00,01-05 10:50:00) raw[01-05 10:50:00,01-05 10:50:15)"},
+		{"minutes: aligned minutes need no raw", "2026-01-05 10:10:00", "2026-01-05 10:50:00", old,
+			"minute[01-05 10:10:00,01-05 10:50:00)"},
+		{"minutes: under a minute is raw", "2026-01-05 10:10:10", "2026-01-05 10:10:50", old,
+			"raw[01-05 10:10:10,01-05 10:10:50)"},
+		{"minutes: across a minute boundary without a whole minute is raw", "2026-01-05 10:10:30", "2026-01-05 10:11:20", old,
+			"raw[01-05 10:10:30,01-05 10:11:20)"},
+		{"minutes: day, hour, minute, raw on both sides", "2026-01-05 22:30:10", "2026-01-08 01:15:20", old,
+			"raw[01-05 22:30:10,01-05 22:31:00) minute[01-05 22:31:00,01-05 23:00:00) hour[01-05 23:00:00,01-06 00:00:00) day[01-06 00:00:00,01-08 00:00:00) hour[01-08 00:00:00,01-08 01:00:00) minute[01-08 01:00:00,01-08 01:15:00) raw[01-08 01:15:00,01-08 01:15:20)"},
+		{"minutes: whole hours are still read from hours", "2026-01-05 10:00:00", "2026-01-05 12:00:00", old,
+			"hour[01-05 10:00:00,01-05 12:00:00)"},
+		{"epoch inside the head: raw before it", "2026-01-05 10:10:30", "2026-01-05 12:20:00", withMinutes("2026-01-05 10:40:00"),
+			"raw[01-05 10:10:30,01-05 10:40:00) minute[01-05 10:40:00,01-05 11:00:00) hour[01-05 11:00:00,01-05 12:00:00) minute[01-05 12:00:00,01-05 12:20:00)"},
+		{"epoch after the head: head raw, tail minutes", "2026-01-05 10:10:30", "2026-01-05 12:20:00", withMinutes("2026-01-05 11:30:00"),
+			"raw[01-05 10:10:30,01-05 11:00:00) hour[01-05 11:00:00,01-05 12:00:00) minute[01-05 12:00:00,01-05 12:20:00)"},
+		{"epoch inside the tail", "2026-01-05 10:10:30", "2026-01-05 12:20:00", withMinutes("2026-01-05 12:05:00"),
+			"raw[01-05 10:10:30,01-05 11:00:00) hour[01-05 11:00:00,01-05 12:00:00) raw[01-05 12:00:00,01-05 12:05:00) minute[01-05 12:05:00,01-05 12:20:00)"},
+		{"epoch after the range: no minutes", "2026-01-05 10:10:30", "2026-01-05 12:20:00", withMinutes("2026-01-06 00:00:00"),
+			"raw[01-05 10:10:30,01-05 11:00:00) hour[01-05 11:00:00,01-05 12:00:00) raw[01-05 12:00:00,01-05 12:20:00)"},
+		{"epoch exactly at the range end: no minutes", "2026-01-05 10:10:00", "2026-01-05 10:50:00", withMinutes("2026-01-05 10:50:00"),
+			"raw[01-05 10:10:00,01-05 10:50:00)"},
+		{"epoch not on a minute starts at the next minute", "2026-01-05 10:10:00", "2026-01-05 10:50:00", withMinutes("2026-01-05 10:20:01"),
+			"raw[01-05 10:10:00,01-05 10:21:00) minute[01-05 10:21:00,01-05 10:50:00)"},
+		{"minutes without hour rollups", "2026-01-05 10:10:30", "2026-01-05 12:20:00", Rollups{MinuteSince: ts("2025-01-01 00:00:00")},
+			"raw[01-05 10:10:30,01-05 10:11:00) minute[01-05 10:11:00,01-05 12:20:00)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			from, to := ts(tc.from), ts(tc.to)
@@ -77,6 +105,10 @@ func TestPlanSplitsRangeIntoRawHeadTailAndAlignedRollups(t *testing.T) {
 				case Day:
 					if s.From.Truncate(24*time.Hour) != s.From || s.To.Truncate(24*time.Hour) != s.To {
 						t.Fatalf("day segment %v not aligned", s)
+					}
+				case Minute:
+					if s.From.Truncate(time.Minute) != s.From || s.To.Truncate(time.Minute) != s.To || s.From.Before(tc.r.MinuteSince) {
+						t.Fatalf("minute segment %v not aligned or before the epoch %v", s, tc.r.MinuteSince)
 					}
 				}
 				cur = s.To
@@ -111,6 +143,55 @@ func TestPlanTilesRandomRangesExactly(t *testing.T) {
 		if !cur.Equal(to) {
 			t.Fatalf("Plan(%v, %v) ends at %v", from, to, cur)
 		}
+	}
+}
+
+func TestPlanWithMinuteRollupTilesRandomRangesWithSubMinuteRawEdges(t *testing.T) {
+	base := ts("2026-01-01 00:00:00")
+	for i := 0; i < 2000; i++ {
+		from := base.Add(time.Duration(i*7919%(40*86400)) * time.Second)
+		to := from.Add(time.Duration(1+(i*104729)%(3*86400)) * time.Second)
+		since := base.Add(time.Duration(i*6007%(40*86400)) * time.Second)
+		r := Rollups{Hour: true, Day: true, MinuteSince: since}
+		cur := from
+		for _, s := range Plan(from, to, r) {
+			if !s.From.Equal(cur) {
+				t.Fatalf("Plan(%v, %v, since %v): gap or overlap at %v", from, to, since, cur)
+			}
+			switch {
+			case s.Gran == Minute && (s.From.Before(since) || s.From.Truncate(time.Minute) != s.From || s.To.Truncate(time.Minute) != s.To):
+				t.Fatalf("Plan(%v, %v, since %v): minute segment %v before the epoch or unaligned", from, to, since, s)
+			case s.Gran == Raw && !s.To.Before(since.Add(time.Minute)) && s.To.Sub(s.From) >= 2*time.Minute:
+				// Raw after the epoch only for the sub-minute edges (under two minutes when no whole minute fits).
+				t.Fatalf("Plan(%v, %v, since %v): raw segment %v after the epoch longer than needed", from, to, since, s)
+			}
+			cur = s.To
+		}
+		if !cur.Equal(to) {
+			t.Fatalf("Plan(%v, %v) ends at %v", from, to, cur)
+		}
+	}
+}
+
+func TestFilteredSelectionsNeverUseTheMinuteRollup(t *testing.T) {
+	r := Rollups{Hour: true, Day: true, MinuteSince: ts("2025-01-01 00:00:00")}
+	for _, tc := range []struct {
+		name string
+		sel  Selection
+		want bool
+	}{
+		{"unfiltered", Selection{}, true},
+		{"one host", Selection{Include: map[string][]string{"host": {"a"}}}, false},
+		{"excluded host", Selection{Exclude: map[string][]string{"host": {"a"}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := !r.ForSelection(tc.sel).MinuteSince.IsZero(); got != tc.want {
+				t.Errorf("minute rollup used = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := (Segment{Gran: Minute}).Table(true); got != "samples" {
+		t.Errorf("filtered minute segment reads %s, want samples", got)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
@@ -87,7 +88,8 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 	return out, nil
 }
 
-// rollupsFor learns once whether the server buckets rollups on UTC boundaries (see Rollups).
+// rollupsFor learns once whether the server buckets rollups on UTC boundaries (see Rollups) and from when
+// the minute rollup is complete (its epoch in rollup_epochs; without one it is not used).
 func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,20 +97,47 @@ func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
 		return *s.rollups, nil
 	}
 	const probe = 100*86400 + 5*3600 + 123
-	var h, d proto.ColUInt32
+	var m, h, d proto.ColUInt32
 	err := s.ch.Do(ctx, ch.Query{
-		Body:   fmt.Sprintf("SELECT toUInt32(toStartOfHour(toDateTime(%d))) AS h, toUInt32(toStartOfDay(toDateTime(%d))) AS d", probe, probe),
-		Result: proto.Results{{Name: "h", Data: &h}, {Name: "d", Data: &d}},
+		Body: fmt.Sprintf("SELECT toUInt32(toStartOfMinute(toDateTime(%d))) AS m, toUInt32(toStartOfHour(toDateTime(%d))) AS h, toUInt32(toStartOfDay(toDateTime(%d))) AS d",
+			probe, probe, probe),
+		Result: proto.Results{{Name: "m", Data: &m}, {Name: "h", Data: &h}, {Name: "d", Data: &d}},
 	})
 	if err != nil {
 		return Rollups{}, fmt.Errorf("probe server time zone: %w", err)
 	}
 	r := Rollups{Hour: len(h) == 1 && h[0] == probe-probe%3600, Day: len(d) == 1 && d[0] == probe-probe%86400}
-	if !r.Hour || !r.Day {
-		s.log.Warn("ClickHouse server time zone is not UTC-aligned: some rollups are not used", "hour", r.Hour, "day", r.Day)
+	minute := len(m) == 1 && m[0] == probe-probe%60
+	if !r.Hour || !r.Day || !minute {
+		s.log.Warn("ClickHouse server time zone is not UTC-aligned: some rollups are not used", "minute", minute, "hour", r.Hour, "day", r.Day)
+	}
+	if minute {
+		r.MinuteSince = s.minuteEpoch(ctx)
 	}
 	s.rollups = &r
 	return r, nil
+}
+
+// minuteEpoch reads the epoch of the minute rollup: the smallest since recorded for it, or zero (no minute
+// rollup) when there is none or it cannot be read.
+func (s *Server) minuteEpoch(ctx context.Context) time.Time {
+	var n, since proto.ColUInt64
+	err := s.ch.Do(ctx, ch.Query{
+		Body: "SELECT count() AS n, toUInt64(min(toUInt32(since))) AS since FROM " + s.ch.Table("rollup_epochs") +
+			" WHERE name = " + chdb.String("samples_1m_all"),
+		Result: proto.Results{{Name: "n", Data: &n}, {Name: "since", Data: &since}},
+	})
+	if err != nil {
+		s.log.Warn("minute rollup epoch unreadable: the minute rollup is not used", "err", err)
+		return time.Time{}
+	}
+	if len(n) != 1 || n[0] == 0 {
+		s.log.Warn("minute rollup has no epoch: it is not used")
+		return time.Time{}
+	}
+	t := time.Unix(int64(since[0]), 0).UTC()
+	s.log.Info("minute rollup in use", "since", t)
+	return t
 }
 
 // stackCounts sums the samples of a selection per stack hash, reading the rollups where they are exact.
