@@ -20,14 +20,11 @@ func runService(ctx context.Context, cfg config.Config, args []string, out io.Wr
 	if len(args) == 0 {
 		return errors.New("usage: flamestream service list | set NAME [--sample-threshold X] [--retention-days N]")
 	}
-	pg, err := pgdb.Open(ctx, cfg.PostgresURL)
+	pg, err := openMeta(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
-	if _, err := pg.Migrate(ctx); err != nil {
-		return err
-	}
 	switch args[0] {
 	case "list":
 		list, err := pg.ListServices(ctx)

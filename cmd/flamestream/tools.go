@@ -41,14 +41,11 @@ func runToken(ctx context.Context, cfg config.Config, args []string, out io.Writ
 	if len(args) == 0 {
 		return errors.New("usage: flamestream token create|list|revoke")
 	}
-	pg, err := pgdb.Open(ctx, cfg.PostgresURL)
+	pg, err := openMeta(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
-	if _, err := pg.Migrate(ctx); err != nil {
-		return err
-	}
 	fs := flag.NewFlagSet("token "+args[0], flag.ContinueOnError)
 	switch args[0] {
 	case "create":
@@ -108,17 +105,19 @@ func runUser(ctx context.Context, cfg config.Config, args []string, out io.Write
 	if len(args) != 3 || args[0] != "add" {
 		return errors.New("usage: flamestream user add USERNAME PASSWORD")
 	}
-	pg, err := pgdb.Open(ctx, cfg.PostgresURL)
+	pg, err := openMeta(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
-	if _, err := pg.Migrate(ctx); err != nil {
-		return err
-	}
 	if err := pg.SetUser(ctx, args[1], args[2]); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "user %s saved\n", args[1])
 	return nil
+}
+
+// openMeta opens PostgreSQL for an operator command, its schema migrated (the same path the roles take).
+func openMeta(ctx context.Context, cfg config.Config) (*pgdb.DB, error) {
+	return app.OpenPG(ctx, cfg, slog.New(slog.DiscardHandler))
 }
