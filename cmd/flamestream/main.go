@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -43,40 +44,69 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// invocation is what a command runs with: the configuration, the logger, the arguments left after the
+// flags, and where to write.
+type invocation struct {
+	cfg       config.Config
+	log       *slog.Logger
+	rest      []string
+	out, diag io.Writer
+}
+
+// runner runs a command once its flags are parsed.
+type runner func(ctx context.Context, in invocation) error
+
+// command declares a command's own flags on fs, next to the configuration flags, and returns how to run it.
+// It reports false for an unknown name.
+func command(name string, fs *flag.FlagSet) (runner, bool) {
+	switch name {
+	case "all", "ingest", "indexer", "query":
+		return func(ctx context.Context, in invocation) error { return app.Run(ctx, in.cfg, in.log, name) }, true
+	case "loadgen":
+		o := loadgenFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runLoadgen(ctx, o, in.out, in.diag) }, true
+	case "service":
+		return func(ctx context.Context, in invocation) error { return runService(ctx, in.cfg, in.rest, in.out) }, true
+	case "migrate":
+		o := migrateFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runMigrate(ctx, in.cfg, in.log, o, in.out) }, true
+	case "reindex":
+		o := reindexFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runReindex(ctx, in.cfg, in.log, o, in.out) }, true
+	case "token":
+		return func(ctx context.Context, in invocation) error { return runToken(ctx, in.cfg, in.rest, in.out) }, true
+	case "user":
+		return func(ctx context.Context, in invocation) error { return runUser(ctx, in.cfg, in.rest, in.out) }, true
+	case "demo":
+		o := demoFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runDemo(ctx, o, in.out) }, true
+	case "backfill":
+		o := backfillFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runBackfill(ctx, in.cfg, in.log, o, in.out) }, true
+	case "bench":
+		o := benchFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runBench(ctx, in.cfg, in.log, o, in.out) }, true
+	case "config":
+		return func(ctx context.Context, in invocation) error { return config.WriteMarkdown(in.out) }, true
+	}
+	return nil, false
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	cmd := args[0]
+	if cmd == "bench" && len(args) > 1 && args[1] == "query" { // "bench query" is the only benchmark so far
+		args = append([]string{cmd}, args[2:]...)
+	}
 	fs := flag.NewFlagSet("flamestream "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var demoOpts *demoOptions
-	if cmd == "demo" {
-		demoOpts = demoFlags(fs)
-	}
-	var reindexOpts *reindexOptions
-	if cmd == "reindex" {
-		reindexOpts = reindexFlags(fs)
-	}
-	var loadgenOpts *loadgenOptions
-	if cmd == "loadgen" {
-		loadgenOpts = loadgenFlags(fs)
-	}
-	var migrateOpts *migrateOptions
-	if cmd == "migrate" {
-		migrateOpts = migrateFlags(fs)
-	}
-	var backfillOpts *backfillOptions
-	if cmd == "backfill" {
-		backfillOpts = backfillFlags(fs)
-	}
-	var benchOpts *benchOptions
-	if cmd == "bench" {
-		benchOpts = benchFlags(fs)
-		if len(args) > 1 && args[1] == "query" { // "bench query" is the only benchmark so far
-			args = append([]string{cmd}, args[2:]...)
-		}
+	runCmd, ok := command(cmd, fs)
+	if !ok {
+		fmt.Fprintf(stderr, "flamestream: unknown command %q\n\n%s", cmd, usage)
+		return 2
 	}
 	cfg, err := config.Load(fs, args[1:], nil)
 	if errors.Is(err, flag.ErrHelp) {
@@ -89,35 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat).With("cmd", cmd)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rest := fs.Args()
-	switch cmd {
-	case "all", "ingest", "indexer", "query":
-		err = app.Run(ctx, cfg, log, cmd)
-	case "loadgen":
-		err = runLoadgen(ctx, loadgenOpts, stdout, stderr)
-	case "service":
-		err = runService(ctx, cfg, rest, stdout)
-	case "migrate":
-		err = runMigrate(ctx, cfg, log, migrateOpts, stdout)
-	case "reindex":
-		err = runReindex(ctx, cfg, log, reindexOpts, stdout)
-	case "token":
-		err = runToken(ctx, cfg, rest, stdout)
-	case "user":
-		err = runUser(ctx, cfg, rest, stdout)
-	case "demo":
-		err = runDemo(ctx, demoOpts, stdout)
-	case "backfill":
-		err = runBackfill(ctx, cfg, log, backfillOpts, stdout)
-	case "bench":
-		err = runBench(ctx, cfg, log, benchOpts, stdout)
-	case "config":
-		err = config.WriteMarkdown(stdout)
-	default:
-		fmt.Fprintf(stderr, "flamestream: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	if err != nil {
+	if err := runCmd(ctx, invocation{cfg: cfg, log: log, rest: fs.Args(), out: stdout, diag: stderr}); err != nil {
 		fmt.Fprintln(stderr, "flamestream "+cmd+":", err)
 		return 1
 	}
