@@ -37,7 +37,12 @@ func (c *agentClient) post(ctx context.Context, host string, body []byte) (int64
 	req.Header.Set("GPROFILER-SERVICE-NAME", c.service)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, err
+		// The URL carries the token (the agent sends it in the query string too): keep it out of messages.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, fmt.Errorf("post %s/api/v2/profiles: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
