@@ -154,3 +154,22 @@ func BenchmarkWritePprof(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSortThenMerge1M is what the query path does with 1M stacks that arrive in GROUP BY (random)
+// order: sort them by text, then merge them in that order and build the truncated tree.
+func BenchmarkSortThenMerge1M(b *testing.B) {
+	benchInput(b)
+	b.ReportAllocs()
+	b.SetBytes(benchBytes)
+	for b.Loop() {
+		in := slices.Clone(benchRandom)
+		slices.SortFunc(in, func(x, y genStack) int { return strings.Compare(x.stack, y.stack) })
+		fb := &Builder{}
+		for _, s := range in {
+			fb.Add(s.stack, s.count)
+		}
+		if tr := fb.Tree(2048); tr.Value == 0 {
+			b.Fatal("empty tree")
+		}
+	}
+}
