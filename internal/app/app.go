@@ -202,7 +202,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 				d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
 		}
 		if all || cmd == "query" {
-			query.New(query.Config{CookieSecure: cfg.CookieSecure}, d.ch, d.pg, log).Routes(r)
+			query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
+				MaxQueryMemory: uint64(max(cfg.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(cfg.QueryMaxRows, 0)),
+				MaxNodes: cfg.QueryMaxNodes}, d.ch, d.pg, log).Routes(r)
 			r.Handle("/*", webui.Handler())
 		}
 		addr := cfg.IngestAddr

@@ -56,6 +56,11 @@ type Config struct {
 	RetentionDayDays  int
 	JanitorInterval   time.Duration
 
+	QueryTimeout   time.Duration
+	QueryMaxMemory int64
+	QueryMaxRows   int64
+	QueryMaxNodes  int
+
 	AdminUser     string
 	AdminPassword string
 	CookieSecure  bool
@@ -145,6 +150,10 @@ var vars = []variable{
 	{"FLAMESTREAM_RETENTION_RAW_DAYS", "retention-raw-days", "30", "days of raw samples and minute rollups kept", integer(func(c *Config) *int { return &c.RetentionRawDays })},
 	{"FLAMESTREAM_RETENTION_HOUR_DAYS", "retention-hour-days", "30", "days of hour rollups kept", integer(func(c *Config) *int { return &c.RetentionHourDays })},
 	{"FLAMESTREAM_RETENTION_DAY_DAYS", "retention-day-days", "365", "days of day rollups kept", integer(func(c *Config) *int { return &c.RetentionDayDays })},
+	{"FLAMESTREAM_QUERY_TIMEOUT", "query-timeout", "60s", "bound on one query API call and its ClickHouse query (504 after)", duration(func(c *Config) *time.Duration { return &c.QueryTimeout })},
+	{"FLAMESTREAM_QUERY_MAX_MEMORY", "query-max-memory", "2147483648", "ClickHouse memory one query may use, in bytes (422 above)", int64v(func(c *Config) *int64 { return &c.QueryMaxMemory })},
+	{"FLAMESTREAM_QUERY_MAX_ROWS", "query-max-rows", "5000000", "rows one ClickHouse query may return (422 above)", int64v(func(c *Config) *int64 { return &c.QueryMaxRows })},
+	{"FLAMESTREAM_QUERY_MAX_NODES", "query-max-nodes", "8192", "default node budget of a flame graph (the maxNodes parameter overrides it)", integer(func(c *Config) *int { return &c.QueryMaxNodes })},
 	{"FLAMESTREAM_JANITOR_INTERVAL", "janitor-interval", "1h", "how often the indexer drops ClickHouse partitions past retention (0 disables)", duration(func(c *Config) *time.Duration { return &c.JanitorInterval })},
 	{"FLAMESTREAM_ADMIN_USER", "admin-user", "", "if set with FLAMESTREAM_ADMIN_PASSWORD, this UI user is created/updated at start", str(func(c *Config) *string { return &c.AdminUser })},
 	{"FLAMESTREAM_ADMIN_PASSWORD", "admin-password", "", "password of FLAMESTREAM_ADMIN_USER", str(func(c *Config) *string { return &c.AdminPassword })},
