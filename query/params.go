@@ -90,15 +90,13 @@ func selectionOf(r *http.Request) (Selection, error) {
 	return parseSelection(r.URL.Query(), "", time.Now().UTC())
 }
 
-// Where renders the selection as a WHERE condition on a table with a `ts` column between from and to
-// (half-open). Values enter only through chdb's literal formatter; column names come from dimensions.
-func (s Selection) Where(tsCol string, from, to time.Time) string {
-	var b strings.Builder
-	b.WriteString("service = ")
-	b.WriteString(chdb.String(s.Service))
-	b.WriteString(" AND " + tsCol + " >= " + chdb.Time(from) + " AND " + tsCol + " < " + chdb.Time(to))
-	b.WriteString(s.filterSQL())
-	return b.String()
+// Clauses renders the selection as the PREWHERE and WHERE clauses of a query on a table with a `ts`
+// column. The time range goes to PREWHERE so that ClickHouse reads the other
+// columns only for the rows in range: samples is ordered by host before time, so without it a minute of raw
+// rows cost a read of the service's whole day (measured on 18.16: 20 ms → 5 ms for a 59 s raw edge).
+func (s Selection) Clauses(tsCol string, from, to time.Time) string {
+	return " PREWHERE " + tsCol + " >= " + chdb.Time(from) + " AND " + tsCol + " < " + chdb.Time(to) +
+		" WHERE service = " + chdb.String(s.Service) + s.filterSQL()
 }
 
 func (s Selection) filterSQL() string {

@@ -78,12 +78,12 @@ func FuzzSelectionWhere(f *testing.F) {
 			Include: map[string][]string{"host": {a, b}, "k8s_object": {b}},
 			Exclude: map[string][]string{"container": {a}}}
 	}
-	_, want, err := literals(shape("x", "y", "z").Where("ts", from, to))
+	_, want, err := literals(shape("x", "y", "z").Clauses("ts", from, to))
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, svc, a, b string) {
-		sql := shape(svc, a, b).Where("ts", from, to)
+		sql := shape(svc, a, b).Clauses("ts", from, to)
 		lits, skeleton, err := literals(sql)
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)

@@ -144,7 +144,7 @@ func ceilTo(t time.Time, d time.Duration) time.Time {
 // side is the list of extra constant columns (for a diff) and the count column's name.
 func (s *Server) segmentSQL(sel Selection, seg Segment, cols string) string {
 	return "SELECT stack, " + cols + " FROM " + s.ch.Table(seg.Table(sel.HasFilters())) +
-		" WHERE " + sel.Where("ts", seg.From, seg.To) + " GROUP BY stack"
+		sel.Clauses("ts", seg.From, seg.To) + " GROUP BY stack"
 }
 
 // stackCountsSQL is one query summing per stack over every segment of the selection.
@@ -196,7 +196,7 @@ func (s *Server) totalsSQL(sel Selection, cols, groupBy string) string {
 	var parts []string
 	q := func(table string, a, b time.Time) string {
 		return "SELECT " + cols + ", toUInt64(sum(count)) AS c FROM " + s.ch.Table(table) +
-			" WHERE " + sel.Where("ts", a, b) + " GROUP BY " + groupBy
+			sel.Clauses("ts", a, b) + " GROUP BY " + groupBy
 	}
 	if m0.Before(m1) {
 		parts = append(parts, q("totals_1m", m0, m1))
