@@ -653,6 +653,7 @@ func TestQueryLimitsAreClearErrors(t *testing.T) {
 	}{
 		{"memory", func(c *query.Config) { c.MaxQueryMemory = 1000 }, http.StatusUnprocessableEntity, "query needs too much memory"},
 		{"rows", func(c *query.Config) { c.MaxQueryRows = 2 }, http.StatusUnprocessableEntity, "query returns too many rows"},
+		{"time", func(c *query.Config) { c.Timeout = time.Microsecond }, http.StatusGatewayTimeout, "query took too long"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
