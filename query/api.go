@@ -24,50 +24,23 @@ func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) 
 	return context.WithTimeoutCause(r.Context(), s.cfg.Timeout, errTimeout)
 }
 
-// load fills a flame builder with a selection's stacks, in text order.
-func (s *Server) load(ctx context.Context, b *flame.Builder, sel Selection) error {
+// load returns a flame builder holding a selection's stacks; it must be used before release is called.
+func (s *Server) load(ctx context.Context, sel Selection) (b *flame.Builder, release func(), err error) {
 	counts, err := s.stackCounts(ctx, sel)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	hashes := make([]uint64, 0, len(counts))
-	for h := range counts {
-		hashes = append(hashes, h)
-	}
-	stacks, err := s.sortedTexts(ctx, hashes)
-	if err != nil {
-		return err
-	}
-	for _, st := range stacks {
-		b.Add(st.text, counts[st.hash])
-	}
-	return nil
+	return s.view(ctx, sel.Service, counts)
 }
 
-// loadDiff fills a flame builder with both sides of a diff from one ClickHouse query.
-func (s *Server) loadDiff(ctx context.Context, b *flame.Builder, sel, base Selection) error {
+// loadDiff returns a flame builder holding both sides of a diff, read by one ClickHouse query; it must be
+// used before release is called.
+func (s *Server) loadDiff(ctx context.Context, sel, base Selection) (b *flame.Builder, release func(), err error) {
 	counts, err := s.diffCounts(ctx, sel, base)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	hashes := make([]uint64, 0, len(counts))
-	for h := range counts {
-		hashes = append(hashes, h)
-	}
-	stacks, err := s.sortedTexts(ctx, hashes)
-	if err != nil {
-		return err
-	}
-	for _, st := range stacks {
-		c := counts[st.hash]
-		if c[0] > 0 {
-			b.Add(st.text, c[0])
-		}
-		if c[1] > 0 {
-			b.AddBase(st.text, c[1])
-		}
-	}
-	return nil
+	return s.view(ctx, sel.Service, counts)
 }
 
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
@@ -101,10 +74,11 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
-	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel); err != nil {
+	b, release, err := s.load(ctx, sel)
+	if err != nil {
 		return err
 	}
+	defer release()
 	var root *flame.Node
 	if focus := focusParam(r); focus != nil {
 		root = b.Focus(focus, maxNodes)
@@ -138,10 +112,11 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
-	b := new(flame.Builder)
-	if err := s.loadDiff(ctx, b, sel, base); err != nil {
+	b, release, err := s.loadDiff(ctx, sel, base)
+	if err != nil {
 		return err
 	}
+	defer release()
 	root := b.Tree(maxNodes)
 	// Total and BaseTotal are set by the builder only when a baseline was added; an empty baseline
 	// still gets its zero base_total through the diff shape below.
@@ -183,10 +158,11 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
-	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel); err != nil {
+	b, release, err := s.load(ctx, sel)
+	if err != nil {
 		return err
 	}
+	defer release()
 	writeJSON(w, http.StatusOK, map[string]any{"total": b.Total(), "functions": b.TopFunctions(sortBy, limit)})
 	return nil
 }
@@ -394,10 +370,11 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	format := r.URL.Query().Get("format")
 	ctx, cancel := s.bounded(r)
 	defer cancel()
-	b := new(flame.Builder)
-	if err := s.load(ctx, b, sel); err != nil {
+	b, release, err := s.load(ctx, sel)
+	if err != nil {
 		return err
 	}
+	defer release()
 	name := fmt.Sprintf("%s_%s_%s", sel.Service, sel.From.Format("20060102T150405Z"), sel.To.Format("20060102T150405Z"))
 	name = strings.Map(func(r rune) rune {
 		if r == '"' || r == '\\' || r == '/' || r < 0x20 {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -706,4 +707,42 @@ func checkPprof(body []byte, total uint64) error {
 		return fmt.Errorf("pprof samples sum to %d, want %d", sum, total)
 	}
 	return nil
+}
+
+// TestConcurrentQueriesOverSmallTriesStayExact runs flame graphs of two services and diffs concurrently on a
+// server whose stack tries hold only a few nodes, so they start over under the queries' feet: every graph
+// must still equal the raw-rows computation.
+func TestConcurrentQueriesOverSmallTriesStayExact(t *testing.T) {
+	f := newFixture(t)
+	f.base = serve(t, query.New(query.Config{TrieNodes: 8}, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	rs := f.ranges()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i, r := range rs {
+				fl := filters[(i+w)%len(filters)]
+				service := "svc"
+				if (i+w)%3 == 0 {
+					service, fl.f = "noise", nil
+				}
+				want := f.rawStacks(service, r.from, r.to, fl.f)
+				q := params(service, r.from, r.to, fl.f)
+				q.Set("maxNodes", "0")
+				var got node
+				f.getJSON(t, "/api/v1/flamegraph", q, &got)
+				sameTree(t, fmt.Sprintf("worker %d %s %s/%s", w, service, r.name, fl.name), flat(&got), expectedTree(t, want))
+
+				base := rs[(i+1)%len(rs)]
+				q.Set("base_from", base.from.Format(time.RFC3339))
+				q.Set("base_to", base.to.Format(time.RFC3339))
+				var d node
+				f.getJSON(t, "/api/v1/diff", q, &d)
+				wantBase := expectedTree(t, f.rawStacks(service, base.from, base.to, fl.f))
+				if d.Base != wantBase[""].Value || d.Value != got.Value {
+					t.Errorf("worker %d diff %s: value/base %d/%d, want %d/%d", w, r.name, d.Value, d.Base, got.Value, wantBase[""].Value)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -30,15 +30,17 @@ type Config struct {
 	MaxQueryMemory uint64
 	// MaxQueryRows bounds the rows one ClickHouse query may return (max_result_rows); default 5 million.
 	MaxQueryRows uint64
+	// TrieNodes bounds the nodes of the stack tries kept across queries (see tries); default 20 million.
+	TrieNodes int
 }
 
 // Server is the query API.
 type Server struct {
-	cfg    Config
-	ch     *chdb.DB
-	meta   *pgdb.DB
-	log    *slog.Logger
-	stacks *stackCache
+	cfg   Config
+	ch    *chdb.DB
+	meta  *pgdb.DB
+	log   *slog.Logger
+	tries *tries
 
 	mu      sync.Mutex
 	rollups *Rollups // nil until probed
@@ -58,7 +60,10 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 	if cfg.MaxQueryRows == 0 {
 		cfg.MaxQueryRows = 5_000_000
 	}
-	return &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), stacks: newStackCache(256 << 20)}
+	if cfg.TrieNodes <= 0 {
+		cfg.TrieNodes = 20_000_000
+	}
+	return &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes)}
 }
 
 // Routes mounts the API under /api/v1 on r.

@@ -7,45 +7,56 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/flame"
 )
 
-// stackCache keeps stack texts by hash: stacks never change, and the same few thousand stacks come back in
-// every query of a service. It is bounded in bytes and simply starts over when full.
-type stackCache struct {
-	mu       sync.RWMutex
-	m        map[uint64]string
-	bytes    int
-	maxBytes int
+// tries keeps, per service, a flame trie of every stack its queries have named, and the trie leaf of each
+// stack hash. A query then builds its tree in a view of the trie from counts per leaf, without merging any
+// stack text: a stack's text is read from ClickHouse and merged once per query server, not once per query.
+// The tries are bounded by their number of nodes together; past it they start over.
+type tries struct {
+	mu       sync.Mutex
+	m        map[string]*serviceTrie
+	maxNodes int
 }
 
-func newStackCache(maxBytes int) *stackCache {
-	return &stackCache{m: map[uint64]string{}, maxBytes: maxBytes}
+// serviceTrie is the trie of one service. Views are made and used under the read lock; stacks are added
+// under the write lock.
+type serviceTrie struct {
+	mu    sync.RWMutex
+	trie  *flame.Builder
+	leaf  map[uint64]uint32
+	nodes atomic.Int64
 }
 
-func (c *stackCache) get(h uint64) (string, bool) {
-	c.mu.RLock()
-	s, ok := c.m[h]
-	c.mu.RUnlock()
-	return s, ok
+func newTries(maxNodes int) *tries {
+	return &tries{m: map[string]*serviceTrie{}, maxNodes: maxNodes}
 }
 
-func (c *stackCache) put(h uint64, s string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.bytes+len(s) > c.maxBytes {
-		c.m = map[uint64]string{}
-		c.bytes = 0
+// of returns the trie of a service, starting over when all of them together are past the bound.
+func (t *tries) of(service string) *serviceTrie {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var total int64
+	for _, st := range t.m {
+		total += st.nodes.Load()
 	}
-	if _, ok := c.m[h]; !ok {
-		c.m[h] = s
-		c.bytes += len(s) + 16
+	if total > int64(t.maxNodes) {
+		t.m = map[string]*serviceTrie{} // queries still holding a trie finish with it
 	}
+	st := t.m[service]
+	if st == nil {
+		st = &serviceTrie{trie: flame.NewTrie(), leaf: map[uint64]uint32{}}
+		t.m[service] = st
+	}
+	return st
 }
 
 // resolveBatch is how many hashes go into one IN list.
@@ -54,18 +65,10 @@ const resolveBatch = 20000
 // resolve returns the text of every hash in hashes (missing ones are absent from the result).
 func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]string, error) {
 	out := make(map[uint64]string, len(hashes))
-	var missing []uint64
-	for _, h := range hashes {
-		if t, ok := s.stacks.get(h); ok {
-			out[h] = t
-		} else {
-			missing = append(missing, h)
-		}
-	}
-	for len(missing) > 0 {
-		n := min(len(missing), resolveBatch)
-		part := missing[:n]
-		missing = missing[n:]
+	for len(hashes) > 0 {
+		n := min(len(hashes), resolveBatch)
+		part := hashes[:n]
+		hashes = hashes[n:]
 		var hash proto.ColUInt64
 		var frames proto.ColStr
 		err := s.ch.Do(ctx, ch.Query{
@@ -74,9 +77,7 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 			Result: proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}},
 			OnResult: func(ctx context.Context, b proto.Block) error {
 				for i := 0; i < hash.Rows(); i++ {
-					t := frames.Row(i)
-					out[hash[i]] = t
-					s.stacks.put(hash[i], t)
+					out[hash[i]] = frames.Row(i)
 				}
 				return nil
 			},
@@ -86,6 +87,66 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 		}
 	}
 	return out, nil
+}
+
+// view returns a view of the service's trie that has a leaf for every hash of counts, with counts[h][side]
+// added on the comparison side (0) and, with two sides, the baseline (1). The view must be used before
+// release is called.
+func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]uint64) (v *flame.Builder, release func(), err error) {
+	st := s.tries.of(service)
+	for {
+		st.mu.RLock()
+		var missing []uint64
+		for h := range counts {
+			if _, ok := st.leaf[h]; !ok {
+				missing = append(missing, h)
+			}
+		}
+		if len(missing) == 0 {
+			v := st.trie.View()
+			for h, c := range counts {
+				n := st.leaf[h]
+				v.AddLeaf(n, c[0])
+				v.AddBaseLeaf(n, c[1])
+			}
+			return v, st.mu.RUnlock, nil
+		}
+		st.mu.RUnlock()
+		if err := s.learn(ctx, st, missing); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// learn adds the stacks of hashes to a service trie, in text order (the trie merges sorted stacks fastest).
+// A hash that ClickHouse does not know gets a stack of its own, so its samples still count.
+func (s *Server) learn(ctx context.Context, st *serviceTrie, hashes []uint64) error {
+	texts, err := s.resolve(ctx, hashes)
+	if err != nil {
+		return err
+	}
+	type stackText struct {
+		hash uint64
+		text string
+	}
+	in := make([]stackText, len(hashes))
+	for i, h := range hashes {
+		t, ok := texts[h]
+		if !ok || t == "" {
+			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
+		}
+		in[i] = stackText{h, t}
+	}
+	slices.SortFunc(in, func(a, b stackText) int { return strings.Compare(a.text, b.text) })
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, x := range in {
+		if _, ok := st.leaf[x.hash]; !ok {
+			st.leaf[x.hash] = st.trie.Leaf(x.text)
+		}
+	}
+	st.nodes.Store(int64(st.trie.Nodes() + len(st.leaf)))
+	return nil
 }
 
 // rollupsFor learns once whether the server buckets rollups on UTC boundaries (see Rollups) and from when
@@ -141,19 +202,22 @@ func (s *Server) minuteEpoch(ctx context.Context) time.Time {
 }
 
 // stackCounts sums the samples of a selection per stack hash, reading the rollups where they are exact.
-func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64]uint64, error) {
+// The counts are in [0], as diffCounts returns the comparison side.
+func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64][2]uint64, error) {
 	r, err := s.rollupsFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[uint64]uint64{}
+	out := map[uint64][2]uint64{}
 	var hash, count proto.ColUInt64
 	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
 		Body:   s.stackCountsSQL(sel, r),
 		Result: proto.Results{{Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i, h := range hash {
-				out[h] += count[i]
+				v := out[h]
+				v[0] += count[i]
+				out[h] = v
 			}
 			return nil
 		},
@@ -188,28 +252,5 @@ func (s *Server) diffCounts(ctx context.Context, sel, base Selection) (map[uint6
 	if err != nil {
 		return nil, fmt.Errorf("diff counts: %w", err)
 	}
-	return out, nil
-}
-
-// stackText names the stacks of hashes, sorted by text: a flame.Builder merges sorted stacks fastest.
-type stackText struct {
-	hash uint64
-	text string
-}
-
-func (s *Server) sortedTexts(ctx context.Context, hashes []uint64) ([]stackText, error) {
-	texts, err := s.resolve(ctx, hashes)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]stackText, len(hashes))
-	for i, h := range hashes {
-		t, ok := texts[h]
-		if !ok {
-			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
-		}
-		out[i] = stackText{h, t}
-	}
-	slices.SortFunc(out, func(a, b stackText) int { return strings.Compare(a.text, b.text) })
 	return out, nil
 }

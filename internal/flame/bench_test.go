@@ -173,3 +173,53 @@ func BenchmarkSortThenMerge1M(b *testing.B) {
 		}
 	}
 }
+
+var (
+	benchTrieOnce sync.Once
+	benchTrie     *Builder
+	benchLeaves   []uint32 // leaf of benchRandom[i]
+)
+
+// BenchmarkViewMerge1M is the query server's path for 1M unique stacks that it has merged into its trie
+// before: a view of the trie gets the 1M (leaf, count) pairs in random order, as a GROUP BY returns them,
+// and builds the tree truncated to 2048 nodes.
+func BenchmarkViewMerge1M(b *testing.B) {
+	benchInput(b)
+	benchTrieOnce.Do(func() {
+		benchTrie = NewTrie()
+		leaf := make(map[string]uint32, len(benchSorted))
+		for _, s := range benchSorted {
+			leaf[s.stack] = benchTrie.Leaf(s.stack)
+		}
+		for _, s := range benchRandom {
+			benchLeaves = append(benchLeaves, leaf[s.stack])
+		}
+	})
+	b.ReportAllocs()
+	b.SetBytes(benchBytes)
+	for b.Loop() {
+		v := benchTrie.View()
+		for i, s := range benchRandom {
+			v.AddLeaf(benchLeaves[i], s.count)
+		}
+		if tr := v.Tree(2048); tr.Value == 0 {
+			b.Fatal("empty tree")
+		}
+	}
+}
+
+// BenchmarkTrieLeaf1M is what a query server pays once for 1M stacks it has not seen: sort their texts
+// and merge them into its trie.
+func BenchmarkTrieLeaf1M(b *testing.B) {
+	benchInput(b)
+	b.ReportAllocs()
+	b.SetBytes(benchBytes)
+	for b.Loop() {
+		in := slices.Clone(benchRandom)
+		slices.SortFunc(in, func(x, y genStack) int { return strings.Compare(x.stack, y.stack) })
+		t := NewTrie()
+		for _, s := range in {
+			t.Leaf(s.stack)
+		}
+	}
+}

@@ -143,6 +143,11 @@ type Builder struct {
 	baseTotal uint64
 	hasBase   bool
 
+	// trieOnly marks a Builder made by NewTrie, which holds no counts, and
+	// view one made by View, which shares another Builder's trie.
+	trieOnly bool
+	view     bool
+
 	// Derived data, dropped when a stack is added.
 	cache *derived
 }
@@ -177,7 +182,9 @@ func (b *Builder) newNode(parent, frame uint32) uint32 {
 	}
 	if id&chunkMask == 0 {
 		b.nodes = append(b.nodes, make([]nodeRec, chunkSize))
-		b.selfs = append(b.selfs, make([]uint64, chunkSize))
+		if !b.trieOnly {
+			b.selfs = append(b.selfs, make([]uint64, chunkSize))
+		}
 		if b.baseSelfs != nil {
 			b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
 		}
@@ -225,6 +232,9 @@ type pendingStack struct {
 const batchSize = 64
 
 func (b *Builder) add(s string, count uint64, base bool) {
+	if b.trieOnly || b.view {
+		panic("flame: Add on a trie or a view; use Leaf and AddLeaf")
+	}
 	b.init()
 	b.cache = nil
 	if b.batching {
@@ -334,6 +344,83 @@ func (b *Builder) flush() {
 	clear(p) // drop the references to the stacks
 }
 
+// NewTrie returns a Builder that holds only a trie of stacks, to be shared
+// by many Views: Leaf adds stacks to it, and each View counts samples on its
+// nodes without merging any text. A server that builds many trees over the
+// same stacks merges each stack once, and then builds a tree from counts
+// per leaf in time linear in the size of the trie, whatever the order in
+// which the counts arrive. Add and AddBase panic on a trie.
+func NewTrie() *Builder { return &Builder{trieOnly: true} }
+
+// Leaf returns the node of stack in a trie made by NewTrie, adding the
+// nodes it lacks, and 0 for an empty stack. Stacks are merged fastest in
+// byte-wise order. Leaf must not run at the same time as any other method
+// of the trie or of its views.
+func (b *Builder) Leaf(stack string) uint32 {
+	if !b.trieOnly {
+		panic("flame: Leaf on a Builder not made by NewTrie")
+	}
+	if stack == "" {
+		return 0
+	}
+	b.init()
+	return b.insert(stack)
+}
+
+// View returns a Builder that shares the trie's nodes as they are now and
+// holds its own counts, added with AddLeaf and AddBaseLeaf. Nodes without
+// a count in the view are left out of everything it returns, as if the
+// stacks under them had not been added. Views may be used concurrently
+// with each other, but not while Leaf adds to the trie. Add and AddBase
+// panic on a view.
+func (b *Builder) View() *Builder {
+	if !b.trieOnly {
+		panic("flame: View of a Builder not made by NewTrie")
+	}
+	b.init()
+	v := &Builder{
+		names: b.names, nameTab: b.nameTab, seed: b.seed,
+		nodes: b.nodes, nNodes: b.nNodes, edges: b.edges, nEdges: b.nEdges,
+		view: true,
+	}
+	v.selfs = make([][]uint64, len(b.nodes))
+	for i := range v.selfs {
+		v.selfs[i] = make([]uint64, chunkSize)
+	}
+	return v
+}
+
+// AddLeaf adds count samples of the stack whose node, returned by the
+// trie's Leaf, is n, to a view. It panics when n is not a node of the view.
+func (b *Builder) AddLeaf(n uint32, count uint64) {
+	b.addLeaf(n, count, false)
+}
+
+// AddBaseLeaf is AddLeaf for the baseline side of a diff (see AddBase).
+func (b *Builder) AddBaseLeaf(n uint32, count uint64) {
+	b.addLeaf(n, count, true)
+}
+
+func (b *Builder) addLeaf(n uint32, count uint64, base bool) {
+	if !b.view {
+		panic("flame: AddLeaf on a Builder not made by View")
+	}
+	if int(n) >= b.nNodes {
+		panic("flame: AddLeaf with a node the view does not have")
+	}
+	if count == 0 || n == 0 {
+		return
+	}
+	b.cache = nil
+	if base {
+		b.baseTotal += count
+		b.hasBase = true
+	} else {
+		b.total += count
+	}
+	b.count(n, count, base)
+}
+
 // Total returns the sum of the counts given to Add.
 func (b *Builder) Total() uint64 { return b.total }
 
@@ -344,9 +431,20 @@ func (b *Builder) BaseTotal() uint64 { return b.baseTotal }
 // AddBase was called with a non-zero count.
 func (b *Builder) HasBase() bool { return b.hasBase }
 
-// Nodes returns the number of nodes of the full tree, root included.
+// Nodes returns the number of nodes of the full tree, root included: for a
+// view those with samples in it, for a trie all of them.
 func (b *Builder) Nodes() int {
 	b.flush()
+	if b.view {
+		d := b.derive()
+		n := 1
+		for i := 1; i < b.nNodes; i++ {
+			if d.live(uint32(i)) {
+				n++
+			}
+		}
+		return n
+	}
 	return max(b.nNodes, 1)
 }
 
@@ -483,8 +581,9 @@ func (b *Builder) lookupName(f string) (uint32, bool) {
 		if v == 0 {
 			return 0, false
 		}
+		// A view does not know the names added to its trie after it.
 		if (v^h)>>32 == 0 {
-			if id := uint32(v) - 1; b.names[id] == f {
+			if id := uint32(v) - 1; int(id) < len(b.names) && b.names[id] == f {
 				return id, true
 			}
 		}
@@ -584,7 +683,8 @@ func (b *Builder) growEdges(size int) {
 // lookupChild returns the child of parent for frame and whether it exists.
 func (b *Builder) lookupChild(parent, frame uint32) (uint32, bool) {
 	pr := b.node(parent)
-	if pr.frame&hubBit != 0 {
+	// A view walks the list: its trie may have made a hub after it.
+	if pr.frame&hubBit != 0 && !b.view {
 		e := b.edges[b.findEdge(parent, frame)]
 		return e.child, e.child != 0
 	}

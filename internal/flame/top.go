@@ -45,8 +45,8 @@ func (b *Builder) TopFunctions(sortBy string, limit int) []Function {
 			continue
 		}
 		n := uint32(e)
-		if d.value[n] == 0 {
-			continue // baseline-only subtree
+		if int(n) >= len(d.value) || d.value[n] == 0 {
+			continue // baseline-only subtree, or newer than a view
 		}
 		r := b.node(n)
 		f := r.frame &^ hubBit

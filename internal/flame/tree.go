@@ -61,11 +61,34 @@ func (b *Builder) derive() *derived {
 	return d
 }
 
-// kidsOf appends the children of node n, sorted by frame name, to dst.
+// live reports whether node n has samples on either side. Every node of a
+// Builder fed by Add has; a node of a view has only when a stack under it
+// was counted.
+// Nodes added to a trie after a view was made are not the view's.
+func (d *derived) live(n uint32) bool {
+	if int(n) >= len(d.value) {
+		return false
+	}
+	return d.value[n] != 0 || (d.base != nil && d.base[n] != 0)
+}
+
+// hasKids reports whether node n has a live child.
+func (b *Builder) hasKids(d *derived, n uint32) bool {
+	for c := b.node(n).first; c != 0; c = b.node(c).next {
+		if d.live(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// kidsOf appends the live children of node n, sorted by frame name, to dst.
 func (b *Builder) kidsOf(d *derived, dst []uint32, n uint32) []uint32 {
 	start := len(dst)
 	for c := b.node(n).first; c != 0; c = b.node(c).next {
-		dst = append(dst, c)
+		if d.live(c) {
+			dst = append(dst, c)
+		}
 	}
 	if k := dst[start:]; len(k) > 1 {
 		slices.SortFunc(k, func(x, y uint32) int {
@@ -122,7 +145,7 @@ func (b *Builder) Focus(path []string, maxNodes int) *Node {
 		return b.Tree(maxNodes)
 	}
 	n, ok := b.find(path)
-	if !ok {
+	if !ok || !b.derive().live(n) {
 		return nil
 	}
 	return b.tree(n, path[len(path)-1], maxNodes)
@@ -147,7 +170,7 @@ func (b *Builder) find(path []string) (uint32, bool) {
 func (b *Builder) tree(root uint32, name string, maxNodes int) *Node {
 	d := b.derive()
 	var keep map[uint32]int32
-	if maxNodes > 0 && !b.fits(root, maxNodes) {
+	if maxNodes > 0 && !b.fits(d, root, maxNodes) {
 		keep = b.selectNodes(d, root, maxNodes)
 	}
 	out := b.build(d, root, keep)
@@ -159,9 +182,9 @@ func (b *Builder) tree(root uint32, name string, maxNodes int) *Node {
 	return out
 }
 
-// fits reports whether the subtree of root has at most limit nodes.
-func (b *Builder) fits(root uint32, limit int) bool {
-	if root == 0 {
+// fits reports whether the subtree of root has at most limit live nodes.
+func (b *Builder) fits(d *derived, root uint32, limit int) bool {
+	if root == 0 && !b.view && !b.trieOnly {
 		return b.Nodes() <= limit
 	}
 	count := 0
@@ -174,7 +197,9 @@ func (b *Builder) fits(root uint32, limit int) bool {
 			return false
 		}
 		for c := b.node(n).first; c != 0; c = b.node(c).next {
-			stack = append(stack, c)
+			if d.live(c) {
+				stack = append(stack, c)
+			}
 		}
 	}
 	return true
@@ -263,7 +288,7 @@ func (b *Builder) selectNodes(d *derived, root uint32, maxNodes int) map[uint32]
 		c := h.pop()
 		p := b.node(c.node).parent
 		cost := 1
-		if b.node(c.node).first != 0 {
+		if b.hasKids(d, c.node) {
 			cost++ // its own "other" until all its children are kept
 		}
 		if keep[p] == 1 {

@@ -1,0 +1,201 @@
+package flame
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// builderOutputs renders everything a Builder returns, for comparisons.
+func builderOutputs(t *testing.T, b *Builder, focus [][]string) string {
+	t.Helper()
+	var out strings.Builder
+	for _, limit := range []int{0, 7, 50} {
+		tr := b.Tree(limit)
+		checkTree(t, tr, limit)
+		fmt.Fprintf(&out, "tree %d: %s\n", limit, render(tr))
+	}
+	fmt.Fprintf(&out, "top total %v\ntop self %v\n", b.TopFunctions("total", 0), b.TopFunctions("self", 5))
+	fmt.Fprintf(&out, "nodes %d total %d base %d hasBase %v\n", b.Nodes(), b.Total(), b.BaseTotal(), b.HasBase())
+	for _, f := range focus {
+		n := b.Focus(f, 5)
+		if n == nil {
+			fmt.Fprintf(&out, "focus %q: nil\n", f)
+			continue
+		}
+		fmt.Fprintf(&out, "focus %q: %s\n", f, render(n))
+	}
+	var buf bytes.Buffer
+	if err := b.WriteFolded(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString(buf.String())
+	buf.Reset()
+	if err := b.WriteSpeedscope(&buf, "x"); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString(buf.String())
+	buf.Reset()
+	if err := b.WritePprof(&buf, time.Unix(1700000000, 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&out, "\npprof %x\n", buf.Bytes())
+	return out.String()
+}
+
+// TestViewEqualsBuilder counts random subsets of a trie's stacks in views
+// and expects every output to equal that of a Builder given the same
+// stacks with Add and AddBase.
+func TestViewEqualsBuilder(t *testing.T) {
+	alphabet := []string{"", "a", "ab", "abc", "b", "a-b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}
+	r := rand.New(rand.NewPCG(11, 12))
+	for round := range 40 {
+		var all []string
+		seen := map[string]bool{}
+		for range 1 + r.IntN(300) {
+			frames := make([]string, 1+r.IntN(6))
+			for i := range frames {
+				frames[i] = alphabet[r.IntN(len(alphabet)-r.IntN(10))]
+			}
+			if s := strings.Join(frames, ";"); s != "" && !seen[s] {
+				seen[s] = true
+				all = append(all, s)
+			}
+		}
+		trie := NewTrie()
+		leaf := map[string]uint32{}
+		order := slices.Clone(all)
+		if round%2 == 0 {
+			slices.Sort(order)
+		}
+		for _, s := range order {
+			leaf[s] = trie.Leaf(s)
+		}
+		for i, s := range all { // a second Leaf of a known stack finds the same node
+			if i%5 == 0 && trie.Leaf(s) != leaf[s] {
+				t.Fatalf("round %d: Leaf(%q) moved", round, s)
+			}
+		}
+		for sub := range 3 {
+			b, v := &Builder{}, trie.View()
+			var focus [][]string
+			for _, s := range all {
+				switch r.IntN(4) {
+				case 0: // not in this query
+					focus = append(focus, strings.Split(s, ";"))
+					continue
+				case 1:
+					c := uint64(1 + r.IntN(9))
+					b.AddBase(s, c)
+					v.AddBaseLeaf(leaf[s], c)
+					if sub == 0 {
+						continue // sub 0 also has baseline-only stacks
+					}
+				}
+				c := uint64(1 + r.IntN(9))
+				b.Add(s, c)
+				v.AddLeaf(leaf[s], c)
+				if r.IntN(3) == 0 {
+					focus = append(focus, strings.Split(s, ";")[:1])
+				}
+			}
+			want, got := builderOutputs(t, b, focus), builderOutputs(t, v, focus)
+			if got != want {
+				t.Fatalf("round %d subset %d: view differs from a Builder\nview:\n%s\nbuilder:\n%s", round, sub, got, want)
+			}
+		}
+	}
+}
+
+// TestViewsAreIndependentAndConcurrent counts different stacks in several
+// views of one trie at once (run with -race) and checks that none sees
+// another's counts.
+func TestViewsAreIndependentAndConcurrent(t *testing.T) {
+	stacks := genStacks(3000, 21, 20)
+	trie := NewTrie()
+	leaves := make([]uint32, len(stacks))
+	for i, s := range stacks {
+		leaves[i] = trie.Leaf(s.stack)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			v := trie.View()
+			b := &Builder{}
+			for i, s := range stacks {
+				if i%4 == w {
+					v.AddLeaf(leaves[i], s.count)
+					b.Add(s.stack, s.count)
+				}
+			}
+			if got, want := render(v.Tree(100)), render(b.Tree(100)); got != want {
+				errs <- fmt.Errorf("view %d differs from its Builder", w)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestTrieAndViewMisuse(t *testing.T) {
+	mustPanic := func(name string, fn func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		fn()
+	}
+	trie := NewTrie()
+	n := trie.Leaf("p;a")
+	v := trie.View()
+	mustPanic("Add on a trie", func() { trie.Add("p", 1) })
+	mustPanic("Add on a view", func() { v.Add("p", 1) })
+	mustPanic("Leaf on a Builder", func() { (&Builder{}).Leaf("p") })
+	mustPanic("View of a Builder", func() { (&Builder{}).View() })
+	mustPanic("AddLeaf on a Builder", func() { (&Builder{}).AddLeaf(1, 1) })
+	mustPanic("AddLeaf past the view", func() { v.AddLeaf(n+1, 1) })
+	trie.Leaf("q") // a node the view was made before
+	mustPanic("AddLeaf of a newer node", func() { v.AddLeaf(n+1, 1) })
+	if trie.Leaf("") != 0 {
+		t.Error("empty stack has a leaf")
+	}
+	if tr := v.Tree(0); tr.Value != 0 || len(tr.Children) != 0 {
+		t.Errorf("empty view: %s", render(tr))
+	}
+	// A view made before a Leaf keeps seeing the trie as it was.
+	v = trie.View()
+	v.AddLeaf(n, 2)
+	for i := range 20 { // p becomes a hub
+		trie.Leaf(fmt.Sprintf("p;b%d", i))
+	}
+	trie.Leaf("0")
+	if got, want := render(v.Tree(0)), render(mustParse(t, "p;a 2\n").Tree(0)); got != want {
+		t.Errorf("older view %s, want %s", got, want)
+	}
+	if v.Focus([]string{"p", "b7"}, 0) != nil {
+		t.Error("older view focuses on a newer node")
+	}
+	if n := v.Focus([]string{"p", "a"}, 0); n == nil || n.Value != 2 {
+		t.Errorf("older view focus through a newer hub: %v", n)
+	}
+}
+
+func mustParse(t *testing.T, folded string) *Builder {
+	t.Helper()
+	b, err := ParseFolded(strings.NewReader(folded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
