@@ -43,6 +43,33 @@ func (s *Server) loadDiff(ctx context.Context, sel, base Selection) (b *flame.Bu
 	return s.view(ctx, sel.Service, counts)
 }
 
+// widen moves the edges of a selection that are older than the raw retention out to whole hours or days
+// (see Rollups.Widen) and reports the range the answer covers in the response headers Flamestream-From and
+// Flamestream-To (Flamestream-Base-From and -To for a diff's baseline, prefix "Base-").
+func (s *Server) widen(ctx context.Context, w http.ResponseWriter, sel *Selection, prefix string) error {
+	r, err := s.rollupsFor(ctx)
+	if err != nil {
+		return err
+	}
+	r = s.horizons(r, time.Now())
+	sel.From, sel.To = r.Widen(sel.From, sel.To)
+	w.Header().Set("Flamestream-"+prefix+"From", sel.From.UTC().Format(time.RFC3339Nano))
+	w.Header().Set("Flamestream-"+prefix+"To", sel.To.UTC().Format(time.RFC3339Nano))
+	return nil
+}
+
+// horizons adds to r the retention horizons as of now: the janitor drops a day's partition once the whole
+// day is older than the retention, so the day that holds now minus the retention is always kept.
+func (s *Server) horizons(r Rollups, now time.Time) Rollups {
+	if d := s.cfg.RawDays; d > 0 {
+		r.RawSince = now.UTC().AddDate(0, 0, -d).Truncate(24 * time.Hour)
+	}
+	if d := s.cfg.HourDays; d > 0 {
+		r.HourSince = now.UTC().AddDate(0, 0, -d).Truncate(24 * time.Hour)
+	}
+	return r
+}
+
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
@@ -74,6 +101,9 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
 	b, release, err := s.load(ctx, sel)
 	if err != nil {
 		return err
@@ -112,6 +142,12 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
+	if err := s.widen(ctx, w, &base, "Base-"); err != nil {
+		return err
+	}
 	b, release, err := s.loadDiff(ctx, sel, base)
 	if err != nil {
 		return err
@@ -158,6 +194,9 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
 	b, release, err := s.load(ctx, sel)
 	if err != nil {
 		return err
@@ -370,6 +409,9 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	format := r.URL.Query().Get("format")
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
 	b, release, err := s.load(ctx, sel)
 	if err != nil {
 		return err

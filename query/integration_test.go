@@ -746,3 +746,53 @@ func TestConcurrentQueriesOverSmallTriesStayExact(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRangesPastRetentionAreWidenedToWholeRollupBuckets serves the fixture with a retention under which its
+// first days are past the raw (and hour) horizons: every graph must equal the raw rows of the range the
+// response headers report, which must contain the asked range and start and end on whole hours or days
+// where they are past the raw horizon.
+func TestRangesPastRetentionAreWidenedToWholeRollupBuckets(t *testing.T) {
+	f := newFixture(t)
+	f.base = serve(t, query.New(query.Config{RawDays: 3, HourDays: 4}, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	rawSince, hourSince := today.AddDate(0, 0, -3), today.AddDate(0, 0, -4)
+	widened := 0
+	for _, r := range f.ranges() {
+		for _, fl := range filters[:2] {
+			t.Run(r.name+"/"+fl.name, func(t *testing.T) {
+				q := params("svc", r.from, r.to, fl.f)
+				q.Set("maxNodes", "0")
+				req, _ := http.NewRequest(http.MethodGet, f.base+"/api/v1/flamegraph?"+q.Encode(), nil)
+				req.Header.Set("Authorization", "Bearer "+f.token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var got node
+				if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d, %v", resp.StatusCode, err)
+				}
+				from, err1 := time.Parse(time.RFC3339Nano, resp.Header.Get("Flamestream-From"))
+				to, err2 := time.Parse(time.RFC3339Nano, resp.Header.Get("Flamestream-To"))
+				if err1 != nil || err2 != nil || from.After(r.from) || to.Before(r.to) {
+					t.Fatalf("answered range %v..%v (%v %v) does not contain %v..%v", from, to, err1, err2, r.from, r.to)
+				}
+				aligned := func(what string, e time.Time, pastHours, pastRaw bool) {
+					if (pastHours && !e.Truncate(24*time.Hour).Equal(e)) || (pastRaw && !e.Truncate(time.Hour).Equal(e)) {
+						t.Errorf("%s %v past the horizons (hour %v, raw %v) is not on a whole day or hour", what, e, hourSince, rawSince)
+					}
+				}
+				aligned("from", from, from.Before(hourSince), from.Before(rawSince))
+				aligned("to", to, !to.After(hourSince), !to.After(rawSince))
+				if from.Before(r.from) || to.After(r.to) {
+					widened++
+				}
+				sameTree(t, "widened flamegraph", flat(&got), expectedTree(t, f.rawStacks("svc", from, to, fl.f)))
+			})
+		}
+	}
+	if widened == 0 {
+		t.Error("no range was widened: the test does not reach past the horizons")
+	}
+}

@@ -61,9 +61,48 @@ func (s Segment) Table(filtered bool) string {
 // MinuteSince is the epoch of the minute rollup (see indexer.EpochsTable): it holds every sample from that
 // time on and none or only some before, so only whole minutes at or after it are read from it. Zero means
 // no minute rollup; it serves unfiltered selections only (see ForSelection).
+//
+// RawSince and HourSince are the retention horizons: the raw samples (and the minute rollup) and the hour
+// rollups may have been dropped before them (see indexer.Retention); zero means nothing is dropped. See
+// Widen for what a range that reaches past them gives.
 type Rollups struct {
 	Hour, Day   bool
 	MinuteSince time.Time
+	RawSince    time.Time
+	HourSince   time.Time
+}
+
+// Widen returns the range that a plan of [from, to) can answer exactly. An edge at or after RawSince stays
+// where it is. An edge before it has no raw rows to stitch with, so it moves out to the start (from) or end
+// (to) of its hour when the hour rollups are kept there, or else of its UTC day: the result then holds all
+// the samples of whole hours or days, never a part of one. Without rollups edges do not move.
+func (r Rollups) Widen(from, to time.Time) (time.Time, time.Time) {
+	if r.RawSince.IsZero() {
+		return from, to
+	}
+	unit := func(t time.Time) time.Duration {
+		switch {
+		case r.Hour && (r.HourSince.IsZero() || !t.Truncate(time.Hour).Before(r.HourSince)):
+			return time.Hour
+		case r.Day:
+			return 24 * time.Hour
+		case r.Hour:
+			return time.Hour
+		}
+		return 0
+	}
+	from, to = from.UTC(), to.UTC()
+	if from.Before(r.RawSince) {
+		if u := unit(from); u > 0 {
+			from = from.Truncate(u)
+		}
+	}
+	if to.Before(r.RawSince) {
+		if u := unit(to); u > 0 {
+			to = ceilTo(to, u)
+		}
+	}
+	return from, to
 }
 
 // ForSelection returns the rollups usable for a selection: filtered selections have no minute rollup.

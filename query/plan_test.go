@@ -212,3 +212,54 @@ func TestMinuteSegmentsReadWholeMinutesFromTotals(t *testing.T) {
 		}
 	}
 }
+
+func TestWidenPastRetention(t *testing.T) {
+	r := Rollups{Hour: true, Day: true, RawSince: ts("2026-03-01 00:00:00"), HourSince: ts("2026-02-20 00:00:00")}
+	for _, tc := range []struct {
+		name             string
+		r                Rollups
+		from, to         string
+		wantFrom, wantTo string
+	}{
+		{"inside raw retention nothing moves", r, "2026-03-02 10:11:12", "2026-03-05 01:02:03", "2026-03-02 10:11:12", "2026-03-05 01:02:03"},
+		{"head before raw, within hours", r, "2026-02-25 10:11:12", "2026-03-05 01:02:03", "2026-02-25 10:00:00", "2026-03-05 01:02:03"},
+		{"head before hours", r, "2026-02-10 10:11:12", "2026-03-05 01:02:03", "2026-02-10 00:00:00", "2026-03-05 01:02:03"},
+		{"both edges within hours", r, "2026-02-25 10:11:12", "2026-02-26 03:00:01", "2026-02-25 10:00:00", "2026-02-26 04:00:00"},
+		{"both edges before hours", r, "2026-02-10 10:11:12", "2026-02-12 03:00:01", "2026-02-10 00:00:00", "2026-02-13 00:00:00"},
+		{"tail before hours, head aligned", r, "2026-02-10 00:00:00", "2026-02-12 00:00:00", "2026-02-10 00:00:00", "2026-02-12 00:00:00"},
+		{"no retention", Rollups{Hour: true, Day: true}, "2020-02-10 10:11:12", "2020-02-12 03:00:01", "2020-02-10 10:11:12", "2020-02-12 03:00:01"},
+		{"no day rollup: hours", Rollups{Hour: true, RawSince: r.RawSince, HourSince: r.HourSince}, "2026-02-10 10:11:12", "2026-02-12 03:00:01", "2026-02-10 10:00:00", "2026-02-12 04:00:00"},
+		{"no rollups: nothing to do", Rollups{RawSince: r.RawSince}, "2026-02-10 10:11:12", "2026-02-12 03:00:01", "2026-02-10 10:11:12", "2026-02-12 03:00:01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := tc.r.Widen(ts(tc.from), ts(tc.to))
+			if !from.Equal(ts(tc.wantFrom)) || !to.Equal(ts(tc.wantTo)) {
+				t.Fatalf("Widen = %v, %v; want %s, %s", from, to, tc.wantFrom, tc.wantTo)
+			}
+		})
+	}
+}
+
+// TestWidenedPlansReadOnlyKeptRows plans many ranges reaching past the retention horizons and checks that
+// no raw or minute segment starts before RawSince and no hour segment before HourSince.
+func TestWidenedPlansReadOnlyKeptRows(t *testing.T) {
+	r := Rollups{Hour: true, Day: true, RawSince: ts("2026-03-01 00:00:00"), HourSince: ts("2026-02-20 00:00:00"),
+		MinuteSince: ts("2026-01-01 00:00:00")}
+	base := ts("2026-02-01 00:00:00")
+	for i := range 3000 {
+		from := base.Add(time.Duration(i*7919%(40*86400)) * time.Second)
+		to := from.Add(time.Duration(1+(i*104729)%(20*86400)) * time.Second)
+		wf, wt := r.Widen(from, to)
+		if wf.After(from) || wt.Before(to) {
+			t.Fatalf("Widen(%v, %v) = %v, %v narrows the range", from, to, wf, wt)
+		}
+		for _, s := range Plan(wf, wt, r) {
+			if (s.Gran == Raw || s.Gran == Minute) && s.From.Before(r.RawSince) {
+				t.Fatalf("range %v..%v (widened %v..%v): %v segment %v..%v before the raw horizon", from, to, wf, wt, s.Gran, s.From, s.To)
+			}
+			if s.Gran == Hour && s.From.Before(r.HourSince) {
+				t.Fatalf("range %v..%v (widened %v..%v): hour segment %v..%v before the hour horizon", from, to, wf, wt, s.From, s.To)
+			}
+		}
+	}
+}

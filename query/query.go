@@ -30,6 +30,9 @@ type Config struct {
 	MaxQueryMemory uint64
 	// MaxQueryRows bounds the rows one ClickHouse query may return (max_result_rows); default 5 million.
 	MaxQueryRows uint64
+	// RawDays and HourDays are the retention of the raw samples and of the hour rollups (0: kept forever):
+	// a range reaching past them is widened to whole hours or days (see Rollups.Widen).
+	RawDays, HourDays int
 	// TrieNodes bounds the nodes of the stack tries kept across queries (see tries); default 20 million.
 	TrieNodes int
 }

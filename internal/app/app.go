@@ -204,7 +204,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 		if all || cmd == "query" {
 			query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
 				MaxQueryMemory: uint64(max(cfg.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(cfg.QueryMaxRows, 0)),
-				MaxNodes: cfg.QueryMaxNodes, TrieNodes: cfg.QueryTrieNodes}, d.ch, d.pg, log).Routes(r)
+				MaxNodes: cfg.QueryMaxNodes, TrieNodes: cfg.QueryTrieNodes,
+				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays}, d.ch, d.pg, log).Routes(r)
 			r.Handle("/*", webui.Handler())
 		}
 		addr := cfg.IngestAddr
