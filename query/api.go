@@ -58,7 +58,11 @@ func (s *Server) widen(ctx context.Context, w http.ResponseWriter, sel *Selectio
 	return nil
 }
 
-// horizons adds to r the retention horizons as of now: the janitor drops a day's partition once the whole
+// settleTime is how long after its end a rollup bucket is read whole past the edge of a range (see
+// Rollups.Settled): by then the indexer has written all its rows, unless it was far behind.
+const settleTime = time.Hour
+
+// horizons adds to r the retention horizons and the settled time as of now: the janitor drops a day's partition once the whole
 // day is older than the retention, so the day that holds now minus the retention is always kept.
 func (s *Server) horizons(r Rollups, now time.Time) Rollups {
 	if d := s.cfg.RawDays; d > 0 {
@@ -67,6 +71,7 @@ func (s *Server) horizons(r Rollups, now time.Time) Rollups {
 	if d := s.cfg.HourDays; d > 0 {
 		r.HourSince = now.UTC().AddDate(0, 0, -d).Truncate(24 * time.Hour)
 	}
+	r.Settled = now.UTC().Add(-settleTime)
 	return r
 }
 

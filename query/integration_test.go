@@ -326,6 +326,11 @@ func (f *fixture) ranges() []struct {
 		{"days with unaligned edges (raw + hour + day)", d.Add(-4*time.Hour - 31*time.Minute - 1*time.Second), d.Add(72*time.Hour + 2*time.Hour + 13*time.Minute + 5*time.Second)},
 		{"whole range", d.Add(-7 * time.Hour), d.Add(80 * time.Hour)},
 		{"minutes across the minute rollup's epoch (raw before it)", d.Add(9*time.Hour + 12*time.Minute + 13*time.Second), d.Add(9*time.Hour + 48*time.Minute + 31*time.Second)},
+		{"an hour but seconds at both ends (hour minus raw)", d.Add(10*time.Hour + 3*time.Second), d.Add(10*time.Hour + 59*time.Minute + 58*time.Second)},
+		{"hours but seconds at the end (hour minus raw in the tail)", d.Add(11 * time.Hour), d.Add(13*time.Hour + 59*time.Minute + 57*time.Second)},
+		{"days but seconds at both ends (day minus raw)", d.Add(5 * time.Second), d.Add(2*24*time.Hour + 23*time.Hour + 59*time.Minute + 50*time.Second)},
+		{"raw before the epoch, minutes after it but seconds (minute minus raw)", d.Add(9*time.Hour + 10*time.Minute + 3*time.Second), d.Add(9*time.Hour + 31*time.Minute + 58*time.Second)},
+		{"a minute but seconds just after the epoch (minute minus raw)", d.Add(9*time.Hour + 30*time.Minute + 2*time.Second), d.Add(9*time.Hour + 58*time.Minute)},
 	}
 }
 
@@ -341,19 +346,21 @@ var filters = []struct {
 
 func TestFlamegraphOverRollupsEqualsRawRowsOnly(t *testing.T) {
 	f := newFixture(t)
-	for _, r := range f.ranges() {
-		for _, fl := range filters {
-			t.Run(r.name+"/"+fl.name, func(t *testing.T) {
-				var got node
-				q := params("svc", r.from, r.to, fl.f)
-				q.Set("maxNodes", "0")
-				f.getJSON(t, "/api/v1/flamegraph", q, &got)
-				want := f.rawStacks("svc", r.from, r.to, fl.f)
-				if len(want) == 0 {
-					t.Fatal("fixture has no rows in this range")
-				}
-				sameTree(t, "flamegraph", flat(&got), expectedTree(t, want))
-			})
+	for _, pass := range []string{"cold", "cached"} { // the second pass reads settled segments from the cache
+		for _, r := range f.ranges() {
+			for _, fl := range filters {
+				t.Run(pass+"/"+r.name+"/"+fl.name, func(t *testing.T) {
+					var got node
+					q := params("svc", r.from, r.to, fl.f)
+					q.Set("maxNodes", "0")
+					f.getJSON(t, "/api/v1/flamegraph", q, &got)
+					want := f.rawStacks("svc", r.from, r.to, fl.f)
+					if len(want) == 0 {
+						t.Fatal("fixture has no rows in this range")
+					}
+					sameTree(t, "flamegraph", flat(&got), expectedTree(t, want))
+				})
+			}
 		}
 	}
 }
@@ -661,11 +668,16 @@ func TestQueryLimitsAreClearErrors(t *testing.T) {
 			var cfg query.Config
 			tc.edit(&cfg)
 			f.base = serve(t, query.New(cfg, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil))))
-			code, body := f.get(t, "/api/v1/flamegraph", params("svc", f.day0, f.day0.Add(30*time.Hour), nil))
-			var e struct{ Message, Detail string }
-			_ = json.Unmarshal(body, &e)
-			if code != tc.status || e.Message != tc.message || e.Detail == "" {
-				t.Fatalf("got %d %s, want %d %q", code, body, tc.status, tc.message)
+			q := params("svc", f.day0, f.day0.Add(30*time.Hour), nil)
+			q.Set("base_from", f.day0.Add(-time.Hour).Format(time.RFC3339)) // a small baseline: the comparison hits the limit
+			q.Set("base_to", f.day0.Format(time.RFC3339))
+			for _, path := range []string{"/api/v1/flamegraph", "/api/v1/diff"} {
+				code, body := f.get(t, path, q)
+				var e struct{ Message, Detail string }
+				_ = json.Unmarshal(body, &e)
+				if code != tc.status || e.Message != tc.message || e.Detail == "" {
+					t.Fatalf("%s: got %d %s, want %d %q", path, code, body, tc.status, tc.message)
+				}
 			}
 			// The limits stay on the query's own connection: other queries on the pool are not limited.
 			var n proto.ColUInt64
@@ -794,5 +806,43 @@ func TestRangesPastRetentionAreWidenedToWholeRollupBuckets(t *testing.T) {
 	}
 	if widened == 0 {
 		t.Error("no range was widened: the test does not reach past the horizons")
+	}
+}
+
+// TestSegmentCacheServesRepeatsAndFollowsLateRows queries a settled range twice (the second time from the
+// segment cache), then writes a late row into it: the next answer must hold the row, read again from
+// ClickHouse, and every answer must equal the raw rows.
+func TestSegmentCacheServesRepeatsAndFollowsLateRows(t *testing.T) {
+	f := newFixture(t)
+	srv := query.New(query.Config{}, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.base = serve(t, srv)
+	r := f.ranges()[4]
+	check := func(what string) {
+		t.Helper()
+		for _, fl := range filters {
+			q := params("svc", r.from, r.to, fl.f)
+			q.Set("maxNodes", "0")
+			var got node
+			f.getJSON(t, "/api/v1/flamegraph", q, &got)
+			sameTree(t, what+" "+fl.name, flat(&got), expectedTree(t, f.rawStacks("svc", r.from, r.to, fl.f)))
+		}
+	}
+	check("cold")
+	h0, m0 := srv.CacheStats()
+	if m0 == 0 {
+		t.Fatal("no settled segment was looked up: the range does not exercise the cache")
+	}
+	check("warm")
+	h1, m1 := srv.CacheStats()
+	if h1-h0 != m0 || m1 != m0 {
+		t.Errorf("second pass: %d hits and %d misses, want %d hits and none", h1-h0, m1-m0, m0)
+	}
+	late := []row{{ts: r.from.Add(30*time.Hour + 17*time.Second), service: "svc", host: "web-1", container: "c0",
+		instance: "m5.large", k8s: "deploy/app", stack: "late;row;frame", count: 4242}}
+	f.rows = append(f.rows, late...)
+	f.insert(t, late)
+	check("after a late row")
+	if _, m2 := srv.CacheStats(); m2 == m1 {
+		t.Error("the late row's segments were served from the cache")
 	}
 }

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,10 +25,12 @@ func (g Granularity) String() string {
 	return [...]string{"raw", "hour", "day", "minute"}[g]
 }
 
-// Segment is a half-open time range [From, To) read from one table.
+// Segment is a half-open time range [From, To) read from one table, whose sums are added to the result
+// (Sign +1) or subtracted from it (Sign -1; see Rollups.Settled).
 type Segment struct {
 	Gran     Granularity
 	From, To time.Time
+	Sign     int
 }
 
 // Table returns the table that holds the segment's rows: the service-wide rollups serve unfiltered
@@ -65,11 +68,16 @@ func (s Segment) Table(filtered bool) string {
 // RawSince and HourSince are the retention horizons: the raw samples (and the minute rollup) and the hour
 // rollups may have been dropped before them (see indexer.Retention); zero means nothing is dropped. See
 // Widen for what a range that reaches past them gives.
+//
+// Settled is when the rollup buckets that may be read past an edge of the range end at the latest: a bucket
+// that ends by then gets no new rows (but late ones), so its sums can stand for a whole bucket and the part
+// of it outside the range be subtracted, read from finer tables. Zero means no subtraction.
 type Rollups struct {
 	Hour, Day   bool
 	MinuteSince time.Time
 	RawSince    time.Time
 	HourSince   time.Time
+	Settled     time.Time
 }
 
 // Widen returns the range that a plan of [from, to) can answer exactly. An edge at or after RawSince stays
@@ -113,61 +121,143 @@ func (r Rollups) ForSelection(sel Selection) Rollups {
 	return r
 }
 
-// Plan splits [from, to) into segments whose union is exactly the range, reading as few rows as possible:
-// whole UTC days from the day rollups, whole hours from the hour rollups, whole minutes at or after the
-// minute rollup's epoch from the minute rollup, and the rest (sub-minute edges, minutes before the epoch)
-// from the raw samples. Segments are in time order and never empty. Rows in a rollup carry the start of
-// their bucket, so a bucket is read only when it lies entirely inside the range: that is what makes the
-// stitched result equal to the raw one.
+// Plan splits [from, to) into segments whose signed sum is exactly the range, reading as few rows as
+// possible: whole UTC days from the day rollups, whole hours from the hour rollups, whole minutes at or after
+// the minute rollup's epoch from the minute rollup, and the rest (sub-minute edges, minutes before the epoch)
+// from the raw samples. Rows in a rollup carry the start of their bucket, so a bucket is read whole: one that
+// lies inside the range is added; one that holds an edge of the range is either left to finer tables, or,
+// when it is settled (see Rollups.Settled) and that reads fewer rows, added whole while the part of it
+// outside the range is subtracted, planned the same way one level finer. A range that starts a second after
+// midnight thus reads one day and subtracts one second of raw rows instead of reading 23 hours, 59 minutes
+// and 59 seconds. Segments are never empty; without subtraction they are in time order.
 func Plan(from, to time.Time, r Rollups) []Segment {
 	from, to = from.UTC(), to.UTC()
 	if !from.Before(to) {
 		return nil
 	}
-	var out []Segment
-	add := func(g Granularity, a, b time.Time) {
-		if !a.Before(b) {
-			return
+	p := planner{r: r}
+	if !r.MinuteSince.IsZero() {
+		p.minuteSince = ceilTo(r.MinuteSince.UTC(), time.Minute)
+	}
+	segs := p.cover(from, to, levelDay, 1).segs
+	// Join neighbours read from the same table with the same sign.
+	out := segs[:0]
+	for _, s := range segs {
+		if n := len(out); n > 0 && out[n-1].Gran == s.Gran && out[n-1].Sign == s.Sign && out[n-1].To.Equal(s.From) {
+			out[n-1].To = s.To
+			continue
 		}
-		if g == Raw && !r.MinuteSince.IsZero() {
-			// Whole minutes inside [a, b) at or after the epoch; raw before and after them.
-			m0 := ceilTo(a, time.Minute)
-			if since := ceilTo(r.MinuteSince.UTC(), time.Minute); m0.Before(since) {
-				m0 = since
-			}
-			if m1 := b.Truncate(time.Minute); m0.Before(m1) {
-				if a.Before(m0) {
-					out = append(out, Segment{Raw, a, m0})
-				}
-				out = append(out, Segment{Minute, m0, m1})
-				if m1.Before(b) {
-					out = append(out, Segment{Raw, m1, b})
-				}
-				return
-			}
-		}
-		out = append(out, Segment{g, a, b})
+		out = append(out, s)
 	}
-	if !r.Hour {
-		add(Raw, from, to)
-		return out
-	}
-	h0, h1 := ceilTo(from, time.Hour), to.Truncate(time.Hour)
-	if !h0.Before(h1) {
-		add(Raw, from, to)
-		return out
-	}
-	add(Raw, from, h0)
-	d0, d1 := ceilTo(h0, 24*time.Hour), h1.Truncate(24*time.Hour)
-	if r.Day && d0.Before(d1) {
-		add(Hour, h0, d0)
-		add(Day, d0, d1)
-		add(Hour, d1, h1)
-	} else {
-		add(Hour, h0, h1)
-	}
-	add(Raw, h1, to)
 	return out
+}
+
+// The levels a planner descends through, coarsest first.
+const (
+	levelDay = iota
+	levelHour
+	levelMinute
+	levelRaw
+)
+
+var levelGran = [...]Granularity{Day, Hour, Minute, Raw}
+
+var levelUnit = [...]time.Duration{24 * time.Hour, time.Hour, time.Minute, 0}
+
+// rawSecondCost is what one second of raw rows costs next to one rollup bucket (which holds about a
+// service's distinct stacks once): an agent profile every minute per host makes a raw minute cost about two
+// buckets on a fleet of a few hundred hosts.
+const rawSecondCost = 1.0 / 30
+
+type planner struct {
+	r           Rollups
+	minuteSince time.Time // first whole minute of the minute rollup, zero without it
+}
+
+// plan is a list of segments and what reading them costs.
+type plan struct {
+	segs []Segment
+	cost float64
+}
+
+func (x plan) then(y plan) plan {
+	return plan{append(x.segs[:len(x.segs):len(x.segs)], y.segs...), x.cost + y.cost}
+}
+
+func (p *planner) usable(level int) bool {
+	switch level {
+	case levelDay:
+		return p.r.Day && p.r.Hour
+	case levelHour:
+		return p.r.Hour
+	case levelMinute:
+		return !p.minuteSince.IsZero()
+	}
+	return true
+}
+
+// bucket is the segment of the whole buckets [a, b) of a level.
+func (p *planner) bucket(level int, a, b time.Time, sign int) plan {
+	return plan{[]Segment{{levelGran[level], a, b, sign}}, float64(b.Sub(a) / levelUnit[level])}
+}
+
+// settled reports whether the bucket [a, b) of a level may be read whole past an edge of a range.
+func (p *planner) settled(level int, a, b time.Time) bool {
+	if p.r.Settled.IsZero() || b.After(p.r.Settled) {
+		return false
+	}
+	return level != levelMinute || !a.Before(p.minuteSince)
+}
+
+// cover plans [a, b) from the given level down, with the given sign.
+func (p *planner) cover(a, b time.Time, level, sign int) plan {
+	if !a.Before(b) {
+		return plan{}
+	}
+	if level == levelRaw {
+		return plan{[]Segment{{Raw, a, b, sign}}, b.Sub(a).Seconds() * rawSecondCost}
+	}
+	if !p.usable(level) {
+		return p.cover(a, b, level+1, sign)
+	}
+	if level == levelMinute {
+		if !b.After(p.minuteSince) {
+			return p.cover(a, b, levelRaw, sign)
+		}
+		if a.Before(p.minuteSince) { // no minute rollup before its epoch
+			return p.cover(a, p.minuteSince, levelRaw, sign).then(p.cover(p.minuteSince, b, levelMinute, sign))
+		}
+	}
+	u := levelUnit[level]
+	lo, hi := ceilTo(a, u), b.Truncate(u)
+	if lo.After(hi) {
+		// [a, b) lies inside the bucket [hi, lo): finer tables, or the bucket minus what is outside.
+		best := p.cover(a, b, level+1, sign)
+		if p.settled(level, hi, lo) {
+			alt := p.cover(hi, a, level+1, -sign).then(p.bucket(level, hi, lo, sign)).then(p.cover(b, lo, level+1, -sign))
+			if alt.cost < best.cost {
+				best = alt
+			}
+		}
+		return best
+	}
+	head := p.cover(a, lo, level+1, sign)
+	if a.Before(lo) && p.settled(level, lo.Add(-u), lo) {
+		if alt := p.cover(lo.Add(-u), a, level+1, -sign).then(p.bucket(level, lo.Add(-u), lo, sign)); alt.cost < head.cost {
+			head = alt
+		}
+	}
+	tail := p.cover(hi, b, level+1, sign)
+	if hi.Before(b) && p.settled(level, hi, hi.Add(u)) {
+		if alt := p.bucket(level, hi, hi.Add(u), sign).then(p.cover(b, hi.Add(u), level+1, -sign)); alt.cost < tail.cost {
+			tail = alt
+		}
+	}
+	out := head
+	if lo.Before(hi) {
+		out = out.then(p.bucket(level, lo, hi, sign))
+	}
+	return out.then(tail)
 }
 
 // ceilTo rounds t up to a multiple of d since the Unix epoch (UTC days and hours for d = 24h, 1h).
@@ -179,36 +269,20 @@ func ceilTo(t time.Time, d time.Duration) time.Time {
 	return f.Add(d)
 }
 
-// segmentSQL is the SELECT of one segment: per stack, the sum of counts of the selection in the segment.
-// side is the list of extra constant columns (for a diff) and the count column's name.
-func (s *Server) segmentSQL(sel Selection, seg Segment, cols string) string {
-	return "SELECT stack, " + cols + " FROM " + s.ch.Table(seg.Table(sel.HasFilters())) +
-		sel.Clauses("ts", seg.From, seg.To) + " GROUP BY stack"
+// segmentFrom is the FROM, PREWHERE and WHERE clauses of one segment of a selection, which name what it
+// reads: its table, service, filters and time range.
+func (s *Server) segmentFrom(sel Selection, seg Segment) string {
+	return " FROM " + s.ch.Table(seg.Table(sel.HasFilters())) + sel.Clauses("ts", seg.From, seg.To)
 }
 
-// stackCountsSQL is one query summing per stack over every segment of the selection.
-func (s *Server) stackCountsSQL(sel Selection, r Rollups) string {
-	segs := Plan(sel.From, sel.To, r.ForSelection(sel))
-	parts := make([]string, len(segs))
-	for i, seg := range segs {
-		parts[i] = s.segmentSQL(sel, seg, "toUInt64(sum(count)) AS c")
+// segmentsSQL is one query returning, for each segment, its index (seg) and per stack the sum of counts
+// (c) of its selection.
+func (s *Server) segmentsSQL(froms []string) string {
+	parts := make([]string, len(froms))
+	for i, from := range froms {
+		parts[i] = "SELECT toUInt32(" + strconv.Itoa(i) + ") AS seg, stack, toInt64(sum(count)) AS c" + from + " GROUP BY stack"
 	}
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	return "SELECT stack, toUInt64(sum(c)) AS c FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY stack"
-}
-
-// diffSQL is one query returning, per stack, the comparison count c and the baseline count b.
-func (s *Server) diffSQL(sel, base Selection, r Rollups) string {
-	var parts []string
-	for _, seg := range Plan(sel.From, sel.To, r.ForSelection(sel)) {
-		parts = append(parts, s.segmentSQL(sel, seg, "toUInt64(sum(count)) AS c, toUInt64(0) AS b"))
-	}
-	for _, seg := range Plan(base.From, base.To, r.ForSelection(base)) {
-		parts = append(parts, s.segmentSQL(base, seg, "toUInt64(0) AS c, toUInt64(sum(count)) AS b"))
-	}
-	return "SELECT stack, toUInt64(sum(c)) AS c, toUInt64(sum(b)) AS b FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY stack"
+	return strings.Join(parts, " UNION ALL ")
 }
 
 // minuteSegments splits [from, to) into the raw head and tail and the whole minutes in between, which

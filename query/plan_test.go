@@ -18,7 +18,11 @@ func ts(s string) time.Time {
 func segs(s []Segment) string {
 	var parts []string
 	for _, x := range s {
-		parts = append(parts, fmt.Sprintf("%s[%s,%s)", x.Gran, x.From.Format("01-02 15:04:05"), x.To.Format("01-02 15:04:05")))
+		sign := ""
+		if x.Sign < 0 {
+			sign = "-"
+		}
+		parts = append(parts, sign+fmt.Sprintf("%s[%s,%s)", x.Gran, x.From.Format("01-02 15:04:05"), x.To.Format("01-02 15:04:05")))
 	}
 	return strings.Join(parts, " ")
 }
@@ -261,5 +265,117 @@ func TestWidenedPlansReadOnlyKeptRows(t *testing.T) {
 				t.Fatalf("range %v..%v (widened %v..%v): hour segment %v..%v before the hour horizon", from, to, wf, wt, s.From, s.To)
 			}
 		}
+	}
+}
+
+func TestPlanSubtractsWhenAWholeSettledBucketIsCheaper(t *testing.T) {
+	settled := Rollups{Hour: true, Day: true, MinuteSince: ts("2025-01-01 00:00:00"), Settled: ts("2026-02-01 00:00:00")}
+	noMinutes := settled
+	noMinutes.MinuteSince = time.Time{}
+	for _, tc := range []struct {
+		name     string
+		from, to string
+		r        Rollups
+		want     string
+	}{
+		{"a day but a second", "2026-01-05 00:00:01", "2026-01-06 00:00:00", settled,
+			"-raw[01-05 00:00:00,01-05 00:00:01) day[01-05 00:00:00,01-06 00:00:00)"},
+		{"24 hours from a second past midnight", "2026-01-05 00:00:01", "2026-01-06 00:00:01", settled,
+			"-raw[01-05 00:00:00,01-05 00:00:01) day[01-05 00:00:00,01-06 00:00:00) raw[01-06 00:00:00,01-06 00:00:01)"},
+		{"days but seconds at both ends", "2026-01-05 00:00:05", "2026-01-07 23:59:50", settled,
+			"-raw[01-05 00:00:00,01-05 00:00:05) day[01-05 00:00:00,01-08 00:00:00) -raw[01-07 23:59:50,01-08 00:00:00)"},
+		{"an hour but seconds at both ends", "2026-01-05 10:00:03", "2026-01-05 10:59:58", settled,
+			"-raw[01-05 10:00:00,01-05 10:00:03) hour[01-05 10:00:00,01-05 11:00:00) -raw[01-05 10:59:58,01-05 11:00:00)"},
+		{"hours but minutes: the hour minus minutes", "2026-01-05 10:05:00", "2026-01-05 12:00:00", settled,
+			"-minute[01-05 10:00:00,01-05 10:05:00) hour[01-05 10:00:00,01-05 12:00:00)"},
+		{"hours and most of an hour: minutes", "2026-01-05 10:35:00", "2026-01-05 12:00:00", settled,
+			"minute[01-05 10:35:00,01-05 11:00:00) hour[01-05 11:00:00,01-05 12:00:00)"},
+		{"hours but minutes, filtered: the hour minus raw minutes", "2026-01-05 10:05:00", "2026-01-05 12:00:00", noMinutes,
+			"-raw[01-05 10:00:00,01-05 10:05:00) hour[01-05 10:00:00,01-05 12:00:00)"},
+		{"a minute but seconds after the epoch", "2026-01-05 10:05:02", "2026-01-05 10:09:00", settled,
+			"-raw[01-05 10:05:00,01-05 10:05:02) minute[01-05 10:05:00,01-05 10:09:00)"},
+		{"nothing past the settled time is read whole", "2026-01-31 22:00:01", "2026-02-01 00:30:00", settled,
+			"-raw[01-31 22:00:00,01-31 22:00:01) hour[01-31 22:00:00,02-01 00:00:00) minute[02-01 00:00:00,02-01 00:30:00)"},
+		{"the day of the settled time is not read whole", "2026-01-31 00:00:01", "2026-02-01 06:00:00", settled,
+			"-raw[01-31 00:00:00,01-31 00:00:01) day[01-31 00:00:00,02-01 00:00:00) hour[02-01 00:00:00,02-01 06:00:00)"},
+		{"no minute bucket before the epoch", "2026-01-05 10:05:02", "2026-01-05 10:09:00",
+			Rollups{Hour: true, Day: true, MinuteSince: ts("2026-01-05 10:06:00"), Settled: settled.Settled},
+			"raw[01-05 10:05:02,01-05 10:06:00) minute[01-05 10:06:00,01-05 10:09:00)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Plan(ts(tc.from), ts(tc.to), tc.r)
+			if s := segs(got); s != tc.want {
+				t.Fatalf("Plan(%s, %s)\n got %s\nwant %s", tc.from, tc.to, s, tc.want)
+			}
+		})
+	}
+}
+
+// TestSignedPlansCoverRandomRangesExactly checks, for many ranges, epochs and settled times, that the signed
+// segments add up to exactly the range at every instant, that each segment is aligned to its table's
+// bucket, that no minute is read before the epoch, that what is read outside the range lies in settled
+// buckets of the range's first and last day, and that subtracting never makes a plan dearer.
+func TestSignedPlansCoverRandomRangesExactly(t *testing.T) {
+	base := ts("2026-01-01 00:00:00")
+	subtracted := 0
+	for i := range 5000 {
+		from := base.Add(time.Duration(i*7919%(40*86400)) * time.Second)
+		to := from.Add(time.Duration(1+(i*104729)%(4*86400)) * time.Second)
+		r := Rollups{Hour: true, Day: true, Settled: base.Add(time.Duration(i*3571%(46*86400)) * time.Second)}
+		if i%3 != 0 {
+			r.MinuteSince = base.Add(time.Duration(i*6007%(40*86400)) * time.Second)
+		}
+		plan := Plan(from, to, r)
+		what := fmt.Sprintf("Plan(%v, %v, since %v, settled %v) = %s", from, to, r.MinuteSince, r.Settled, segs(plan))
+		points := []time.Time{from, to}
+		for _, s := range plan {
+			points = append(points, s.From, s.To)
+			unit := map[Granularity]time.Duration{Day: 24 * time.Hour, Hour: time.Hour, Minute: time.Minute, Raw: time.Second}[s.Gran]
+			if !s.From.Before(s.To) || s.From.Truncate(unit) != s.From || s.To.Truncate(unit) != s.To {
+				t.Fatalf("%s: segment %v empty or not aligned", what, s)
+			}
+			if s.Gran == Minute && s.From.Before(ceilTo(r.MinuteSince, time.Minute)) {
+				t.Fatalf("%s: minute segment %v before the epoch", what, s)
+			}
+			if s.From.Before(from) || s.To.After(to) {
+				if s.Sign > 0 && s.Gran != Raw && (s.From.Before(from) && ceilTo(from, unit).After(r.Settled) || s.To.After(to) && s.To.After(r.Settled)) {
+					t.Fatalf("%s: %v read past the range but not settled", what, s)
+				}
+				if s.From.Before(from.Truncate(24*time.Hour)) || s.To.After(ceilTo(to, 24*time.Hour)) {
+					t.Fatalf("%s: %v outside the range's days", what, s)
+				}
+			}
+			if s.Sign < 0 {
+				subtracted++
+			}
+		}
+		for _, p := range points {
+			sum := 0
+			for _, s := range plan {
+				if !p.Before(s.From) && p.Before(s.To) {
+					sum += s.Sign
+				}
+			}
+			want := 0
+			if !p.Before(from) && p.Before(to) {
+				want = 1
+			}
+			if sum != want {
+				t.Fatalf("%s: instant %v counted %d times, want %d", what, p, sum, want)
+			}
+		}
+		unsettled := r
+		unsettled.Settled = time.Time{}
+		p := planner{r: r}
+		if !r.MinuteSince.IsZero() {
+			p.minuteSince = ceilTo(r.MinuteSince, time.Minute)
+		}
+		pu := planner{r: unsettled, minuteSince: p.minuteSince}
+		if c, cu := p.cover(from, to, levelDay, 1).cost, pu.cover(from, to, levelDay, 1).cost; c > cu+1e-9 {
+			t.Fatalf("%s: cost %v with subtraction, %v without", what, c, cu)
+		}
+	}
+	if subtracted < 1000 {
+		t.Errorf("only %d subtracted segments in 5000 plans: the test does not exercise subtraction", subtracted)
 	}
 }

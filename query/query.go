@@ -33,6 +33,8 @@ type Config struct {
 	// RawDays and HourDays are the retention of the raw samples and of the hour rollups (0: kept forever):
 	// a range reaching past them is widened to whole hours or days (see Rollups.Widen).
 	RawDays, HourDays int
+	// CacheBytes bounds the segment cache (see segCache); default 256 MiB, negative turns it off.
+	CacheBytes int
 	// TrieNodes bounds the nodes of the stack tries kept across queries (see tries); default 20 million.
 	TrieNodes int
 }
@@ -44,9 +46,11 @@ type Server struct {
 	meta  *pgdb.DB
 	log   *slog.Logger
 	tries *tries
+	cache *segCache // nil when off
 
-	mu      sync.Mutex
-	rollups *Rollups // nil until probed
+	mu        sync.Mutex
+	rollups   *Rollups // nil until probed
+	cacheable bool     // the tables' parts are visible in system.parts
 }
 
 // New returns a ready query server.
@@ -66,7 +70,14 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 	if cfg.TrieNodes <= 0 {
 		cfg.TrieNodes = 20_000_000
 	}
-	return &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes)}
+	srv := &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes)}
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = 256 << 20
+	}
+	if cfg.CacheBytes > 0 {
+		srv.cache = newSegCache(cfg.CacheBytes)
+	}
+	return srv
 }
 
 // Routes mounts the API under /api/v1 on r.

@@ -175,8 +175,28 @@ func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
 	if minute {
 		r.MinuteSince = s.minuteEpoch(ctx)
 	}
+	s.cacheable = s.localTables(ctx)
 	s.rollups = &r
 	return r, nil
+}
+
+// localTables reports whether the tables are plain MergeTree tables of this server, whose parts
+// system.parts lists (see segCache); Distributed tables of a cluster are not.
+func (s *Server) localTables(ctx context.Context) bool {
+	if s.cache == nil {
+		return false
+	}
+	var n proto.ColUInt64
+	err := s.ch.Do(ctx, ch.Query{
+		Body: "SELECT count() AS n FROM system.tables WHERE database = " + chdb.String(s.ch.Database) +
+			" AND name = 'samples' AND engine LIKE '%MergeTree'",
+		Result: proto.Results{{Name: "n", Data: &n}},
+	})
+	if err != nil || len(n) != 1 || n[0] != 1 {
+		s.log.Warn("samples is not a local MergeTree table: the segment cache is off", "err", err)
+		return false
+	}
+	return true
 }
 
 // minuteEpoch reads the epoch of the minute rollup: the smallest since recorded for it, or zero (no minute
@@ -201,56 +221,131 @@ func (s *Server) minuteEpoch(ctx context.Context) time.Time {
 	return t
 }
 
-// stackCounts sums the samples of a selection per stack hash, reading the rollups where they are exact.
-// The counts are in [0], as diffCounts returns the comparison side.
+// stackCounts sums the samples of a selection per stack hash, in [0].
 func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64][2]uint64, error) {
-	r, err := s.rollupsFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := map[uint64][2]uint64{}
-	var hash, count proto.ColUInt64
-	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
-		Body:   s.stackCountsSQL(sel, r),
-		Result: proto.Results{{Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
-		OnResult: func(ctx context.Context, b proto.Block) error {
-			for i, h := range hash {
-				v := out[h]
-				v[0] += count[i]
-				out[h] = v
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("stack counts: %w", err)
-	}
-	return out, nil
+	return s.sums(ctx, sel)
 }
 
-// diffCounts sums both sides of a diff per stack hash in one query: [0] is the comparison, [1] the baseline.
+// diffCounts sums both sides of a diff per stack hash: [0] is the comparison, [1] the baseline.
 func (s *Server) diffCounts(ctx context.Context, sel, base Selection) (map[uint64][2]uint64, error) {
+	return s.sums(ctx, sel, base)
+}
+
+// sums returns the samples per stack hash of one or two selections ([0] and [1]), read in one pass: the
+// segments of every selection's plan (see Plan) that the cache does not hold, with their current version,
+// go into one ClickHouse query, and the signed sums of the segments are added up per stack.
+func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uint64, error) {
 	r, err := s.rollupsFor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := map[uint64][2]uint64{}
-	var hash, c, b proto.ColUInt64
-	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
-		Body:   s.diffSQL(sel, base, r),
-		Result: proto.Results{{Name: "stack", Data: &hash}, {Name: "c", Data: &c}, {Name: "b", Data: &b}},
-		OnResult: func(ctx context.Context, _ proto.Block) error {
-			for i, h := range hash {
-				v := out[h]
-				v[0] += c[i]
-				v[1] += b[i]
-				out[h] = v
+	r = s.horizons(r, time.Now())
+	type job struct {
+		side    int
+		seg     Segment
+		table   string
+		from    string // segmentFrom, also the cache key
+		version string // for settled segments when the cache is on
+		sums    []stackSum
+		cached  bool
+		settled bool
+	}
+	var jobs []job
+	var tables []string
+	var lo, hi time.Time
+	for side, sel := range sels {
+		for _, seg := range Plan(sel.From, sel.To, r.ForSelection(sel)) {
+			j := job{side: side, seg: seg, table: seg.Table(sel.HasFilters()), from: s.segmentFrom(sel, seg)}
+			j.settled = s.cache != nil && s.cacheable && !seg.To.After(r.Settled)
+			if j.settled {
+				if !slices.Contains(tables, j.table) {
+					tables = append(tables, j.table)
+				}
+				if lo.IsZero() || seg.From.Before(lo) {
+					lo = seg.From
+				}
+				if seg.To.After(hi) {
+					hi = seg.To
+				}
 			}
-			return nil
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("diff counts: %w", err)
+			jobs = append(jobs, j)
+		}
+	}
+	if len(tables) > 0 {
+		parts, err := s.parts(ctx, tables, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		for i := range jobs {
+			j := &jobs[i]
+			if j.settled {
+				j.version = version(parts, j.table, j.seg.From, j.seg.To)
+				j.sums, j.cached = s.cache.get(j.from, j.version)
+			}
+		}
+	}
+	var missing []int
+	var froms []string
+	for i, j := range jobs {
+		if !j.cached {
+			missing = append(missing, i)
+			froms = append(froms, j.from)
+		}
+	}
+	if len(missing) > 0 {
+		var seg proto.ColUInt32
+		var hash proto.ColUInt64
+		var count proto.ColInt64
+		err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+			Body:   s.segmentsSQL(froms),
+			Result: proto.Results{{Name: "seg", Data: &seg}, {Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
+			OnResult: func(ctx context.Context, b proto.Block) error {
+				for i, k := range seg {
+					if int(k) >= len(missing) {
+						return fmt.Errorf("segment %d of %d", k, len(missing))
+					}
+					j := &jobs[missing[k]]
+					j.sums = append(j.sums, stackSum{hash[i], count[i]})
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("stack counts: %w", err)
+		}
+		for _, i := range missing {
+			if j := jobs[i]; j.settled {
+				s.cache.put(j.from, j.version, j.sums)
+			}
+		}
+	}
+	acc := map[uint64][2]int64{}
+	for _, j := range jobs {
+		for _, x := range j.sums {
+			v := acc[x.stack]
+			v[j.side] += int64(j.seg.Sign) * x.sum
+			acc[x.stack] = v
+		}
+	}
+	out := make(map[uint64][2]uint64, len(acc))
+	negative := 0
+	for h, v := range acc {
+		var c [2]uint64
+		for side, n := range v {
+			switch {
+			case n > 0:
+				c[side] = uint64(n)
+			case n < 0:
+				negative++
+			}
+		}
+		if c != [2]uint64{} {
+			out[h] = c
+		}
+	}
+	if negative > 0 {
+		// Only rows written into a settled bucket while the query read it can do this.
+		s.log.Warn("stack counts below zero, left out", "stacks", negative, "service", sels[0].Service)
 	}
 	return out, nil
 }

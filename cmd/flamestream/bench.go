@@ -28,6 +28,7 @@ import (
 type benchOptions struct {
 	service, host, to *string
 	runs              *int
+	noCache           *bool
 }
 
 // benchFlags declares the bench command's own flags next to the configuration flags.
@@ -37,6 +38,7 @@ func benchFlags(fs *flag.FlagSet) *benchOptions {
 		host:    fs.String("host", "", "host of the filtered queries (default: the service's busiest host)"),
 		to:      fs.String("to", "", "end of every range (RFC 3339; default: one second after the service's last sample)"),
 		runs:    fs.Int("runs", 30, "runs of each query"),
+		noCache: fs.Bool("no-cache", false, "turn the query server's segment cache off, so that every call reads ClickHouse"),
 	}
 }
 
@@ -73,7 +75,11 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 	defer func() { _, _ = pg.RevokeToken(context.Background(), tok.ID) }()
 
 	r := chi.NewRouter()
-	query.New(query.Config{}, ch, pg, log).Routes(r)
+	qc := query.Config{}
+	if *o.noCache {
+		qc.CacheBytes = -1
+	}
+	query.New(qc, ch, pg, log).Routes(r)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 
@@ -111,8 +117,12 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 		benchCase{"filters 24h", "/api/v1/filters", rng(day)},
 	)
 
-	fmt.Fprintf(out, "bench: service %s in %s, ranges end %s, host filter %s, %d runs each\n",
-		*o.service, ch.Database, to.Format(time.RFC3339), host, *o.runs)
+	cache := "segment cache on (warm calls reuse settled segments)"
+	if *o.noCache {
+		cache = "segment cache off"
+	}
+	fmt.Fprintf(out, "bench: service %s in %s, ranges end %s, host filter %s, %d runs each, %s\n",
+		*o.service, ch.Database, to.Format(time.RFC3339), host, *o.runs, cache)
 	fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", "query", "cold", "p50", "p95", "max", "samples", "nodes")
 	client := &http.Client{Timeout: 2 * time.Minute}
 	for _, c := range cases {

@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 			query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
 				MaxQueryMemory: uint64(max(cfg.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(cfg.QueryMaxRows, 0)),
 				MaxNodes: cfg.QueryMaxNodes, TrieNodes: cfg.QueryTrieNodes,
-				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays}, d.ch, d.pg, log).Routes(r)
+				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays, CacheBytes: cacheBytes(cfg.QueryCacheMB)}, d.ch, d.pg, log).Routes(r)
 			r.Handle("/*", webui.Handler())
 		}
 		addr := cfg.IngestAddr
@@ -282,4 +282,13 @@ func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) e
 		return err
 	}
 	return nil
+}
+
+// cacheBytes converts FLAMESTREAM_QUERY_CACHE_MB to query.Config.CacheBytes, where 0 means the default and a
+// negative value turns the cache off.
+func cacheBytes(mb int) int {
+	if mb <= 0 {
+		return -1
+	}
+	return mb << 20
 }

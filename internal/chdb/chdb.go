@@ -32,6 +32,8 @@ type Options struct {
 // DB is a pool of native connections plus what the server told us about itself.
 type DB struct {
 	pool     *chpool.Pool
+	opts     ch.Options
+	limited  limitedPool
 	Database string
 	// Revision is the server's protocol revision; Legacy is true when we talk the old protocol to it.
 	Revision uint64
@@ -59,6 +61,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if o.MaxConns == 0 {
 		o.MaxConns = 8
 	}
+	db.opts = opts
 	db.pool, err = chpool.Dial(ctx, chpool.Options{ClientOptions: opts, MaxConns: o.MaxConns,
 		MaxConnIdleTime: 5 * time.Minute, HealthCheckPeriod: 30 * time.Second})
 	if err != nil {
@@ -68,7 +71,10 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 }
 
 // Close closes every connection.
-func (d *DB) Close() { d.pool.Close() }
+func (d *DB) Close() {
+	d.pool.Close()
+	d.limited.close()
+}
 
 // Do runs one query on a pooled connection.
 func (d *DB) Do(ctx context.Context, q ch.Query) error {

@@ -1,0 +1,116 @@
+package chdb_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/testenv"
+)
+
+// cutter forwards TCP connections to a server and can cut all of them at once.
+type cutter struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln}
+	t.Cleanup(func() { _ = ln.Close(); c.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = nil
+}
+
+func (c *cutter) dials() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns) / 2
+}
+
+// TestDoLimitedKeepsLimitsOnConnectionsOfTheirOwn runs limited queries through a proxy that counts and cuts
+// connections: the limits hold on every reused connection, never reach the main pool or other limits,
+// connections are reused instead of dialled per query, and a kept connection that was cut is replaced.
+func TestDoLimitedKeepsLimitsOnConnectionsOfTheirOwn(t *testing.T) {
+	cfg := testenv.Servers(t)
+	proxy := newCutter(t, cfg.ClickHouseAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows := func(n int) ch.Query {
+		var col proto.ColUInt64
+		return ch.Query{Body: "SELECT number FROM system.numbers LIMIT " + strconv.Itoa(n),
+			Result: proto.Results{{Name: "number", Data: &col}}}
+	}
+	small := chdb.Limits{MaxResultRows: 3}
+	if err := db.DoLimited(ctx, small, rows(2)); err != nil {
+		t.Fatal(err)
+	}
+	before := proxy.dials()
+	for i := range 20 {
+		if err := db.DoLimited(ctx, small, rows(2)); err != nil {
+			t.Fatalf("query %d under the limit: %v", i, err)
+		}
+		if err := db.DoLimited(ctx, small, rows(10)); chdb.LimitOf(err) != chdb.LimitRows {
+			t.Fatalf("query %d over the limit: %v, want the rows limit", i, err)
+		}
+	}
+	// Each failed query closes its connection; the 20 successful ones reuse.
+	if d := proxy.dials() - before; d > 21 {
+		t.Errorf("%d dials for 40 limited queries: connections are not reused", d)
+	}
+	if err := db.Do(ctx, rows(10)); err != nil {
+		t.Errorf("the main pool got the limits: %v", err)
+	}
+	if err := db.DoLimited(ctx, chdb.Limits{MaxResultRows: 100}, rows(10)); err != nil {
+		t.Errorf("other limits got the small one: %v", err)
+	}
+	proxy.cut()
+	if err := db.DoLimited(ctx, small, rows(2)); err != nil {
+		t.Errorf("after the kept connections were cut: %v", err)
+	}
+}
