@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -248,6 +249,9 @@ type node struct {
 	Other     bool    `json:"other"`
 	Total     *uint64 `json:"total"`
 	BaseTotal *uint64 `json:"base_total"`
+	Share     float64 `json:"share"`
+	BaseShare float64 `json:"base_share"`
+	Delta     float64 `json:"delta"`
 	Children  []*node `json:"children"`
 }
 
@@ -409,6 +413,10 @@ func TestDiffNodesCarryBothSingleGraphs(t *testing.T) {
 				}
 				if n.Value != wv || n.Base != wb || n.Self != ws || n.BaseSelf != wbs {
 					t.Errorf("node %q value/base/self/base_self %d/%d/%d/%d, want %d/%d/%d/%d", path, n.Value, n.Base, n.Self, n.BaseSelf, wv, wb, ws, wbs)
+				}
+				share, baseShare := float64(wv)/float64(cmp[""].Value), float64(wb)/float64(base[""].Value)
+				if math.Abs(n.Share-share) > 1e-12 || math.Abs(n.BaseShare-baseShare) > 1e-12 || math.Abs(n.Delta-(share-baseShare)) > 1e-12 {
+					t.Errorf("node %q share/base_share/delta %g/%g/%g, want %g/%g/%g", path, n.Share, n.BaseShare, n.Delta, share, baseShare, share-baseShare)
 				}
 			}
 			for path := range cmp {

@@ -65,6 +65,13 @@ type Node struct {
 	Other     bool    `json:"other,omitempty"`
 	Total     uint64  `json:"total,omitempty"`
 	BaseTotal uint64  `json:"base_total,omitempty"`
+	// Share and BaseShare are, in a diff, Value and Base as fractions of their side's total (the whole
+	// graph's, also in a Focus subtree), and Delta is Share minus BaseShare: the normalized change a diff
+	// view colours by, positive where the comparison spends a larger part of its samples. Zero ones are
+	// left out of the JSON encoding.
+	Share     float64 `json:"share,omitempty"`
+	BaseShare float64 `json:"base_share,omitempty"`
+	Delta     float64 `json:"delta,omitempty"`
 	Children  []*Node `json:"children,omitempty"`
 }
 

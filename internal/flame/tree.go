@@ -178,6 +178,7 @@ func (b *Builder) tree(root uint32, name string, maxNodes int) *Node {
 	if d.base != nil {
 		out.Total = out.Value
 		out.BaseTotal = out.Base
+		b.shares(out)
 	}
 	return out
 }
@@ -365,4 +366,21 @@ func (b *Builder) outNode(d *derived, n uint32) *Node {
 		out.BaseSelf = b.baseSelfOf(n)
 	}
 	return out
+}
+
+// shares sets Share, BaseShare and Delta on every node of a diff tree.
+func (b *Builder) shares(root *Node) {
+	stack := []*Node{root}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if b.total > 0 {
+			n.Share = float64(n.Value) / float64(b.total)
+		}
+		if b.baseTotal > 0 {
+			n.BaseShare = float64(n.Base) / float64(b.baseTotal)
+		}
+		n.Delta = n.Share - n.BaseShare
+		stack = append(stack, n.Children...)
+	}
 }

@@ -199,3 +199,45 @@ func mustParse(t *testing.T, folded string) *Builder {
 	}
 	return b
 }
+
+// TestDiffNodesCarrySharesAndDelta checks the normalized values of every node of a truncated diff tree and
+// of a focused one, "other" nodes included.
+func TestDiffNodesCarrySharesAndDelta(t *testing.T) {
+	b := &Builder{}
+	for i, s := range genStacks(400, 3, 8) {
+		b.Add(s.stack, s.count)
+		if i%3 != 0 {
+			b.AddBase(s.stack, s.count*uint64(1+i%4))
+		}
+	}
+	check := func(root *Node) {
+		t.Helper()
+		others := 0
+		var walk func(n *Node)
+		walk = func(n *Node) {
+			share, baseShare := float64(n.Value)/float64(b.Total()), float64(n.Base)/float64(b.BaseTotal())
+			if n.Share != share || n.BaseShare != baseShare || n.Delta != share-baseShare {
+				t.Errorf("%s: share/base_share/delta %g/%g/%g, want %g/%g/%g", n.Name, n.Share, n.BaseShare, n.Delta, share, baseShare, share-baseShare)
+			}
+			if n.Other {
+				others++
+			}
+			for _, c := range n.Children {
+				walk(c)
+			}
+		}
+		walk(root)
+		if others == 0 {
+			t.Error("no truncated node was checked")
+		}
+	}
+	tr := b.Tree(40)
+	if tr.Share != 1 || tr.BaseShare != 1 || tr.Delta != 0 {
+		t.Errorf("root %g/%g/%g", tr.Share, tr.BaseShare, tr.Delta)
+	}
+	check(tr)
+	check(b.Focus([]string{tr.Children[0].Name}, 10))
+	if n := (&Builder{}); n.Tree(0).Share != 0 {
+		t.Error("a single graph has shares")
+	}
+}
