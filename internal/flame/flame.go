@@ -57,14 +57,14 @@ const otherName = "other"
 // Zero Base, BaseSelf, Total and BaseTotal, a false Other and empty Children
 // are left out of the JSON encoding.
 type Node struct {
-	Name      string  `json:"name"`
-	Value     uint64  `json:"value"`
-	Self      uint64  `json:"self"`
-	Base      uint64  `json:"base,omitempty"`
-	BaseSelf  uint64  `json:"base_self,omitempty"`
-	Other     bool    `json:"other,omitempty"`
-	Total     uint64  `json:"total,omitempty"`
-	BaseTotal uint64  `json:"base_total,omitempty"`
+	Name      string `json:"name"`
+	Value     uint64 `json:"value"`
+	Self      uint64 `json:"self"`
+	Base      uint64 `json:"base,omitempty"`
+	BaseSelf  uint64 `json:"base_self,omitempty"`
+	Other     bool   `json:"other,omitempty"`
+	Total     uint64 `json:"total,omitempty"`
+	BaseTotal uint64 `json:"base_total,omitempty"`
 	// Share and BaseShare are, in a diff, Value and Base as fractions of their side's total (the whole
 	// graph's, also in a Focus subtree), and Delta is Share minus BaseShare: the normalized change a diff
 	// view colours by, positive where the comparison spends a larger part of its samples. Zero ones are
