@@ -226,16 +226,34 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	step := timelineStep(sel.To.Sub(sel.From))
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
+	ru, err := s.rollupsFor(ctx)
+	if err != nil {
+		return err
+	}
+	ru = s.horizons(ru, time.Now())
+	// Past the raw retention only hours or days are kept: the step is at least that long.
+	step := timelineStep(sel.To.Sub(sel.From))
+	old, _ := ru.PastRaw(sel.From, sel.To)
+	for _, seg := range old {
+		switch {
+		case seg.Gran == Day && step < 86400:
+			step = 86400
+		case seg.Gran == Hour && step < 3600:
+			step = 3600
+		}
+	}
 	var t proto.ColUInt32
 	var c proto.ColUInt64
 	byT := map[uint32]uint64{}
 	// Whole minutes come from totals_1m, the unaligned edges from samples; steps are whole minutes, so
 	// every row falls in exactly one bucket.
 	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
-		Body:   s.totalsSQL(sel, fmt.Sprintf("toUInt32(intDiv(toUInt32(ts), %d) * %d) AS t", step, step), "t"),
+		Body:   s.totalsSQL(sel, ru, fmt.Sprintf("toUInt32(intDiv(toUInt32(ts), %d) * %d) AS t", step, step), "t"),
 		Result: proto.Results{{Name: "t", Data: &t}, {Name: "c", Data: &c}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := range t {
@@ -269,6 +287,14 @@ func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := s.bounded(r)
 	defer cancel()
+	if err := s.widen(ctx, w, &sel, ""); err != nil {
+		return err
+	}
+	ru, err := s.rollupsFor(ctx)
+	if err != nil {
+		return err
+	}
+	ru = s.horizons(ru, time.Now())
 	// Filter options ignore the selection's own filters: they list what can be picked.
 	all := Selection{Service: sel.Service, From: sel.From, To: sel.To}
 	out := make(map[string][]FilterValue, len(dimensions))
@@ -279,7 +305,7 @@ func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vals, err := s.dimensionValues(ctx, all, d)
+			vals, err := s.dimensionValues(ctx, all, ru, d)
 			mu.Lock()
 			out[d], errs[i] = vals, err
 			mu.Unlock()
@@ -297,12 +323,12 @@ func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
 const maxFilterValues = 1000
 
 // dimensionValues lists the values of dimension d (from the allow-list) in sel with their sample counts.
-func (s *Server) dimensionValues(ctx context.Context, sel Selection, d string) ([]FilterValue, error) {
+func (s *Server) dimensionValues(ctx context.Context, sel Selection, r Rollups, d string) ([]FilterValue, error) {
 	var v proto.ColStr
 	var c proto.ColUInt64
 	vals := []FilterValue{}
 	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
-		Body:   s.totalsSQL(sel, d+" AS v", "v"),
+		Body:   s.totalsSQL(sel, r, d+" AS v", "v"),
 		Result: proto.Results{{Name: "v", Data: &v}, {Name: "c", Data: &c}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := 0; i < v.Rows(); i++ {

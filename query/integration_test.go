@@ -25,6 +25,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/pprof/profile"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/pgdb"
 	"github.com/flamestream/flamestream/internal/testenv"
@@ -582,48 +583,7 @@ func TestExportsRoundTrip(t *testing.T) {
 func TestTimelineFiltersAndServicesAgreeWithRawRows(t *testing.T) {
 	f := newFixture(t)
 	for _, r := range f.ranges() {
-		t.Run(r.name, func(t *testing.T) {
-			fl := filter{"host_not": {"web-2"}}
-			var tl struct {
-				Step   int64       `json:"step"`
-				Points [][2]uint64 `json:"points"`
-			}
-			f.getJSON(t, "/api/v1/timeline", params("svc", r.from, r.to, fl), &tl)
-			want := map[uint64]uint64{}
-			for _, row := range f.rows {
-				if row.service == "svc" && !row.ts.Before(r.from) && row.ts.Before(r.to) && fl.match(row) {
-					want[uint64(row.ts.Unix()/tl.Step*tl.Step)] += uint64(row.count)
-				}
-			}
-			if len(tl.Points) != len(want) {
-				t.Errorf("timeline step %d: %d points, want %d", tl.Step, len(tl.Points), len(want))
-			}
-			for _, p := range tl.Points {
-				if want[p[0]] != p[1] {
-					t.Errorf("timeline point %d: %d, want %d", p[0], p[1], want[p[0]])
-				}
-			}
-
-			var opts map[string][]struct {
-				Value   string `json:"value"`
-				Samples uint64 `json:"samples"`
-			}
-			f.getJSON(t, "/api/v1/filters", params("svc", r.from, r.to, fl), &opts)
-			hosts := map[string]uint64{}
-			for _, row := range f.rows {
-				if row.service == "svc" && !row.ts.Before(r.from) && row.ts.Before(r.to) {
-					hosts[row.host] += uint64(row.count)
-				}
-			}
-			if len(opts["host"]) != len(hosts) {
-				t.Errorf("filters: %d hosts, want %d", len(opts["host"]), len(hosts))
-			}
-			for _, v := range opts["host"] {
-				if hosts[v.Value] != v.Samples {
-					t.Errorf("filters: host %q %d samples, want %d", v.Value, v.Samples, hosts[v.Value])
-				}
-			}
-		})
+		t.Run(r.name, func(t *testing.T) { f.checkTimelineAndFilters(t, r.from, r.to, filter{"host_not": {"web-2"}}) })
 	}
 
 	// Services: the 24 hourly buckets up to the next hour come from totals_1m.
@@ -776,6 +736,11 @@ func TestRangesPastRetentionAreWidenedToWholeRollupBuckets(t *testing.T) {
 	f.base = serve(t, query.New(query.Config{RawDays: 3, HourDays: 4}, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	rawSince, hourSince := today.AddDate(0, 0, -3), today.AddDate(0, 0, -4)
+	// The indexer's janitor drops what is past that retention, so that only rollups can answer for it.
+	dropped, err := indexer.NewJanitor(f.st.CH, indexer.Retention{RawDays: 3, HourDays: 4}, slog.New(slog.NewTextHandler(io.Discard, nil))).Sweep(context.Background())
+	if err != nil || len(dropped) == 0 {
+		t.Fatalf("janitor dropped %v: %v", dropped, err)
+	}
 	widened := 0
 	for _, r := range f.ranges() {
 		for _, fl := range filters[:2] {
@@ -809,6 +774,9 @@ func TestRangesPastRetentionAreWidenedToWholeRollupBuckets(t *testing.T) {
 					widened++
 				}
 				sameTree(t, "widened flamegraph", flat(&got), expectedTree(t, f.rawStacks("svc", from, to, fl.f)))
+				if tf, tt := f.checkTimelineAndFilters(t, r.from, r.to, fl.f); !tf.Equal(from) || !tt.Equal(to) {
+					t.Errorf("timeline covers %v..%v, flame graph %v..%v", tf, tt, from, to)
+				}
 			})
 		}
 	}
@@ -853,4 +821,90 @@ func TestSegmentCacheServesRepeatsAndFollowsLateRows(t *testing.T) {
 	if _, m2 := srv.CacheStats(); m2 == m1 {
 		t.Error("the late row's segments were served from the cache")
 	}
+}
+
+// getJSONHeader is getJSON that also returns the reply's headers.
+func (f *fixture) getJSONHeader(t *testing.T, path string, q url.Values, v any) http.Header {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, f.base+path+"?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s?%s: %d %s", path, q.Encode(), resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v in %s", path, err, body)
+	}
+	return resp.Header
+}
+
+// answered reads the range a reply says it covers.
+func answered(t *testing.T, h http.Header) (from, to time.Time) {
+	t.Helper()
+	from, err1 := time.Parse(time.RFC3339Nano, h.Get("Flamestream-From"))
+	to, err2 := time.Parse(time.RFC3339Nano, h.Get("Flamestream-To"))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("reply range %q..%q: %v %v", h.Get("Flamestream-From"), h.Get("Flamestream-To"), err1, err2)
+	}
+	return from, to
+}
+
+// checkTimelineAndFilters compares the timeline and the host filter options of a range with the raw rows
+// of the range the replies say they cover, and returns that range.
+func (f *fixture) checkTimelineAndFilters(t *testing.T, from, to time.Time, fl filter) (time.Time, time.Time) {
+	t.Helper()
+	var tl struct {
+		Step   int64       `json:"step"`
+		Points [][2]uint64 `json:"points"`
+	}
+	from1, to1 := answered(t, f.getJSONHeader(t, "/api/v1/timeline", params("svc", from, to, fl), &tl))
+	if from1.After(from) || to1.Before(to) {
+		t.Fatalf("timeline covers %v..%v, not all of %v..%v", from1, to1, from, to)
+	}
+	want := map[uint64]uint64{}
+	for _, row := range f.rows {
+		if row.service == "svc" && !row.ts.Before(from1) && row.ts.Before(to1) && fl.match(row) {
+			want[uint64(row.ts.Unix()/tl.Step*tl.Step)] += uint64(row.count)
+		}
+	}
+	if len(tl.Points) != len(want) {
+		t.Errorf("timeline step %d: %d points, want %d", tl.Step, len(tl.Points), len(want))
+	}
+	for _, p := range tl.Points {
+		if want[p[0]] != p[1] {
+			t.Errorf("timeline point %d: %d, want %d", p[0], p[1], want[p[0]])
+		}
+	}
+
+	var opts map[string][]struct {
+		Value   string `json:"value"`
+		Samples uint64 `json:"samples"`
+	}
+	from2, to2 := answered(t, f.getJSONHeader(t, "/api/v1/filters", params("svc", from, to, fl), &opts))
+	if !from2.Equal(from1) || !to2.Equal(to1) {
+		t.Errorf("filters cover %v..%v, timeline %v..%v", from2, to2, from1, to1)
+	}
+	hosts := map[string]uint64{}
+	for _, row := range f.rows {
+		if row.service == "svc" && !row.ts.Before(from2) && row.ts.Before(to2) {
+			hosts[row.host] += uint64(row.count)
+		}
+	}
+	if len(opts["host"]) != len(hosts) {
+		t.Errorf("filters: %d hosts, want %d", len(opts["host"]), len(hosts))
+	}
+	for _, v := range opts["host"] {
+		if hosts[v.Value] != v.Samples {
+			t.Errorf("filters: host %q %d samples, want %d", v.Value, v.Samples, hosts[v.Value])
+		}
+	}
+	return from1, to1
 }

@@ -301,21 +301,55 @@ func minuteSegments(from, to time.Time) (raw [][2]time.Time, m0, m1 time.Time) {
 	return raw, m0, m1
 }
 
+// PastRaw splits off the part of [from, to) older than the raw retention, which the minute totals and the
+// raw samples no longer hold: it returns the rollup segments that read it, from the hour rollups within the
+// hour retention and from the day rollups before, and where the rest of the range starts. The range must
+// have been widened (see Widen), so that the split part is made of whole hours and days. Without a raw
+// horizon or rollups there is nothing to split off.
+func (r Rollups) PastRaw(from, to time.Time) (segs []Segment, rest time.Time) {
+	if r.RawSince.IsZero() || !r.Hour || !from.Before(r.RawSince) {
+		return nil, from
+	}
+	split := r.RawSince
+	if to.Before(split) {
+		split = to
+	}
+	hourFrom := from
+	if r.Day && !r.HourSince.IsZero() && hourFrom.Before(r.HourSince) {
+		hourFrom = r.HourSince
+		if split.Before(hourFrom) {
+			hourFrom = split
+		}
+		segs = append(segs, Segment{Day, from, hourFrom, 1})
+	}
+	if hourFrom.Before(split) {
+		segs = append(segs, Segment{Hour, hourFrom, split, 1})
+	}
+	return segs, split
+}
+
 // totalsSQL selects cols (which may use ts and the dimension columns) and sum(count) AS c from the
-// selection's samples, reading whole minutes from totals_1m and the unaligned edges from samples, grouped
-// by groupBy; the caller re-aggregates rows that come from both parts.
-func (s *Server) totalsSQL(sel Selection, cols, groupBy string) string {
-	raw, m0, m1 := minuteSegments(sel.From, sel.To)
+// selection's samples, reading whole minutes from totals_1m, the unaligned edges from samples and the part
+// past the raw retention from the per-dimension hour and day rollups (see Rollups.PastRaw), grouped by
+// groupBy; the caller re-aggregates rows that come from several parts.
+func (s *Server) totalsSQL(sel Selection, r Rollups, cols, groupBy string) string {
+	old, rest := r.PastRaw(sel.From, sel.To)
 	var parts []string
 	q := func(table string, a, b time.Time) string {
 		return "SELECT " + cols + ", toUInt64(sum(count)) AS c FROM " + s.ch.Table(table) +
 			sel.Clauses("ts", a, b) + " GROUP BY " + groupBy
 	}
-	if m0.Before(m1) {
-		parts = append(parts, q("totals_1m", m0, m1))
+	for _, seg := range old {
+		parts = append(parts, q(seg.Table(true), seg.From, seg.To))
 	}
-	for _, r := range raw {
-		parts = append(parts, q("samples", r[0], r[1]))
+	if rest.Before(sel.To) {
+		raw, m0, m1 := minuteSegments(rest, sel.To)
+		if m0.Before(m1) {
+			parts = append(parts, q("totals_1m", m0, m1))
+		}
+		for _, r := range raw {
+			parts = append(parts, q("samples", r[0], r[1]))
+		}
 	}
 	if len(parts) == 1 {
 		return parts[0]
