@@ -402,6 +402,12 @@ func TestBrowserStudio(t *testing.T) {
 	b.wait("dark", `document.documentElement.dataset.theme === 'dark'`)
 	b.shot("profile-dark")
 
+	// A range past the raw retention: the reply covers whole days (2020-01-01 to 2020-01-04), and the
+	// status line says so.
+	b.do("old range", chromedp.Navigate(b.base+"/profile?service=demo&from=1577873472&to=1578013200"))
+	b.wait("widened range shown", `window.__flamestream.ready && JSON.stringify(window.__flamestream.covered) === '[1577836800,1578096000]' && document.body.innerText.includes('past the raw retention: whole days')`)
+	b.shot("profile-past-retention")
+
 	if errs := b.pageErrors(); len(errs) > 0 {
 		// 401s while logged out are logged by the browser as failed loads, not as script errors.
 		t.Errorf("page errors: %v", errs)

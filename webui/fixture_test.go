@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -387,6 +388,7 @@ func (f *fixtureAPI) services(w http.ResponseWriter, r *http.Request) {
 
 func (f *fixtureAPI) flamegraph(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	coverRange(w, q)
 	if q.Get("service") == "bench" {
 		f.benchOnce.Do(func() { f.benchJSON, _ = json.Marshal(syntheticTree(65536)) })
 		w.Header().Set("Content-Type", "application/json")
@@ -466,4 +468,22 @@ func (f *fixtureAPI) top(w http.ResponseWriter, r *http.Request) {
 		fns = fns[:limit]
 	}
 	writeJSON(w, 200, map[string]any{"total": f.demo.Value, "functions": fns})
+}
+
+// coverRange sets the headers of the range a reply covers as the real API does: ranges before 2021 stand
+// for ranges past the raw retention, widened to whole UTC days.
+func coverRange(w http.ResponseWriter, q url.Values) {
+	from, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
+	to, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if from < 1609459200 {
+		from -= from % 86400
+		if to%86400 != 0 {
+			to += 86400 - to%86400
+		}
+	}
+	w.Header().Set("Flamestream-From", time.Unix(from, 0).UTC().Format(time.RFC3339))
+	w.Header().Set("Flamestream-To", time.Unix(to, 0).UTC().Format(time.RFC3339))
 }

@@ -63,7 +63,7 @@ export function cookie(name: string): string {
   return '';
 }
 
-export interface RequestOptions { params?: Params; body?: unknown; signal?: AbortSignal; raw?: boolean }
+export interface RequestOptions { params?: Params; body?: unknown; signal?: AbortSignal; raw?: boolean; onHeaders?: (h: Headers) => void }
 
 /** request calls the API; a 401 sends the browser to the login page (and back afterwards). */
 export async function request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
@@ -97,6 +97,7 @@ export async function request<T>(method: string, path: string, opts: RequestOpti
     } catch { /* not JSON */ }
     throw new ApiError(resp.status, message, detail);
   }
+  opts.onHeaders?.(resp.headers);
   if (resp.status === 204) return undefined as T;
   if (opts.raw) return (await resp.text()) as unknown as T;
   return (await resp.json()) as T;
@@ -112,4 +113,12 @@ export function exportURL(format: string, params: Params): string {
   const q = params instanceof URLSearchParams ? new URLSearchParams(params) : new URLSearchParams(query(params).slice(1));
   q.set('format', format);
   return API_BASE + '/export?' + q.toString();
+}
+
+/** coveredRange reads the range (unix seconds) a reply says it covers, which the API widens to whole hours
+ * or days past the raw retention (headers Flamestream-From and -To), or null without the headers. */
+export function coveredRange(h: Headers): [number, number] | null {
+  const f = Date.parse(h.get('Flamestream-From') || '');
+  const t = Date.parse(h.get('Flamestream-To') || '');
+  return isFinite(f) && isFinite(t) ? [f / 1000, t / 1000] : null;
 }

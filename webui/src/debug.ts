@@ -40,6 +40,8 @@ export interface DebugState {
   zoomPath: string[];
   focus: string[];
   orientation: 'icicle' | 'flame';
+  /** covered is the range the last graph reply covers when the API widened it past the raw retention. */
+  covered: [number, number] | null;
   /** Helpers (set by the flame graph while it is shown). */
   locate?: (name: string) => { x: number; y: number; w: number; h: number } | null;
   renderNow?: () => number;
@@ -74,6 +76,7 @@ export const debug: DebugState = {
   zoomPath: [],
   focus: [],
   orientation: 'icicle',
+  covered: null,
 };
 
 (window as any).__flamestream = debug;
@@ -82,6 +85,6 @@ export const debug: DebugState = {
 export function resetDebug(view: string): void {
   Object.assign(debug, {
     view, ready: false, error: '', nodes: 0, nodesDrawn: 0, hovered: null, searchMatched: 0, search: '',
-    zoomPath: [], focus: [], locate: undefined, renderNow: undefined, zoomToIndex: undefined, hoverAt: undefined,
+    zoomPath: [], focus: [], covered: null, locate: undefined, renderNow: undefined, zoomToIndex: undefined, hoverAt: undefined,
   });
 }

@@ -1,7 +1,7 @@
 // Profile and diff views: time range, timeline, filters, flame graph, top table, exports.
 
 import { h, replace, fmtInt, fmtCount, fmtPct, fmtDateTime, errorBox, download, toLocalInput, fromLocalInput } from '../dom';
-import { get, request, exportURL, ApiError } from '../api';
+import { get, request, exportURL, ApiError, coveredRange } from '../api';
 import type { Timeline, Top, FilterOptions, TreeNode } from '../api';
 import { Page, setParams, navigate } from '../router';
 import { debug } from '../debug';
@@ -239,7 +239,14 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       const params = mode === 'diff'
         ? { ...commonParams, ...baseParams() }
         : { ...commonParams, maxNodes: q.get('maxNodes') || DEFAULT_MAX_NODES, focus: q.get('focus') || undefined };
-      const text = await request<string>('GET', mode === 'diff' ? '/diff' : '/flamegraph', { params, signal, raw: true });
+      debug.covered = null;
+      const text = await request<string>('GET', mode === 'diff' ? '/diff' : '/flamegraph', {
+        params, signal, raw: true,
+        onHeaders: (h) => {
+          const c = coveredRange(h);
+          debug.covered = c && (c[0] !== range.from || c[1] !== range.to) ? c : null;
+        },
+      });
       const tp = performance.now();
       const tree = JSON.parse(text) as TreeNode;
       debug.parseMs = performance.now() - tp;
@@ -287,6 +294,11 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     if (!m.value[0]) { replace(status, 'No samples for this selection.'); return; }
     const parts = [`${fmtInt(m.value[0])} samples`, `${fmtCount(m.n)} nodes`];
     if (m.base) parts.push(`baseline ${fmtInt(m.baseTotal)} samples`);
+    const c = debug.covered;
+    if (c) {
+      const unit = c[0] % 86400 === 0 && c[1] % 86400 === 0 ? 'days' : 'hours';
+      parts.push(`past the raw retention: whole ${unit} ${fmtDateTime(c[0])} → ${fmtDateTime(c[1])}`);
+    }
     parts.push(`loaded in ${Math.round(debug.loadMs)} ms, drawn in ${Math.round(debug.firstPaintMs)} ms`);
     replace(status, parts.join(' · '));
   }
