@@ -50,6 +50,8 @@ var composeDefaults = map[string]string{
 	"FLAMESTREAM_QUERY_MAX_MEMORY":       "per-query ClickHouse limit; the default suits the compose ClickHouse",
 	"FLAMESTREAM_QUERY_MAX_ROWS":         "per-query ClickHouse limit, same everywhere",
 	"FLAMESTREAM_QUERY_MAX_NODES":        "flame-graph default size, same everywhere",
+	"FLAMESTREAM_QUERY_TRIE_NODES":       "memory bound of the query role, same on any host",
+	"FLAMESTREAM_QUERY_CACHE_MB":         "memory bound of the query role, same on any host",
 	"FLAMESTREAM_S3_REGION":              "MinIO accepts the default region",
 	"FLAMESTREAM_STORE_TIMEOUT":          "agent API bound, same everywhere",
 	"FLAMESTREAM_STREAM_MAX_BYTES":       "no byte limit; the replay window is FLAMESTREAM_STREAM_MAX_AGE",

@@ -250,13 +250,15 @@ func TestTreeJSON(t *testing.T) {
 		t.Errorf("JSON\n%s\nwant\n%s", got, want)
 	}
 
-	d := build([]sample{{"p", 3, false}, {"p", 2, true}})
+	d := build([]sample{{"p;a", 3, false}, {"p;b", 1, false}, {"p;a", 1, true}, {"p;b", 3, true}})
 	got, err = json.Marshal(d.Tree(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = `{"name":"root","value":3,"self":0,"base":2,"total":3,"base_total":2,"children":[` +
-		`{"name":"p","value":3,"self":3,"base":2,"base_self":2}]}`
+	want = `{"name":"root","value":4,"self":0,"base":4,"total":4,"base_total":4,"share":1,"base_share":1,"children":[` +
+		`{"name":"p","value":4,"self":0,"base":4,"share":1,"base_share":1,"children":[` +
+		`{"name":"a","value":3,"self":3,"base":1,"base_self":1,"share":0.75,"base_share":0.25,"delta":0.5},` +
+		`{"name":"b","value":1,"self":1,"base":3,"base_self":3,"share":0.25,"base_share":0.75,"delta":-0.5}]}]}`
 	if string(got) != want {
 		t.Errorf("diff JSON\n%s\nwant\n%s", got, want)
 	}
