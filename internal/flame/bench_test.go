@@ -223,22 +223,3 @@ func BenchmarkTrieLeaf1M(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkTrieLeaf1MBatches is BenchmarkTrieLeaf1M with the stacks sorted in batches of 20,000, as a query
-// server learns them (one ClickHouse lookup per batch).
-func BenchmarkTrieLeaf1MBatches(b *testing.B) {
-	benchInput(b)
-	b.ReportAllocs()
-	b.SetBytes(benchBytes)
-	for b.Loop() {
-		in := slices.Clone(benchRandom)
-		t := NewTrie()
-		for lo := 0; lo < len(in); lo += 20000 {
-			batch := in[lo:min(lo+20000, len(in))]
-			slices.SortFunc(batch, func(x, y genStack) int { return strings.Compare(x.stack, y.stack) })
-			for _, s := range batch {
-				t.Leaf(s.stack)
-			}
-		}
-	}
-}
