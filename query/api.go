@@ -123,7 +123,7 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		root = b.Tree(maxNodes)
 	}
-	writeJSON(w, http.StatusOK, root)
+	writeTree(w, root, false)
 	return nil
 }
 
@@ -159,17 +159,11 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	root := b.Tree(maxNodes)
-	// Total and BaseTotal are set by the builder only when a baseline was added; an empty baseline
-	// still gets its zero base_total through the diff shape below.
-	writeJSON(w, http.StatusOK, diffRoot{root, root.Value, root.Base})
+	// The builder sets Total and BaseTotal only when a baseline was added; the root of a diff always
+	// carries both, zero or not.
+	root.Total, root.BaseTotal = root.Value, root.Base
+	writeTree(w, root, true)
 	return nil
-}
-
-// diffRoot is the root of a diff tree: the node plus the two totals, always present (even when zero).
-type diffRoot struct {
-	*flame.Node
-	Total     uint64 `json:"total"`
-	BaseTotal uint64 `json:"base_total"`
 }
 
 func hasAny(q map[string][]string, prefix string, dims []string) bool {

@@ -416,7 +416,8 @@ func TestDiffNodesCarryBothSingleGraphs(t *testing.T) {
 					t.Errorf("node %q value/base/self/base_self %d/%d/%d/%d, want %d/%d/%d/%d", path, n.Value, n.Base, n.Self, n.BaseSelf, wv, wb, ws, wbs)
 				}
 				share, baseShare := float64(wv)/float64(cmp[""].Value), float64(wb)/float64(base[""].Value)
-				if math.Abs(n.Share-share) > 1e-12 || math.Abs(n.BaseShare-baseShare) > 1e-12 || math.Abs(n.Delta-(share-baseShare)) > 1e-12 {
+				near := func(got, want float64) bool { return math.Abs(got-want) <= 5e-6*math.Abs(want) }
+				if !near(n.Share, share) || !near(n.BaseShare, baseShare) || !near(n.Delta, share-baseShare) {
 					t.Errorf("node %q share/base_share/delta %g/%g/%g, want %g/%g/%g", path, n.Share, n.BaseShare, n.Delta, share, baseShare, share-baseShare)
 				}
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
 
@@ -128,6 +129,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeTree writes a flame-graph tree as JSON, the bytes encoding/json would write, without reflection
+// (see flame.Node.AppendJSON); with totals the root always carries total and base_total.
+func writeTree(w http.ResponseWriter, root *flame.Node, totals bool) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if root.WriteJSON(w, totals) == nil {
+		_, _ = w.Write([]byte{'\n'})
+	}
 }
 
 // handle adapts an error-returning handler and maps its error to a JSON reply in one place.

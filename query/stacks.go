@@ -109,7 +109,7 @@ func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]
 				v.AddLeaf(n, c[0])
 				v.AddBaseLeaf(n, c[1])
 			}
-			return v, st.mu.RUnlock, nil
+			return v, func() { v.Release(); st.mu.RUnlock() }, nil
 		}
 		st.mu.RUnlock()
 		if err := s.learn(ctx, st, missing); err != nil {

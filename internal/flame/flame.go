@@ -34,6 +34,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -67,8 +68,8 @@ type Node struct {
 	BaseTotal uint64 `json:"base_total,omitempty"`
 	// Share and BaseShare are, in a diff, Value and Base as fractions of their side's total (the whole
 	// graph's, also in a Focus subtree), and Delta is Share minus BaseShare: the normalized change a diff
-	// view colours by, positive where the comparison spends a larger part of its samples. Zero ones are
-	// left out of the JSON encoding.
+	// view colours by, positive where the comparison spends a larger part of its samples; all three to six
+	// significant digits. Zero ones are left out of the JSON encoding.
 	Share     float64 `json:"share,omitempty"`
 	BaseShare float64 `json:"base_share,omitempty"`
 	Delta     float64 `json:"delta,omitempty"`
@@ -271,10 +272,63 @@ func (b *Builder) count(n uint32, count uint64, base bool) {
 	if b.baseSelfs == nil {
 		b.baseSelfs = make([][]uint64, len(b.nodes))
 		for i := range b.baseSelfs {
-			b.baseSelfs[i] = make([]uint64, chunkSize)
+			if b.view {
+				b.baseSelfs[i] = getChunk()
+			} else {
+				b.baseSelfs[i] = make([]uint64, chunkSize)
+			}
 		}
 	}
 	b.baseSelfs[n>>chunkBits][n&chunkMask] += count
+}
+
+// A query server makes a view per request: the views' count chunks and derived arrays come from pools, and
+// Release gives them back, so that a busy server does not allocate (and collect) megabytes per request.
+var (
+	chunkPool = sync.Pool{New: func() any { return new([chunkSize]uint64) }}
+	slicePool sync.Pool // of *[]uint64
+)
+
+// getChunk returns a zeroed count chunk.
+func getChunk() []uint64 { return chunkPool.Get().(*[chunkSize]uint64)[:] }
+
+func putChunk(c []uint64) {
+	clear(c)
+	chunkPool.Put((*[chunkSize]uint64)(c))
+}
+
+// getSlice returns a slice of n values that are not zeroed.
+func getSlice(n int) []uint64 {
+	if p, ok := slicePool.Get().(*[]uint64); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]uint64, n)
+}
+
+func putSlice(s []uint64) {
+	if s != nil {
+		slicePool.Put(&s)
+	}
+}
+
+// Release gives the memory of a view back for other views to reuse. Trees and tables already returned
+// stay valid; the view itself must not be used again. Release does nothing on other Builders.
+func (b *Builder) Release() {
+	if !b.view {
+		return
+	}
+	for _, c := range b.selfs {
+		putChunk(c)
+	}
+	for _, c := range b.baseSelfs {
+		putChunk(c)
+	}
+	if d := b.cache; d != nil {
+		putSlice(d.value)
+		putSlice(d.base)
+	}
+	// Using the view again now panics instead of reading reused memory.
+	b.selfs, b.baseSelfs, b.cache, b.nodes = nil, nil, nil, nil
 }
 
 // flush merges the queued stacks.
@@ -392,7 +446,7 @@ func (b *Builder) View() *Builder {
 	}
 	v.selfs = make([][]uint64, len(b.nodes))
 	for i := range v.selfs {
-		v.selfs[i] = make([]uint64, chunkSize)
+		v.selfs[i] = getChunk()
 	}
 	return v
 }

@@ -2,6 +2,7 @@ package flame
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 )
@@ -22,12 +23,19 @@ func (b *Builder) derive() *derived {
 	}
 	b.init()
 	n := b.nNodes
-	d := &derived{value: make([]uint64, n)}
+	// A view's arrays are overwritten whole below: its self chunks cover every node.
+	alloc := func() []uint64 {
+		if b.view {
+			return getSlice(n)
+		}
+		return make([]uint64, n)
+	}
+	d := &derived{value: alloc()}
 	for c := range b.selfs {
 		copy(d.value[c<<chunkBits:], b.selfs[c])
 	}
 	if b.hasBase {
-		d.base = make([]uint64, n)
+		d.base = alloc()
 		for c := range b.baseSelfs {
 			copy(d.base[c<<chunkBits:], b.baseSelfs[c])
 		}
@@ -368,19 +376,57 @@ func (b *Builder) outNode(d *derived, n uint32) *Node {
 	return out
 }
 
-// shares sets Share, BaseShare and Delta on every node of a diff tree.
+// shares sets Share, BaseShare and Delta on every node of a diff tree, to six significant digits: they are
+// for display and sorting (the exact counts are in the node), and shorter numbers keep a diff's JSON small.
 func (b *Builder) shares(root *Node) {
 	stack := []*Node{root}
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
+		var share, baseShare float64
 		if b.total > 0 {
-			n.Share = float64(n.Value) / float64(b.total)
+			share = float64(n.Value) / float64(b.total)
 		}
 		if b.baseTotal > 0 {
-			n.BaseShare = float64(n.Base) / float64(b.baseTotal)
+			baseShare = float64(n.Base) / float64(b.baseTotal)
 		}
-		n.Delta = n.Share - n.BaseShare
+		n.Share, n.BaseShare, n.Delta = sixDigits(share), sixDigits(baseShare), sixDigits(share-baseShare)
 		stack = append(stack, n.Children...)
 	}
+}
+
+// pow10 holds the powers of ten that float64 represents exactly.
+var pow10 = func() (t [23]float64) {
+	t[0] = 1
+	for i := 1; i < len(t); i++ {
+		t[i] = t[i-1] * 10
+	}
+	return t
+}()
+
+// sixDigits rounds x to six significant digits.
+func sixDigits(x float64) float64 {
+	a := math.Abs(x)
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return x
+	}
+	// a is in [10^e, 10^(e+1)); shares and deltas are below 1, so look down from there.
+	var e int
+	if a >= 1 || a < 1e-16 {
+		e = int(math.Floor(math.Log10(a)))
+	} else {
+		for e = -1; a < 1/pow10[-e]; e-- {
+		}
+	}
+	var r float64
+	if k := 5 - e; k >= 0 && k < len(pow10) {
+		r = math.Round(x*pow10[k]) / pow10[k]
+	} else {
+		p := math.Pow(10, float64(k))
+		r = math.Round(x*p) / p
+	}
+	if math.IsInf(r, 0) || math.IsNaN(r) {
+		return x
+	}
+	return r
 }

@@ -3,6 +3,7 @@ package flame
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -216,7 +217,8 @@ func TestDiffNodesCarrySharesAndDelta(t *testing.T) {
 		var walk func(n *Node)
 		walk = func(n *Node) {
 			share, baseShare := float64(n.Value)/float64(b.Total()), float64(n.Base)/float64(b.BaseTotal())
-			if n.Share != share || n.BaseShare != baseShare || n.Delta != share-baseShare {
+			near := func(got, want float64) bool { return math.Abs(got-want) <= 5e-6*math.Abs(want) }
+			if !near(n.Share, share) || !near(n.BaseShare, baseShare) || !near(n.Delta, share-baseShare) {
 				t.Errorf("%s: share/base_share/delta %g/%g/%g, want %g/%g/%g", n.Name, n.Share, n.BaseShare, n.Delta, share, baseShare, share-baseShare)
 			}
 			if n.Other {
@@ -239,5 +241,63 @@ func TestDiffNodesCarrySharesAndDelta(t *testing.T) {
 	check(b.Focus([]string{tr.Children[0].Name}, 10))
 	if n := (&Builder{}); n.Tree(0).Share != 0 {
 		t.Error("a single graph has shares")
+	}
+}
+
+func TestSixDigits(t *testing.T) {
+	for _, tc := range []struct{ in, want float64 }{
+		{0, 0}, {1, 1}, {0.123456789, 0.123457}, {-0.000123456789, -0.000123457}, {123456789, 123457000},
+		{2.5e-9, 2.5e-9}, {0.1, 0.1}, {1.0 / 3, 0.333333}, {-1, -1}, {0.00999999999, 0.01}, {0.01, 0.01},
+		{1e-20 / 3, 3.33333e-21}, {9.999995e-7, 1e-6},
+	} {
+		if got := sixDigits(tc.in); got != tc.want {
+			t.Errorf("sixDigits(%g) = %g, want %g", tc.in, got, tc.want)
+		}
+	}
+	// Every rounding is within half a unit of the sixth digit.
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		x := (r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(30)-20))
+		if got := sixDigits(x); math.Abs(got-x) > 5.000001e-6*math.Abs(x) {
+			t.Fatalf("sixDigits(%g) = %g", x, got)
+		}
+	}
+}
+
+// TestReleasedViewMemoryComesBackZeroed releases views with counts on both sides and checks that the views
+// made next, which reuse their memory, see only their own counts, and that a released view is not usable.
+func TestReleasedViewMemoryComesBackZeroed(t *testing.T) {
+	stacks := genStacks(5000, 17, 20)
+	trie := NewTrie()
+	leaves := make([]uint32, len(stacks))
+	for i, s := range stacks {
+		leaves[i] = trie.Leaf(s.stack)
+	}
+	for round := range 6 {
+		v, b := trie.View(), &Builder{}
+		for i, s := range stacks {
+			if (i+round)%3 == 0 {
+				v.AddLeaf(leaves[i], s.count)
+				b.Add(s.stack, s.count)
+			}
+			if round%2 == 1 && (i+round)%4 == 0 {
+				v.AddBaseLeaf(leaves[i], 2)
+				b.AddBase(s.stack, 2)
+			}
+		}
+		got := render(v.Tree(50)) + fmt.Sprint(v.TopFunctions("total", 10))
+		want := render(b.Tree(50)) + fmt.Sprint(b.TopFunctions("total", 10))
+		if got != want {
+			t.Fatalf("round %d: view with reused memory differs from a Builder", round)
+		}
+		v.Release()
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("round %d: a released view still builds trees", round)
+				}
+			}()
+			v.Tree(10)
+		}()
 	}
 }
