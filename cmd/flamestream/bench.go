@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"time"
@@ -125,6 +127,17 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 		*o.service, ch.Database, to.Format(time.RFC3339), host, *o.runs, cache)
 	fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", "query", "cold", "p50", "p95", "max", "samples", "nodes")
 	client := &http.Client{Timeout: 2 * time.Minute}
+	if path := os.Getenv("FLAMESTREAM_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for _, c := range cases {
 		call := func() (time.Duration, []byte, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+c.path+"?"+c.q.Encode(), nil)

@@ -35,6 +35,7 @@ import (
 	"math/bits"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -155,6 +156,9 @@ type Builder struct {
 	// view one made by View, which shares another Builder's trie.
 	trieOnly bool
 	view     bool
+	// trie is the trie a view reads, and ranks, on a trie, the name ranks its views share.
+	trie  *Builder
+	ranks atomic.Pointer[ranks]
 
 	// Derived data, dropped when a stack is added.
 	cache *derived
@@ -442,7 +446,7 @@ func (b *Builder) View() *Builder {
 	v := &Builder{
 		names: b.names, nameTab: b.nameTab, seed: b.seed,
 		nodes: b.nodes, nNodes: b.nNodes, edges: b.edges, nEdges: b.nEdges,
-		view: true,
+		view: true, trie: b,
 	}
 	v.selfs = make([][]uint64, len(b.nodes))
 	for i := range v.selfs {

@@ -99,6 +99,9 @@ func appendFloat(dst []byte, key string, f float64) []byte {
 		return dst // NaN and infinities have no JSON form; they cannot come out of the counts
 	}
 	dst = append(dst, key...)
+	if out, ok := appendSixDigits(dst, f); ok {
+		return out
+	}
 	format := byte('f')
 	if abs := math.Abs(f); abs < 1e-6 || abs >= 1e21 {
 		format = 'e'
@@ -165,4 +168,68 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// appendSixDigits appends f in encoding/json's format when f is, exactly, the float nearest to a decimal
+// of at most six significant digits between 1e-6 and 1e15 (what sixDigits makes): then those digits are
+// its shortest representation, written here without strconv's general algorithm. It reports false for
+// any other f.
+func appendSixDigits(dst []byte, f float64) ([]byte, bool) {
+	a := math.Abs(f)
+	if !(a >= 1e-6 && a < 1e15) {
+		return dst, false
+	}
+	e := 0 // 10^e <= a < 10^(e+1)
+	for a >= pow10[e+1] {
+		e++
+	}
+	for e <= 0 && e > -7 && a < 1/pow10[-e] {
+		e--
+	}
+	var m float64
+	if k := 5 - e; k >= 0 {
+		m = math.Round(a * pow10[k])
+		if m/pow10[k] != a {
+			return dst, false
+		}
+	} else {
+		m = math.Round(a / pow10[-k])
+		if m*pow10[-k] != a {
+			return dst, false
+		}
+	}
+	if m < 100000 || m > 999999 {
+		return dst, false
+	}
+	var digits [6]byte
+	n := int(m)
+	for i := 5; i >= 0; i-- {
+		digits[i] = byte('0' + n%10)
+		n /= 10
+	}
+	d := digits[:]
+	for len(d) > 1 && d[len(d)-1] == '0' {
+		d = d[:len(d)-1]
+	}
+	if f < 0 {
+		dst = append(dst, '-')
+	}
+	switch point := e + 1; {
+	case point <= 0:
+		dst = append(dst, '0', '.')
+		for range -point {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, d...)
+	case point < len(d):
+		dst = append(dst, d[:point]...)
+		dst = append(dst, '.')
+		dst = append(dst, d[point:]...)
+	default:
+		dst = append(dst, d...)
+		for range point - len(d) {
+			dst = append(dst, '0')
+		}
+	}
+	return dst, true
 }

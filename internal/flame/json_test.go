@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -29,7 +30,11 @@ func randomTree(r *rand.Rand, depth int) *Node {
 		return r.Uint64N(1 << uint(r.IntN(63)+1))
 	}
 	fl := func() float64 {
-		switch r.IntN(6) {
+		switch r.IntN(8) {
+		case 6: // what diff trees carry
+			return sixDigits((r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(12)-8)))
+		case 7:
+			return sixDigits(float64(r.IntN(2000000)) / 1e6)
 		case 0:
 			return 0
 		case 1:
@@ -87,6 +92,37 @@ func TestAppendJSONEqualsEncodingJSON(t *testing.T) {
 	wantTotals := `{"name":"root","value":0,"self":0,"total":0,"base_total":0,"children":[{"name":"p","value":1,"self":1}]}`
 	if got := string(n.AppendJSON(nil, true)); got != wantTotals {
 		t.Errorf("with totals\n got %s\nwant %s", got, wantTotals)
+	}
+}
+
+// TestAppendSixDigitsIsShortest checks the fast float path against strconv on many rounded values, and
+// that it declines values it cannot write.
+func TestAppendSixDigitsIsShortest(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	fast := 0
+	for i := range 300000 {
+		x := (r.Float64() - 0.5) * math.Pow(10, float64(r.IntN(30)-12))
+		if i%2 == 0 {
+			x = sixDigits(x)
+		}
+		want := appendFloat(nil, "", 0) // empty: zero is left out
+		if x != 0 {
+			format := byte('f')
+			if a := math.Abs(x); a < 1e-6 || a >= 1e21 {
+				format = 'e'
+			}
+			want = strconv.AppendFloat(nil, x, format, -1, 64)
+		}
+		got, ok := appendSixDigits(nil, x)
+		if ok {
+			fast++
+			if string(got) != string(want) {
+				t.Fatalf("appendSixDigits(%v) = %s, strconv %s", x, got, want)
+			}
+		}
+	}
+	if fast < 100000 {
+		t.Errorf("only %d of 300000 values took the fast path", fast)
 	}
 }
 

@@ -56,17 +56,40 @@ func (b *Builder) derive() *derived {
 			}
 		}
 	}
+	d.rank = b.nameRanks()
+	b.cache = d
+	return d
+}
+
+// ranks is the rank of each frame id in the byte order of the first n names.
+type ranks struct {
+	n    int
+	rank []uint32
+}
+
+// nameRanks returns the rank of each frame name in byte order. The views of a trie share it through the
+// trie while its names do not change, instead of sorting them per view.
+func (b *Builder) nameRanks() []uint32 {
+	if b.trie != nil {
+		if r := b.trie.ranks.Load(); r != nil && r.n == len(b.names) {
+			return r.rank
+		}
+	}
 	order := make([]uint32, len(b.names))
 	for i := range order {
 		order[i] = uint32(i)
 	}
 	slices.SortFunc(order, func(x, y uint32) int { return strings.Compare(b.names[x], b.names[y]) })
-	d.rank = make([]uint32, len(b.names))
+	rank := make([]uint32, len(b.names))
 	for r, id := range order {
-		d.rank[id] = uint32(r)
+		rank[id] = uint32(r)
 	}
-	b.cache = d
-	return d
+	if b.trie != nil {
+		if old := b.trie.ranks.Load(); old == nil || old.n < len(b.names) {
+			b.trie.ranks.CompareAndSwap(old, &ranks{len(b.names), rank})
+		}
+	}
+	return rank
 }
 
 // live reports whether node n has samples on either side. Every node of a
