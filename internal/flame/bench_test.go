@@ -2,8 +2,8 @@ package flame
 
 import (
 	"io"
-	"runtime"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
