@@ -415,7 +415,11 @@ func (b *Builder) flush() {
 // same stacks merges each stack once, and then builds a tree from counts
 // per leaf in time linear in the size of the trie, whatever the order in
 // which the counts arrive. Add and AddBase panic on a trie.
-func NewTrie() *Builder { return &Builder{trieOnly: true} }
+func NewTrie() *Builder {
+	b := &Builder{trieOnly: true}
+	b.init() // now, so that View, which may run concurrently, never writes to the trie
+	return b
+}
 
 // Leaf returns the node of stack in a trie made by NewTrie, adding the
 // nodes it lacks, and 0 for an empty stack. Stacks are merged fastest in
@@ -442,7 +446,6 @@ func (b *Builder) View() *Builder {
 	if !b.trieOnly {
 		panic("flame: View of a Builder not made by NewTrie")
 	}
-	b.init()
 	v := &Builder{
 		names: b.names, nameTab: b.nameTab, seed: b.seed,
 		nodes: b.nodes, nNodes: b.nNodes, edges: b.edges, nEdges: b.nEdges,

@@ -124,7 +124,7 @@ func TestViewsAreIndependentAndConcurrent(t *testing.T) {
 		leaves[i] = trie.Leaf(s.stack)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	for w := range 4 {
 		wg.Go(func() {
 			v := trie.View()
@@ -138,6 +138,17 @@ func TestViewsAreIndependentAndConcurrent(t *testing.T) {
 			if got, want := render(v.Tree(100)), render(b.Tree(100)); got != want {
 				errs <- fmt.Errorf("view %d differs from its Builder", w)
 			}
+		})
+	}
+	// Views of a trie that never got a stack (a query with no samples) are made concurrently too.
+	empty := NewTrie()
+	for range 4 {
+		wg.Go(func() {
+			v := empty.View()
+			if tr := v.Tree(10); tr.Value != 0 || len(tr.Children) != 0 {
+				errs <- fmt.Errorf("view of an empty trie: %s", render(tr))
+			}
+			v.Release()
 		})
 	}
 	wg.Wait()
