@@ -26,7 +26,14 @@
 // the tree together, which overlaps the misses of different stacks, but
 // sorted input remains several times faster.
 //
-// A Builder is not safe for concurrent use.
+// A server that builds many trees over the same stacks keeps a trie made by
+// NewTrie instead, merges each stack into it once (Leaf), and builds each
+// tree in a View of it from counts per leaf (AddLeaf, AddBaseLeaf): no text
+// is merged per tree, the order of the counts does not matter, and a view of
+// a trie of 1M stacks builds its tree in tens of milliseconds.
+//
+// A Builder is not safe for concurrent use; the views of one trie are, as
+// long as no Leaf runs at the same time.
 package flame
 
 import (
