@@ -123,6 +123,8 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 	} else {
 		root = b.Tree(maxNodes)
 	}
+	// The tree is the view's no more: let the service's trie go before a slow client reads the reply.
+	release()
 	writeTree(w, root, false)
 	return nil
 }
@@ -159,6 +161,7 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	root := b.Tree(maxNodes)
+	release()
 	// The builder sets Total and BaseTotal only when a baseline was added; the root of a diff always
 	// carries both, zero or not.
 	root.Total, root.BaseTotal = root.Value, root.Base
@@ -201,7 +204,9 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	writeJSON(w, http.StatusOK, map[string]any{"total": b.Total(), "functions": b.TopFunctions(sortBy, limit)})
+	total, functions := b.Total(), b.TopFunctions(sortBy, limit)
+	release()
+	writeJSON(w, http.StatusOK, map[string]any{"total": total, "functions": functions})
 	return nil
 }
 
@@ -441,6 +446,8 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Exports stream from the view, so they hold the service trie's read lock while the client reads
+	// (new stacks of the service wait for it); a whole export can be far too large to buffer.
 	defer release()
 	name := fmt.Sprintf("%s_%s_%s", sel.Service, sel.From.Format("20060102T150405Z"), sel.To.Format("20060102T150405Z"))
 	name = strings.Map(func(r rune) rune {

@@ -90,8 +90,9 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 }
 
 // view returns a view of the service's trie that has a leaf for every hash of counts, with counts[h][side]
-// added on the comparison side (0) and, with two sides, the baseline (1). The view must be used before
-// release is called.
+// added on the comparison side (0) and, with two sides, the baseline (1). The view holds the trie's read
+// lock: it must be used before release is called, and release should come as soon as the answer is
+// built (before it is written to a client that may be slow). Release may be called more than once.
 func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]uint64) (v *flame.Builder, release func(), err error) {
 	st := s.tries.of(service)
 	for {
@@ -109,7 +110,8 @@ func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]
 				v.AddLeaf(n, c[0])
 				v.AddBaseLeaf(n, c[1])
 			}
-			return v, func() { v.Release(); st.mu.RUnlock() }, nil
+			var once sync.Once // release may be called early and again by a defer
+			return v, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
 		}
 		st.mu.RUnlock()
 		if err := s.learn(ctx, st, missing); err != nil {
