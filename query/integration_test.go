@@ -208,6 +208,13 @@ func (f *fixture) rawStacks(service string, from, to time.Time, fl filter) map[s
 
 func (f *fixture) get(t *testing.T, path string, q url.Values) (int, []byte) {
 	t.Helper()
+	code, _, body := f.getWithHeader(t, path, q)
+	return code, body
+}
+
+// getWithHeader is get that also returns the reply's headers.
+func (f *fixture) getWithHeader(t *testing.T, path string, q url.Values) (int, http.Header, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, f.base+path+"?"+q.Encode(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -219,18 +226,25 @@ func (f *fixture) get(t *testing.T, path string, q url.Values) (int, []byte) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, body
+	return resp.StatusCode, resp.Header, body
 }
 
 func (f *fixture) getJSON(t *testing.T, path string, q url.Values, v any) {
 	t.Helper()
-	code, body := f.get(t, path, q)
+	f.getJSONHeader(t, path, q, v)
+}
+
+// getJSONHeader is getJSON that also returns the reply's headers.
+func (f *fixture) getJSONHeader(t *testing.T, path string, q url.Values, v any) http.Header {
+	t.Helper()
+	code, h, body := f.getWithHeader(t, path, q)
 	if code != http.StatusOK {
 		t.Fatalf("GET %s?%s: %d %s", path, q.Encode(), code, body)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		t.Fatalf("GET %s: %v in %s", path, err, body)
 	}
+	return h
 }
 
 func params(service string, from, to time.Time, fl filter) url.Values {
@@ -748,21 +762,10 @@ func TestRangesPastRetentionAreWidenedToWholeRollupBuckets(t *testing.T) {
 			t.Run(r.name+"/"+fl.name, func(t *testing.T) {
 				q := params("svc", r.from, r.to, fl.f)
 				q.Set("maxNodes", "0")
-				req, _ := http.NewRequest(http.MethodGet, f.base+"/api/v1/flamegraph?"+q.Encode(), nil)
-				req.Header.Set("Authorization", "Bearer "+f.token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
 				var got node
-				if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK {
-					t.Fatalf("status %d, %v", resp.StatusCode, err)
-				}
-				from, err1 := time.Parse(time.RFC3339Nano, resp.Header.Get("Flamestream-From"))
-				to, err2 := time.Parse(time.RFC3339Nano, resp.Header.Get("Flamestream-To"))
-				if err1 != nil || err2 != nil || from.After(r.from) || to.Before(r.to) {
-					t.Fatalf("answered range %v..%v (%v %v) does not contain %v..%v", from, to, err1, err2, r.from, r.to)
+				from, to := answered(t, f.getJSONHeader(t, "/api/v1/flamegraph", q, &got))
+				if from.After(r.from) || to.Before(r.to) {
+					t.Fatalf("answered range %v..%v does not contain %v..%v", from, to, r.from, r.to)
 				}
 				aligned := func(what string, e time.Time, pastHours, pastRaw bool) {
 					if (pastHours && !e.Truncate(24*time.Hour).Equal(e)) || (pastRaw && !e.Truncate(time.Hour).Equal(e)) {
@@ -822,29 +825,6 @@ func TestSegmentCacheServesRepeatsAndFollowsLateRows(t *testing.T) {
 	if _, m2 := srv.CacheStats(); m2 == m1 {
 		t.Error("the late row's segments were served from the cache")
 	}
-}
-
-// getJSONHeader is getJSON that also returns the reply's headers.
-func (f *fixture) getJSONHeader(t *testing.T, path string, q url.Values, v any) http.Header {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, f.base+path+"?"+q.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s?%s: %d %s", path, q.Encode(), resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		t.Fatalf("GET %s: %v in %s", path, err, body)
-	}
-	return resp.Header
 }
 
 // answered reads the range a reply says it covers.
