@@ -889,3 +889,39 @@ func (f *fixture) checkTimelineAndFilters(t *testing.T, from, to time.Time, fl f
 	}
 	return from1, to1
 }
+
+// TestWarmLearnsTheLastDaysStacks writes rows of the last hours for a service seen just now: Warm learns
+// each of their stacks once, a second Warm has nothing left to learn, and graphs stay exact.
+func TestWarmLearnsTheLastDaysStacks(t *testing.T) {
+	f := newFixture(t)
+	srv := query.New(query.Config{}, f.st.CH, f.st.PG, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.base = serve(t, srv)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if _, err := f.st.PG.TouchService(ctx, "svc", now); err != nil {
+		t.Fatal(err)
+	}
+	var recent []row
+	distinct := map[string]bool{}
+	for i := range 12 {
+		s := stackPool[i%len(stackPool)] + ";warm_" + strconv.Itoa(i%7)
+		distinct[s] = true
+		recent = append(recent, row{ts: now.Add(-time.Duration(i+1) * 37 * time.Minute), service: "svc", host: "web-1",
+			container: "c0", instance: "m5.large", k8s: "deploy/app", stack: s, count: uint32(1 + i)})
+	}
+	f.rows = append(f.rows, recent...)
+	f.insert(t, recent)
+	n, err := srv.Warm(ctx)
+	if err != nil || n != len(distinct) {
+		t.Fatalf("Warm learned %d stacks (%v), want the %d of the last day", n, err, len(distinct))
+	}
+	if n, err := srv.Warm(ctx); err != nil || n != 0 {
+		t.Fatalf("second Warm learned %d stacks (%v), want none", n, err)
+	}
+	from, to := now.Add(-10*time.Hour), now.Add(time.Minute)
+	q := params("svc", from, to, nil)
+	q.Set("maxNodes", "0")
+	var got node
+	f.getJSON(t, "/api/v1/flamegraph", q, &got)
+	sameTree(t, "after warm-up", flat(&got), expectedTree(t, f.rawStacks("svc", from, to, nil)))
+}

@@ -40,15 +40,26 @@ func newTries(maxNodes int) *tries {
 	return &tries{m: map[string]*serviceTrie{}, maxNodes: maxNodes}
 }
 
-// of returns the trie of a service, starting over when all of them together are past the bound.
-func (t *tries) of(service string) *serviceTrie {
+// total is the number of nodes (and leaves) of all the tries.
+func (t *tries) total() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.totalLocked()
+}
+
+func (t *tries) totalLocked() int64 {
 	var total int64
 	for _, st := range t.m {
 		total += st.nodes.Load()
 	}
-	if total > int64(t.maxNodes) {
+	return total
+}
+
+// of returns the trie of a service, starting over when all of them together are past the bound.
+func (t *tries) of(service string) *serviceTrie {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.totalLocked() > int64(t.maxNodes) {
 		t.m = map[string]*serviceTrie{} // queries still holding a trie finish with it
 	}
 	st := t.m[service]
@@ -350,4 +361,59 @@ func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uin
 		s.log.Warn("stack counts below zero, left out", "stacks", negative, "service", sels[0].Service)
 	}
 	return out, nil
+}
+
+// warmWindow is how far back Warm looks for the services and stacks to learn.
+const warmWindow = 24 * time.Hour
+
+// Warm learns, for every service seen in the last day, the stacks of its last day, so that the first
+// queries after a start do not wait for their stack texts (about 0.3 s for 5,000 stacks on ClickHouse
+// 18.16). It stops when the tries hold half their bound, and returns how many stacks it learned. Queries
+// run meanwhile as usual; Warm only adds what they would learn themselves.
+func (s *Server) Warm(ctx context.Context) (int, error) {
+	svcs, err := s.meta.ListServices(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("warm: list services: %w", err)
+	}
+	since := time.Now().UTC().Add(-warmWindow).Truncate(time.Hour)
+	learned := 0
+	for _, svc := range svcs {
+		if svc.LastSeen == nil || svc.LastSeen.Before(since) {
+			continue
+		}
+		if s.tries.total() > int64(s.tries.maxNodes/2) {
+			break
+		}
+		var hash proto.ColUInt64
+		var hashes []uint64
+		err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+			Body: "SELECT DISTINCT stack FROM " + s.ch.Table("samples_1h_all") +
+				" WHERE service = " + chdb.String(svc.Name) + " AND ts >= " + chdb.Time(since),
+			Result: proto.Results{{Name: "stack", Data: &hash}},
+			OnResult: func(ctx context.Context, b proto.Block) error {
+				hashes = append(hashes, hash...)
+				return nil
+			},
+		})
+		if err != nil {
+			return learned, fmt.Errorf("warm %s: %w", svc.Name, err)
+		}
+		st := s.tries.of(svc.Name)
+		st.mu.RLock()
+		missing := hashes[:0]
+		for _, h := range hashes {
+			if _, ok := st.leaf[h]; !ok {
+				missing = append(missing, h)
+			}
+		}
+		st.mu.RUnlock()
+		if len(missing) == 0 {
+			continue
+		}
+		if err := s.learn(ctx, st, missing); err != nil {
+			return learned, fmt.Errorf("warm %s: %w", svc.Name, err)
+		}
+		learned += len(missing)
+	}
+	return learned, nil
 }

@@ -202,10 +202,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 				d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
 		}
 		if all || cmd == "query" {
-			query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
+			qs := query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
 				MaxQueryMemory: uint64(max(cfg.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(cfg.QueryMaxRows, 0)),
 				MaxNodes: cfg.QueryMaxNodes, TrieNodes: cfg.QueryTrieNodes,
-				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays, CacheBytes: cacheBytes(cfg.QueryCacheMB)}, d.ch, d.pg, log).Routes(r)
+				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays, CacheBytes: cacheBytes(cfg.QueryCacheMB)}, d.ch, d.pg, log)
+			qs.Routes(r)
+			// Learn the recent stacks in the background, so that the first graphs after a start are fast.
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+				defer cancel()
+				t0 := time.Now()
+				n, err := qs.Warm(wctx)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("query warm-up stopped", "err", err, "stacks", n)
+					return
+				}
+				log.Info("query warm-up done", "stacks", n, "took", time.Since(t0).Round(time.Millisecond))
+			}()
 			r.Handle("/*", webui.Handler())
 		}
 		addr := cfg.IngestAddr
