@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"fmt"
 	"iter"
 )
 
@@ -12,7 +13,7 @@ type Entry struct {
 	// Hash is StackHash of the stack.
 	Hash uint64
 	// Count is the sum of the counts of the lines with this container and
-	// stack.
+	// stack; Add keeps it at most MaxCount.
 	Count uint64
 }
 
@@ -57,15 +58,21 @@ type Aggregate struct {
 
 // Add adds one line: its count goes to the entry of its container and stack,
 // and the stack text is stored if this is its first occurrence.
-func (a *Aggregate) Add(l *Line) {
+//
+// When the line's count, or the entry's total with it, would exceed MaxCount
+// (one sample row holds one entry, in a UInt32 column), Add returns a
+// *LineError naming l.Number and adds nothing: the profile cannot be stored
+// exactly. Since every count is at most MaxCount, the totals cannot overflow
+// 64 bits before that.
+func (a *Aggregate) Add(l *Line) error {
+	if l.Count > MaxCount {
+		return &LineError{Line: l.Number, Reason: fmt.Sprintf("sample count %d is over the limit of %d", l.Count, uint64(MaxCount))}
+	}
 	if a.index == nil {
 		a.containerIDs = make(map[string]uint32)
 		a.index = make(map[entryKey]int)
 		a.stackIndex = make(map[uint64]int)
 	}
-	a.lines++
-	a.samples += l.Count
-
 	var cid uint32
 	if a.haveLast && string(l.Container) == a.lastName {
 		cid = a.lastID
@@ -85,8 +92,16 @@ func (a *Aggregate) Add(l *Line) {
 	k := entryKey{hash: h, container: cid}
 	if _, ok := a.stackIndex[h]; ok {
 		if i, ok := a.index[k]; ok {
-			a.entries[i].Count += l.Count
-			return
+			e := &a.entries[i]
+			if e.Count > MaxCount-l.Count {
+				return &LineError{Line: l.Number, Reason: fmt.Sprintf(
+					"the stack's total count in this profile, %d + %d, is over the limit of %d",
+					e.Count, l.Count, uint64(MaxCount))}
+			}
+			e.Count += l.Count
+			a.lines++
+			a.samples += l.Count
+			return nil
 		}
 	} else {
 		// A new stack: store its text; its entry is necessarily new.
@@ -97,6 +112,9 @@ func (a *Aggregate) Add(l *Line) {
 	}
 	a.index[k] = len(a.entries)
 	a.entries = append(a.entries, Entry{Container: a.lastName, Hash: h, Count: l.Count})
+	a.lines++
+	a.samples += l.Count
+	return nil
 }
 
 // Reset empties the Aggregate, keeping its memory for reuse.

@@ -10,7 +10,7 @@ import (
 
 func addText(t testing.TB, a *Aggregate, text []byte) {
 	t.Helper()
-	if _, err := Parse(text, func(l *Line) error { a.Add(l); return nil }); err != nil {
+	if _, err := Parse(text, a.Add); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -28,12 +28,17 @@ func refParse(prefix int, body string) (lines []got, errLine int, errReason stri
 		if sp < 0 {
 			return lines, lineNo, "missing sample count"
 		}
-		count, err := strconv.ParseUint(line[sp+1:], 10, 64)
-		if errors.Is(err, strconv.ErrRange) {
-			return lines, lineNo, "sample count is out of range"
-		}
-		if err != nil {
+		digits := line[sp+1:]
+		if digits == "" || strings.Trim(digits, "0123456789") != "" {
 			return lines, lineNo, "sample count is not a number"
+		}
+		count, err := strconv.ParseUint(digits, 10, 64)
+		if err != nil || count > MaxCount {
+			shown := digits
+			if len(shown) > 40 {
+				shown = shown[:40] + "…"
+			}
+			return lines, lineNo, "sample count " + shown + " is over the limit of 4294967295"
 		}
 		fields := strings.Split(line[:sp], ";")
 		if len(fields) <= prefix {
@@ -51,7 +56,7 @@ func refParse(prefix int, body string) (lines []got, errLine int, errReason stri
 		if count == 0 || strings.HasPrefix(frames[0], "swapper") {
 			continue
 		}
-		g := got{Stack: strings.Join(frames, ";"), Count: count, AppIndexNil: prefix < 2, ContainerNil: prefix < 1}
+		g := got{Stack: strings.Join(frames, ";"), Count: count, AppIndexNil: prefix < 2, ContainerNil: prefix < 1, Number: lineNo}
 		if prefix == 2 {
 			g.AppIndex = fields[0]
 		}
@@ -63,6 +68,23 @@ func refParse(prefix int, body string) (lines []got, errLine int, errReason stri
 	return lines, 0, ""
 }
 
+// refTotals returns the number of the first line at which the total of one
+// (container, stack) passes MaxCount, or 0: Aggregate's rule, on plain maps.
+func refTotals(lines []got) int {
+	sums := map[[2]string]uint64{}
+	for _, l := range lines {
+		k := [2]string{l.Container, l.Stack}
+		sums[k] += l.Count // at most a few thousand counts of 2^32 each: no overflow
+		if sums[k] > MaxCount {
+			return l.Number
+		}
+	}
+	return 0
+}
+
+// FuzzParse checks Parse and ParseAs against refParse, and Aggregate and Check
+// against refTotals. The high bit of mode selects FormatV1; the rest selects a
+// header from fuzzHeaders, or none (the body is the whole profile).
 func FuzzParse(f *testing.F) {
 	bodies := []string{
 		"",
@@ -78,6 +100,15 @@ func FuzzParse(f *testing.F) {
 		"c;comm;a x\n",
 		"c;comm;a 18446744073709551616\n",
 		"c;comm;a 18446744073709551615\n",
+		"c;comm;a 4294967295\n",
+		"c;comm;a 4294967296\n",
+		"c;comm;a 5000000000\n",
+		"c;comm;a 4294967295\nc;comm;a 1\n",
+		"c;comm;a 4294967295\nd;comm;a 4294967295\n",
+		"c;comm;a 3000000000\nc; comm ;;a 3000000000\n",
+		"4;c;comm;a 4294967295\n5;c;comm;a 2\n",
+		"c;comm;a 99999999999x\n",
+		"java;appid: java: app.jar;Main.main_[j] 40\n",
 		";; 1\n",
 		"comm 1\n",
 		"\xa0comm\u2003;\u0085x 1\n",
@@ -86,6 +117,7 @@ func FuzzParse(f *testing.F) {
 	for mode := range fuzzHeaders {
 		for _, b := range bodies {
 			f.Add(uint8(mode), b)
+			f.Add(uint8(mode)|0x80, b)
 		}
 	}
 	real, err := readRealProfileErr()
@@ -96,7 +128,21 @@ func FuzzParse(f *testing.F) {
 	f.Add(uint8(len(fuzzHeaders)), "#{}\nc;comm 1\n")
 	f.Add(uint8(len(fuzzHeaders)), "# {\"metadata\": {\"hostname\": \"h\"}}\r\n;comm;a 1")
 
+	for _, name := range []string{"agent-merge-v1.collapsed", "agent-merge-v2-k8s.collapsed", "agent-merge-intel.collapsed"} {
+		b, err := os.ReadFile("testdata/" + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint8(len(fuzzHeaders)), string(b))
+		f.Add(uint8(len(fuzzHeaders))|0x80, string(b))
+	}
+
 	f.Fuzz(func(t *testing.T, mode uint8, body string) {
+		format := FormatV2
+		if mode&0x80 != 0 {
+			format = FormatV1
+		}
+		mode &^= 0x80
 		var text string
 		if int(mode) < len(fuzzHeaders) {
 			text = fuzzHeaders[mode] + "\n" + body
@@ -104,15 +150,25 @@ func FuzzParse(f *testing.F) {
 			text = body
 		}
 		var out []got
-		h, err := Parse([]byte(text), func(l *Line) error {
+		h, err := ParseAs([]byte(text), format, func(l *Line) error {
 			checkLine(t, l)
 			out = append(out, got{
 				AppIndex: string(l.AppIndex), AppIndexNil: l.AppIndex == nil,
 				Container: string(l.Container), ContainerNil: l.Container == nil,
-				Stack: string(l.Stack), Count: l.Count,
+				Stack: string(l.Stack), Count: l.Count, Number: l.Number,
 			})
 			return nil
 		})
+		if format == FormatV2 {
+			var again []got
+			_, err2 := Parse([]byte(text), func(l *Line) error {
+				again = append(again, got{Stack: string(l.Stack), Count: l.Count})
+				return nil
+			})
+			if fmt.Sprint(err) != fmt.Sprint(err2) || len(again) != len(out) {
+				t.Fatalf("Parse and ParseAs(v2) differ: %v / %v", err2, err)
+			}
+		}
 
 		first, rest, _ := strings.Cut(text, "\n")
 		rh, herr := ParseHeader([]byte(first))
@@ -128,9 +184,18 @@ func FuzzParse(f *testing.F) {
 		if h.Hostname != rh.Hostname || h.PrefixFields() != rh.PrefixFields() {
 			t.Fatalf("header %+v, want %+v", h, rh)
 		}
-		want, wantLine, wantReason := refParse(rh.PrefixFields(), rest)
+		prefix := rh.PrefixFields()
+		if format == FormatV1 {
+			prefix = 0
+		}
+		want, wantLine, wantReason := refParse(prefix, rest)
 		if fmt.Sprint(out) != fmt.Sprint(want) {
 			t.Fatalf("lines\n got %v\nwant %v", out, want)
+		}
+		for i := range out {
+			if out[i].Number != want[i].Number {
+				t.Fatalf("line %d numbered %d, want %d", i, out[i].Number, want[i].Number)
+			}
 		}
 		var le *LineError
 		switch {
@@ -140,6 +205,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("err = %v, want line %d: %s", err, wantLine, wantReason)
 		case wantReason != "" && (le.Line != wantLine || le.Reason != wantReason):
 			t.Fatalf("err = %v, want line %d: %s", err, wantLine, wantReason)
+		}
+
+		// Aggregate and Check: no total above MaxCount is ever kept, and the
+		// refusal names the line where a total passes it.
+		var a Aggregate
+		_, aerr := ParseAs([]byte(text), format, a.Add)
+		_, cerr := Check([]byte(text), format)
+		for _, e := range a.Entries() {
+			if e.Count > MaxCount || e.Count == 0 {
+				t.Fatalf("entry %+v", e)
+			}
+		}
+		switch over := refTotals(out); {
+		case err != nil:
+			if fmt.Sprint(aerr) != fmt.Sprint(err) || fmt.Sprint(cerr) != fmt.Sprint(err) {
+				t.Fatalf("Aggregate err %v, Check err %v, want the parse error %v", aerr, cerr, err)
+			}
+		case over == 0:
+			if aerr != nil || cerr != nil {
+				t.Fatalf("Aggregate err %v, Check err %v, want none", aerr, cerr)
+			}
+		default:
+			if !errors.As(aerr, &le) || le.Line != over || fmt.Sprint(cerr) != fmt.Sprint(aerr) {
+				t.Fatalf("Aggregate err %v, Check err %v, want a line error at line %d", aerr, cerr, over)
+			}
 		}
 	})
 }

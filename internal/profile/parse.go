@@ -23,8 +23,46 @@ type Line struct {
 	// fields are removed, every frame is trimmed of surrounding white space
 	// and empty frames are dropped. It is never empty.
 	Stack []byte
-	// Count is the sample count, never 0.
+	// Count is the sample count, never 0 and never above MaxCount.
 	Count uint64
+	// Number is the 1-based line number in the profile text (the header is
+	// line 1), for error messages.
+	Number int
+}
+
+// MaxCount is the largest sample count a profile may hold for one line, and
+// for one stack of one container summed over the profile (see Aggregate): the
+// samples.count column of ClickHouse is a UInt32. Larger counts are refused,
+// never clamped or wrapped.
+const MaxCount = 1<<32 - 1
+
+// Format is the layout of a profile's stack lines. Only the endpoint the agent
+// posted to tells it: an agent started with --profile-api-version v1 posts to
+// /api/v1/profiles lines without prefix fields, yet its header may still say
+// application_metadata_enabled: true.
+type Format string
+
+// Formats of ParseAs. The zero value "" means FormatV2 (events written before
+// the format was recorded).
+const (
+	// FormatV2 is POST /api/v2/profiles: the header decides how many prefix
+	// fields precede the process name (see Header.PrefixFields).
+	FormatV2 Format = "v2"
+	// FormatV1 is POST /api/v1/profiles: the lines have no prefix fields,
+	// whatever the header says.
+	FormatV1 Format = "v1"
+)
+
+// prefixFields returns the prefix field count of the lines of a profile in
+// format f with header h.
+func prefixFields(h *Header, f Format) (int, error) {
+	switch f {
+	case "", FormatV2:
+		return h.PrefixFields(), nil
+	case FormatV1:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("unknown profile format %q", string(f))
 }
 
 // LineError reports a malformed stack line.
@@ -43,39 +81,61 @@ func (e *LineError) Error() string {
 
 // Reasons of LineError.
 const (
-	reasonNoCount    = "missing sample count"
-	reasonCountNaN   = "sample count is not a number"
-	reasonCountRange = "sample count is out of range"
-	reasonNoFrames   = "no frames"
+	reasonNoCount  = "missing sample count"
+	reasonCountNaN = "sample count is not a number"
+	reasonNoFrames = "no frames"
 )
 
-// Parse parses a whole profile text and calls fn once for every stack sample
-// line, in order, then returns the header.
+// countRangeReason words the error of a count above MaxCount; count is the
+// digits as written (shortened when very long).
+func countRangeReason(count []byte) string {
+	const keep = 40
+	shown := string(count)
+	if len(count) > keep {
+		shown = string(count[:keep]) + "…"
+	}
+	return fmt.Sprintf("sample count %s is over the limit of %d", shown, uint64(MaxCount))
+}
+
+// Parse is ParseAs with FormatV2.
+func Parse(text []byte, fn func(*Line) error) (Header, error) {
+	return ParseAs(text, FormatV2, fn)
+}
+
+// ParseAs parses a whole profile text of format f and calls fn once for every
+// stack sample line, in order, then returns the header.
 //
 // The first line must be the header (see ParseHeader; its errors are
 // returned as they are). Every further line that is not blank is
 // "STACK COUNT": the count is the decimal unsigned integer after the last
 // space and STACK is ";"-separated fields whose leading prefix fields depend
-// on the header (see Header.PrefixFields). Lines end with "\n" or "\r\n" and
+// on the format and the header (none for FormatV1; see Header.PrefixFields for
+// FormatV2). Lines end with "\n" or "\r\n" and
 // are trimmed of surrounding white space. Like the original indexer, Parse
 // skips lines whose count is 0 and stacks whose first frame (the process
 // name) starts with "swapper", without calling fn.
 //
-// A malformed line (no count, a count that is not a number or does not fit in
-// 64 bits, no frames) stops the parse with a *LineError. An error returned by
+// A malformed line (no count, a count that is not a number or is above
+// MaxCount, no frames) stops the parse with a *LineError; so does a count
+// above MaxCount on a line that would be skipped. An unknown format is an
+// error. An error returned by
 // fn stops the parse and is returned unchanged. In both cases the header
 // parsed so far is returned with the error. A profile holding only a header
 // is valid and yields no lines.
 //
 // fn receives the same *Line on every call; see Line for the lifetime of its
 // contents. Parse does not allocate per line.
-func Parse(text []byte, fn func(*Line) error) (Header, error) {
+func ParseAs(text []byte, f Format, fn func(*Line) error) (Header, error) {
 	first, rest, _ := bytes.Cut(text, []byte{'\n'})
 	h, err := ParseHeader(first)
 	if err != nil {
 		return Header{}, err
 	}
-	p := parser{prefix: h.PrefixFields()}
+	prefix, err := prefixFields(&h, f)
+	if err != nil {
+		return h, err
+	}
+	p := parser{prefix: prefix}
 	lineNo := 1
 	for len(rest) > 0 {
 		lineNo++
@@ -92,6 +152,7 @@ func Parse(text []byte, fn func(*Line) error) (Header, error) {
 		if !ok {
 			continue
 		}
+		p.line.Number = lineNo
 		if err := fn(&p.line); err != nil {
 			return h, err
 		}
@@ -219,21 +280,26 @@ func trimSpace(b []byte) []byte {
 	return bytes.TrimSpace(b)
 }
 
-// parseCount parses a decimal unsigned 64-bit sample count.
+// parseCount parses a decimal unsigned sample count of at most MaxCount.
 func parseCount(s []byte) (uint64, string) {
 	if len(s) == 0 {
 		return 0, reasonCountNaN
 	}
 	var n uint64
+	over := false
 	for _, c := range s {
 		d := uint64(c) - '0'
 		if d > 9 {
 			return 0, reasonCountNaN
 		}
-		if n > (1<<64-1-d)/10 {
-			return 0, reasonCountRange
+		if !over {
+			// n <= MaxCount here, so n*10+d cannot overflow 64 bits.
+			n = n*10 + d
+			over = n > MaxCount
 		}
-		n = n*10 + d
+	}
+	if over {
+		return 0, countRangeReason(s)
 	}
 	return n, ""
 }

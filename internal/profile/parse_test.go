@@ -20,6 +20,7 @@ type got struct {
 	AppIndex, Container, Stack string
 	AppIndexNil, ContainerNil  bool
 	Count                      uint64
+	Number                     int // compared only where set; String leaves it out
 }
 
 func (g got) String() string {
@@ -230,9 +231,14 @@ func TestParseLines(t *testing.T) {
 			want: []got{{Stack: "#comm;a", Count: 1, AppIndexNil: true, ContainerNil: true}},
 		},
 		{
-			name: "large count",
-			text: hdrV1 + "\ncomm 18446744073709551615\n",
-			want: []got{{Stack: "comm", Count: 18446744073709551615, AppIndexNil: true, ContainerNil: true}},
+			name: "count at the UInt32 limit",
+			text: hdrV1 + "\ncomm 4294967295\n",
+			want: []got{{Stack: "comm", Count: 4294967295, AppIndexNil: true, ContainerNil: true}},
+		},
+		{
+			name: "many leading zeros before a count at the limit",
+			text: hdrV1 + "\ncomm 000000000000000000000004294967295\n",
+			want: []got{{Stack: "comm", Count: 4294967295, AppIndexNil: true, ContainerNil: true}},
 		},
 		{
 			name: "leading zeros in the count",
@@ -270,7 +276,14 @@ func TestParseMalformedLines(t *testing.T) {
 		{"count is negative", hdrV2 + "\nc;comm;a -1\n", 2, "sample count is not a number"},
 		{"count has a sign", hdrV2 + "\nc;comm;a +1\n", 2, "sample count is not a number"},
 		{"count is fractional", hdrV2 + "\nc;comm;a 1.5\n", 2, "sample count is not a number"},
-		{"count overflows", hdrV2 + "\nc;comm;a 18446744073709551616\n", 2, "sample count is out of range"},
+		{"count one above the UInt32 limit", hdrV2 + "\nc;comm;a 4294967296\n", 2, "sample count 4294967296 is over the limit of 4294967295"},
+		{"count of five billion", hdrV2 + "\nc;comm;a 5000000000\n", 2, "sample count 5000000000 is over the limit of 4294967295"},
+		{"count at the uint64 limit", hdrV2 + "\nc;comm;a 18446744073709551615\n", 2, "sample count 18446744073709551615 is over the limit of 4294967295"},
+		{"count overflows 64 bits", hdrV2 + "\nc;comm;a 18446744073709551616\n", 2, "sample count 18446744073709551616 is over the limit of 4294967295"},
+		{"a very long count is shortened in the reason", hdrV2 + "\nc;comm;a " + strings.Repeat("9", 100) + "\n", 2,
+			"sample count " + strings.Repeat("9", 40) + "… is over the limit of 4294967295"},
+		{"count over the limit on a skipped swapper line", hdrV2 + "\n;swapper/0;cpu_idle_[k] 5000000000\n", 2, "sample count 5000000000 is over the limit of 4294967295"},
+		{"a word after digits is not a number even past the limit", hdrV2 + "\nc;comm;a 99999999999x\n", 2, "sample count is not a number"},
 		{"count separated by a tab", hdrV2 + "\nc;comm;a\t1\n", 2, "missing sample count"},
 		{"no frames at all", hdrV1 + "\n;; 1\n", 2, "no frames"},
 		{"only white-space frames", hdrV1 + "\n ; \t; 1\n", 2, "no frames"},
