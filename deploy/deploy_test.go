@@ -437,7 +437,7 @@ func TestReadmeAgentCommandUsesTheAgentFlags(t *testing.T) {
 	readme := string(readFile(t, "README.md"))
 	for _, want := range []string{
 		"docker run --name granulate-gprofiler -d --restart=on-failure:10 --pid=host --userns=host --privileged",
-		"granulate/gprofiler:latest -cu --token=<TOKEN> --service-name=<SERVICE> --server-host https://<HOST> --no-verify",
+		"granulate/gprofiler:latest -cu --token=<TOKEN> --service-name=<SERVICE> --server-host https://<HOST> --api-server https://<HOST> --no-verify",
 		"cp .env.example .env",
 		"docker compose up -d --build",
 	} {

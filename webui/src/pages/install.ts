@@ -11,14 +11,18 @@ export function shq(s: string): string {
   return SAFE.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** dockerCommand is the agent's docker run line. */
+/**
+ * dockerCommand is the agent's docker run line. --api-server points at this
+ * server as well as --server-host: the agent sends its own logs and metrics,
+ * with the token, to --api-server, whose default is the vendor's SaaS.
+ */
 export function dockerCommand(token: string, service: string, origin: string, noVerify: boolean): string {
   return 'docker run --name granulate-gprofiler -d --restart=on-failure:10 --pid=host --userns=host --privileged ' +
-    `granulate/gprofiler:latest -cu --token=${shq(token)} --service-name=${shq(service)} --server-host ${shq(origin)}` +
+    `granulate/gprofiler:latest -cu --token=${shq(token)} --service-name=${shq(service)} --server-host ${shq(origin)} --api-server ${shq(origin)}` +
     (noVerify ? ' --no-verify' : '');
 }
 
-/** k8sManifest is a Secret plus a DaemonSet running the agent on every node. */
+/** k8sManifest is a Secret plus a DaemonSet running the agent on every node (--api-server as in dockerCommand). */
 export function k8sManifest(token: string, service: string, origin: string, noVerify: boolean, namespace: string): string {
   const y = (s: string) => JSON.stringify(s);
   return `apiVersion: v1
@@ -58,6 +62,8 @@ spec:
             - --token=$(GPROFILER_TOKEN)
             - --service-name=${y(service).slice(1, -1)}
             - --server-host
+            - ${y(origin)}
+            - --api-server
             - ${y(origin)}${noVerify ? '\n            - --no-verify' : ''}
           env:
             - name: GPROFILER_TOKEN
