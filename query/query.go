@@ -48,6 +48,8 @@ type Server struct {
 	log   *slog.Logger
 	tries *tries
 	cache *segCache // nil when off
+	// logins limits failed logins per user and per client address (see userLoginPolicy).
+	logins *loginLimiter
 
 	mu        sync.Mutex
 	rollups   *Rollups // nil until probed
@@ -71,7 +73,8 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 	if cfg.TrieNodes <= 0 {
 		cfg.TrieNodes = 20_000_000
 	}
-	srv := &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes)}
+	srv := &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes),
+		logins: newLoginLimiter(loginLimitEntries, time.Now)}
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = 256 << 20
 	}
