@@ -2,6 +2,7 @@ package indexer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -44,19 +45,45 @@ var retentionTables = []struct {
 	{"samples_1d_all", byMonth, func(r Retention) int { return r.DayDays }},
 }
 
-// Janitor drops the partitions that fell out of retention. The stacks table is not partitioned and keeps
-// every stack ever seen (it is small next to the samples: a stack is stored once).
+// ServiceSettings is where the janitor reads the services' own retention (pgdb.DB implements it).
+type ServiceSettings interface {
+	// ServiceRetentions calls each for the services whose retention is set, in name order after the
+	// service named after, at most limit of them, and returns the last name seen or "" at the end.
+	ServiceRetentions(ctx context.Context, after string, limit int, each func(service string, days int)) (last string, err error)
+}
+
+// Deletion is one ALTER TABLE ... DELETE the janitor issued: the service's rows of Table before Before.
+type Deletion struct {
+	Table, Service string
+	Before         time.Time
+}
+
+// Janitor drops the partitions that fell out of retention, and deletes the rows of services whose own
+// retention is shorter (see SweepServices). The stacks table is not partitioned and keeps every stack ever
+// seen (it is small next to the samples: a stack is stored once).
 type Janitor struct {
 	db        *chdb.DB
 	retention Retention
 	log       *slog.Logger
 	// Now is the clock; tests move it.
 	Now func() time.Time
+	// Services gives the services' own retention; nil applies the global retention only.
+	Services ServiceSettings
+	// MaxServices is how many services with their own retention one sweep looks at (default 50); the
+	// next sweep goes on from where this one stopped, so every service is reached in turn.
+	MaxServices int
+	// ServiceTimeout bounds the work on one service, deletions included (default 10 minutes).
+	ServiceTimeout time.Duration
+	// OnDelete, when set, is called for every deletion issued (tests count them).
+	OnDelete func(Deletion)
+
+	next string // the service after which the next sweep's page of services starts
 }
 
 // NewJanitor returns a janitor for db's tables.
 func NewJanitor(db *chdb.DB, r Retention, log *slog.Logger) *Janitor {
-	return &Janitor{db: db, retention: r, log: log.With("role", "janitor"), Now: time.Now}
+	return &Janitor{db: db, retention: r, log: log.With("role", "janitor"), Now: time.Now,
+		MaxServices: 50, ServiceTimeout: 10 * time.Minute}
 }
 
 // Run sweeps at start and then every interval until ctx ends. Errors are logged: the next sweep retries.
@@ -72,6 +99,10 @@ func (j *Janitor) Run(ctx context.Context, interval time.Duration) error {
 			j.log.Warn("retention sweep failed", "err", err)
 		} else if len(dropped) > 0 {
 			j.log.Info("retention sweep dropped partitions", "partitions", dropped)
+		}
+		// Failures are logged per service inside; the error only sums them up.
+		if _, err := j.SweepServices(ctx); err != nil && ctx.Err() == nil {
+			j.log.Warn("service retention sweep incomplete", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -157,4 +188,157 @@ func (j *Janitor) partitions(ctx context.Context, name string) ([]string, error)
 		return nil, fmt.Errorf("list partitions of %s: %w", name, err)
 	}
 	return out, nil
+}
+
+// SweepServices applies the services' own retention once. A service's retention may only be shorter than
+// the global raw one (pgdb.CheckRetentionDays): its days are shared with every other service in the same
+// partitions, so they cannot be dropped; instead the service's rows older than its retention are deleted
+// from samples and every rollup with ALTER TABLE ... DELETE, the mutation Reindex uses. The cutoff is the
+// start of the UTC day that holds now minus the retention, the horizon of the partition drops, so whole
+// hour and day rollup rows go and every kept rollup row still equals the sum of its samples.
+//
+// A mutation rewrites the parts it touches, so one is issued only when the table holds rows to delete (a
+// LIMIT 1 read on the primary key) and no earlier deletion of that service is still running on it: with
+// a cutoff that moves once a day, each service costs at most one mutation per table and day. One sweep
+// looks at MaxServices services, each under ServiceTimeout, and waits until their rows are gone; a
+// service that fails is logged and the others go on. It returns the deletions issued and the failures
+// joined. Sweeps of one Janitor must not run concurrently (Run runs them in turn); several indexers may
+// each run theirs, the worst case being a deletion issued twice.
+func (j *Janitor) SweepServices(ctx context.Context) ([]Deletion, error) {
+	if j.Services == nil {
+		return nil, nil
+	}
+	type service struct {
+		name string
+		days int
+	}
+	var page []service
+	limit := j.MaxServices
+	if limit <= 0 {
+		limit = 50
+	}
+	last, err := j.Services.ServiceRetentions(ctx, j.next, limit, func(name string, days int) {
+		page = append(page, service{name, days})
+	})
+	if err != nil {
+		return nil, err
+	}
+	j.next = last
+	now := j.Now().UTC()
+	var deleted []Deletion
+	var errs []error
+	for _, s := range page {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		t0 := time.Now()
+		d, err := j.sweepService(ctx, s.name, s.days, now)
+		deleted = append(deleted, d...)
+		if err != nil {
+			j.log.Warn("service retention failed", "service", s.name, "days", s.days, "err", err)
+			errs = append(errs, fmt.Errorf("service %s: %w", s.name, err))
+			continue
+		}
+		if len(d) > 0 {
+			j.log.Info("service retention applied", "service", s.name, "days", s.days, "before", d[0].Before,
+				"tables", len(d), "took", time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	return deleted, errors.Join(errs...)
+}
+
+// sweepService deletes one service's rows older than its retention of days from every table whose global
+// retention is longer, and waits until they are gone.
+func (j *Janitor) sweepService(ctx context.Context, service string, days int, now time.Time) ([]Deletion, error) {
+	timeout := j.ServiceTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	before := now.AddDate(0, 0, -days).Truncate(24 * time.Hour)
+	where := " WHERE service = " + chdb.String(service) + " AND ts < " + chdb.Time(before)
+	var deleted []Deletion
+	var waiting []string
+	for _, t := range retentionTables {
+		if global := t.days(j.retention); global > 0 && days >= global {
+			continue // the partition drops already keep no more than this
+		}
+		has, err := j.hasRows(ctx, t.name, where)
+		if err != nil {
+			return deleted, err
+		}
+		if !has {
+			continue
+		}
+		waiting = append(waiting, t.name)
+		running, err := j.deleting(ctx, t.name, service)
+		if err != nil {
+			return deleted, err
+		}
+		if running {
+			continue // an earlier sweep's deletion is still at work: wait for it rather than queue another
+		}
+		if err := j.db.Exec(ctx, "ALTER TABLE "+j.db.Table(t.name)+" DELETE"+where); err != nil {
+			return deleted, fmt.Errorf("delete from %s: %w", t.name, err)
+		}
+		d := Deletion{Table: t.name, Service: service, Before: before}
+		deleted = append(deleted, d)
+		if j.OnDelete != nil {
+			j.OnDelete(d)
+		}
+	}
+	// Mutations run in the background; wait for the rows themselves to be gone rather than for every
+	// mutation of the database, which may include a reindex's or a stuck one of another table.
+	for wait := 100 * time.Millisecond; len(waiting) > 0; wait = min(2*wait, 2*time.Second) {
+		var left []string
+		for _, name := range waiting {
+			has, err := j.hasRows(ctx, name, where)
+			if err != nil {
+				return deleted, err
+			}
+			if has {
+				left = append(left, name)
+			}
+		}
+		if waiting = left; len(waiting) == 0 {
+			break
+		}
+		sleep(ctx, wait)
+		if ctx.Err() != nil {
+			return deleted, fmt.Errorf("rows before %s still in %v: %w", before.Format(time.DateOnly), waiting, ctx.Err())
+		}
+	}
+	return deleted, nil
+}
+
+// hasRows reports whether the table holds a row matching where. The table's sort key starts with the
+// service and its partitions carry their time bounds, so this reads a few granules at most.
+func (j *Janitor) hasRows(ctx context.Context, table, where string) (bool, error) {
+	var n proto.ColUInt64
+	err := j.db.Do(ctx, ch.Query{
+		Body:   "SELECT count() AS n FROM (SELECT 1 FROM " + j.db.Table(table) + where + " LIMIT 1)",
+		Result: proto.Results{{Name: "n", Data: &n}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("look for expired rows in %s: %w", table, err)
+	}
+	return len(n) == 1 && n[0] > 0, nil
+}
+
+// deleting reports whether a mutation naming the service is still running on the table. ClickHouse keeps
+// the command as it formatted it, with the service as a quoted literal: searching for that literal finds
+// the janitor's and Reindex's deletions of the service and no other service's.
+func (j *Janitor) deleting(ctx context.Context, table, service string) (bool, error) {
+	var n proto.ColUInt64
+	err := j.db.Do(ctx, ch.Query{
+		Body: "SELECT count() AS n FROM system.mutations WHERE database = " + chdb.String(j.db.Database) +
+			" AND table = " + chdb.String(table) + " AND is_done = 0 AND position(command, " + chdb.String(chdb.String(service)) + ") > 0",
+		Result: proto.Results{{Name: "n", Data: &n}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("read mutations of %s: %w", table, err)
+	}
+	return len(n) == 1 && n[0] > 0, nil
 }
