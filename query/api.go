@@ -542,6 +542,10 @@ func (s *Server) putSettings(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := chi.URLParam(r, "service")
+	// Only shorter than the raw retention: see pgdb.CheckRetentionDays.
+	if err := pgdb.CheckRetentionDays(in.RetentionDays, s.cfg.RawDays); err != nil {
+		return &Error{Status: http.StatusBadRequest, Message: err.Error()}
+	}
 	if err := s.meta.SetServiceSettings(r.Context(), name, in.SampleThreshold, in.RetentionDays); err != nil {
 		return badRequest("bad settings", err)
 	}
