@@ -51,7 +51,7 @@ func runService(ctx context.Context, cfg config.Config, args []string, out io.Wr
 		name := args[1]
 		fs := flag.NewFlagSet("service set", flag.ContinueOnError)
 		threshold := fs.Float64("sample-threshold", -1, "fraction of uploads archived but not indexed, 0..1")
-		retention := fs.Int("retention-days", -1, "days of data kept for this service (0: the global default)")
+		retention := fs.Int("retention-days", -1, "days of data kept for this service, at most the global raw retention (0: the global default)")
 		if err := fs.Parse(args[2:]); err != nil {
 			return err
 		}
@@ -66,7 +66,13 @@ func runService(ctx context.Context, cfg config.Config, args []string, out io.Wr
 		case *retention == 0:
 			cur.RetentionDays = nil
 		case *retention > 0:
+			// The same rule as PUT /api/v1/settings: a service's retention can only shorten the raw one.
+			if err := pgdb.CheckRetentionDays(retention, cfg.RetentionRawDays); err != nil {
+				return fmt.Errorf("--retention-days: %w", err)
+			}
 			cur.RetentionDays = retention
+		case *retention < -1:
+			return fmt.Errorf("--retention-days %d: must be at least 1, or 0 for the global retention", *retention)
 		}
 		if err := pg.SetServiceSettings(ctx, name, cur.SampleThreshold, cur.RetentionDays); err != nil {
 			return err

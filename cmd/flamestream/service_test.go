@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,6 +28,10 @@ func TestServiceSetChangesDownsamplingAndRetention(t *testing.T) {
 		{[]string{"service", "set", "checkout", "--sample-threshold", "0", "--retention-days", "0"}, 0, 0, 0},
 		{[]string{"service", "set", "checkout", "--sample-threshold", "1.5"}, 1, 0, 0},
 		{[]string{"service", "set"}, 1, 0, 0},
+		// At most the global raw retention (30 days by default): the janitor cannot keep one service longer.
+		{[]string{"service", "set", "checkout", "--retention-days", "30"}, 0, 0, 30},
+		{[]string{"service", "set", "checkout", "--retention-days", "31"}, 1, 0, 30},
+		{[]string{"service", "set", "checkout", "--retention-days", "-5"}, 1, 0, 30},
 	}
 	pg, err := pgdb.Open(context.Background(), url)
 	if err != nil {
@@ -38,6 +43,9 @@ func TestServiceSetChangesDownsamplingAndRetention(t *testing.T) {
 		errb.Reset()
 		if code := run(s.args, &out, &errb); code != s.code {
 			t.Fatalf("%v: exit %d (%s%s), want %d", s.args, code, out.String(), errb.String(), s.code)
+		}
+		if slices.Contains(s.args, "31") && !strings.Contains(errb.String(), "at most 30") {
+			t.Errorf("%v: error %q does not say the maximum", s.args, errb.String())
 		}
 		svc, err := pg.GetService(context.Background(), "checkout")
 		if err != nil {

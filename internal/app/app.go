@@ -187,6 +187,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 		if cfg.JanitorInterval > 0 {
 			jan := indexer.NewJanitor(d.ch, indexer.Retention{RawDays: cfg.RetentionRawDays,
 				HourDays: cfg.RetentionHourDays, DayDays: cfg.RetentionDayDays}, log)
+			jan.Services = d.pg // per-service retention
 			start(func() error { return jan.Run(ctx, cfg.JanitorInterval) })
 		}
 		if cmd == "indexer" {
