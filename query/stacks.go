@@ -25,6 +25,22 @@ type tries struct {
 	mu       sync.Mutex
 	m        map[string]*serviceTrie
 	maxNodes int
+	// hits, misses and resets count for TrieStats: views whose stacks were all known, views that had to
+	// learn stacks first, and times the tries started over.
+	hits, misses, resets atomic.Int64
+}
+
+// TrieStats counts the reads of a query server's stack tries since it started.
+type TrieStats struct {
+	Hits   int64 // reads whose stacks were all in the service's trie already
+	Misses int64 // reads that first learned stacks from ClickHouse
+	Resets int64 // times the tries outgrew their bound (Config.TrieNodes) and started over
+	Nodes  int64 // nodes and leaves the tries hold now
+}
+
+// TrieStats returns the counts of the stack tries, for benchmarks and monitoring.
+func (s *Server) TrieStats() TrieStats {
+	return TrieStats{Hits: s.tries.hits.Load(), Misses: s.tries.misses.Load(), Resets: s.tries.resets.Load(), Nodes: s.tries.total()}
 }
 
 // serviceTrie is the trie of one service. Views are made and used under the read lock; stacks are added
@@ -61,6 +77,7 @@ func (t *tries) of(service string) *serviceTrie {
 	defer t.mu.Unlock()
 	if t.totalLocked() > int64(t.maxNodes) {
 		t.m = map[string]*serviceTrie{} // queries still holding a trie finish with it
+		t.resets.Add(1)
 	}
 	st := t.m[service]
 	if st == nil {
@@ -106,7 +123,7 @@ func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]strin
 // built (before it is written to a client that may be slow). Release may be called more than once.
 func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]uint64) (v *flame.Builder, release func(), err error) {
 	st := s.tries.of(service)
-	for {
+	for learned := false; ; learned = true {
 		st.mu.RLock()
 		var missing []uint64
 		for h := range counts {
@@ -115,6 +132,11 @@ func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]
 			}
 		}
 		if len(missing) == 0 {
+			if learned {
+				s.tries.misses.Add(1)
+			} else {
+				s.tries.hits.Add(1)
+			}
 			v := st.trie.View()
 			for h, c := range counts {
 				n := st.leaf[h]
