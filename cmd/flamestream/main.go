@@ -34,6 +34,7 @@ tools:
   backfill   write a deterministic month of profiles straight into ClickHouse (for bench)
   bench      bench query: p50/p95 of flame graph, diff, top and timeline queries
   loadgen    offer agent-shaped load to an ingest address and report throughput and ack latency
+  soak       steady load while indexer, ClickHouse, NATS and S3 are killed at random; checks exact totals and flat memory
   service    list | set NAME --sample-threshold X --retention-days N
   config     print every configuration variable (markdown)
 
@@ -65,6 +66,9 @@ func command(name string, fs *flag.FlagSet) (runner, bool) {
 	case "loadgen":
 		o := loadgenFlags(fs)
 		return func(ctx context.Context, in invocation) error { return runLoadgen(ctx, o, in.out, in.diag) }, true
+	case "soak":
+		o := soakFlags(fs)
+		return func(ctx context.Context, in invocation) error { return runSoak(ctx, in.cfg, o, in.out, in.diag) }, true
 	case "service":
 		return func(ctx context.Context, in invocation) error { return runService(ctx, in.cfg, in.rest, in.out) }, true
 	case "migrate":
