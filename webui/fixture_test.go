@@ -208,6 +208,8 @@ type fixtureAPI struct {
 	benchOnce sync.Once
 	benchJSON []byte
 
+	deep deepService // the "deep" service: the demo stacks next to one 100,000-frame stack
+
 	mu       sync.Mutex
 	requests []string // "path?query" of every API call
 	tokens   []fixtureToken
@@ -389,6 +391,10 @@ func (f *fixtureAPI) services(w http.ResponseWriter, r *http.Request) {
 func (f *fixtureAPI) flamegraph(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	coverRange(w, q)
+	if q.Get("service") == "deep" {
+		f.deepGraph(w, q)
+		return
+	}
 	if q.Get("service") == "bench" {
 		f.benchOnce.Do(func() { f.benchJSON, _ = json.Marshal(syntheticTree(65536)) })
 		w.Header().Set("Content-Type", "application/json")

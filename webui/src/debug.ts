@@ -42,11 +42,14 @@ export interface DebugState {
   orientation: 'icicle' | 'flame';
   /** covered is the range the last graph reply covers when the API widened it past the raw retention. */
   covered: [number, number] | null;
+  /** graphView is the flame graph's drawing: deep (scrolls inside a viewport), the scroll offset and viewport height, the zoomed content height (CSS px) and the canvas backing store (device px). */
+  graphView?: { deep: boolean; top: number; height: number; content: number; canvasW: number; canvasH: number };
   /** Helpers (set by the flame graph while it is shown). */
   locate?: (name: string) => { x: number; y: number; w: number; h: number } | null;
   renderNow?: () => number;
   zoomToIndex?: (i: number) => void;
   hoverAt?: (clientX: number, clientY: number) => void;
+  scrollToNode?: (i: number) => boolean;
   [k: string]: unknown;
 }
 
@@ -85,6 +88,6 @@ export const debug: DebugState = {
 export function resetDebug(view: string): void {
   Object.assign(debug, {
     view, ready: false, error: '', nodes: 0, nodesDrawn: 0, hovered: null, searchMatched: 0, search: '',
-    zoomPath: [], focus: [], covered: null, locate: undefined, renderNow: undefined, zoomToIndex: undefined, hoverAt: undefined,
+    zoomPath: [], focus: [], covered: null, locate: undefined, renderNow: undefined, zoomToIndex: undefined, hoverAt: undefined, scrollToNode: undefined, graphView: undefined,
   });
 }

@@ -18,7 +18,8 @@ export class FlameModel {
   names: string[] = [];
   nameId: Int32Array = new Int32Array(0);
   parent: Int32Array;
-  depth: Uint16Array;
+  /** depth[i] is node i's depth (the root is 0); 32 bits, since real recursions pass 65,535 frames. */
+  depth: Int32Array;
   /** start and value are in samples; a node spans [start, start+value). */
   start: Float64Array;
   value: Float64Array;
@@ -28,7 +29,7 @@ export class FlameModel {
   /** other marks the synthetic "other" nodes (merged truncated siblings). */
   other: Uint8Array;
   /** maxSub[i] is the deepest depth found under node i. */
-  maxSub: Uint16Array;
+  maxSub: Int32Array;
   /** rows[d] lists the nodes at depth d in increasing start. */
   rows: Int32Array[] = [];
   maxDepth = 0;
@@ -40,13 +41,13 @@ export class FlameModel {
     this.n = n;
     this.nameOf = new Array(n);
     this.parent = new Int32Array(n);
-    this.depth = new Uint16Array(n);
+    this.depth = new Int32Array(n);
     this.start = new Float64Array(n);
     this.value = new Float64Array(n);
     this.self = new Float64Array(n);
     this.base = diff ? new Float64Array(n) : null;
     this.other = new Uint8Array(n);
-    this.maxSub = new Uint16Array(n);
+    this.maxSub = new Int32Array(n);
   }
 
   /** name returns the frame name of node i. */
@@ -80,6 +81,76 @@ export class FlameModel {
     const out: string[] = [];
     for (let j = i; j > 0; j = this.parent[j]) out.push(this.name(j));
     return out.reverse();
+  }
+
+  /**
+   * pathKey names node i by its depth and a 64-bit hash of its frame path:
+   * "~<depth>.<16 hex digits>". The zoom URL uses it for paths too long to
+   * spell out (a frame 100,000 deep would make a URL of megabytes); it is
+   * stable across reloads and time ranges, like the path it stands for.
+   */
+  pathKey(i: number): string {
+    this.hashPaths();
+    const hex = (x: number) => (x >>> 0).toString(16).padStart(8, '0');
+    return `~${this.depth[i]}.${hex(this.pathHashA[i])}${hex(this.pathHashB[i])}`;
+  }
+
+  /** findKey resolves a pathKey to a node index (-1 when the key is malformed or no node has that path). */
+  findKey(key: string): number {
+    const k = /^~(\d+)\.([0-9a-f]{8})([0-9a-f]{8})$/.exec(key);
+    if (!k) return -1;
+    const d = +k[1];
+    if (d >= this.rows.length) return -1;
+    this.hashPaths();
+    const a = parseInt(k[2], 16) | 0;
+    const b = parseInt(k[3], 16) | 0;
+    const row = this.rows[d];
+    for (let j = 0; j < row.length; j++) {
+      const i = row[j];
+      if (this.pathHashA[i] === a && this.pathHashB[i] === b) return i;
+    }
+    return -1;
+  }
+
+  private pathHashA = new Int32Array(0);
+  private pathHashB = new Int32Array(0);
+
+  /** hashPaths fills the path hashes of every node (once): parents come before children, so one pass does. */
+  private hashPaths(): void {
+    if (this.pathHashA.length === this.n) return;
+    this.intern();
+    const nh = this.names.length;
+    const na = new Int32Array(nh);
+    const nb = new Int32Array(nh);
+    for (let k = 0; k < nh; k++) {
+      const s = this.names[k];
+      let a = 0x811c9dc5 | 0;
+      let b = 0x9747b28c | 0;
+      for (let c = 0; c < s.length; c++) {
+        const ch = s.charCodeAt(c);
+        a = Math.imul(a ^ ch, 0x01000193);
+        b = Math.imul(b ^ ch, 0x5bd1e995);
+        b ^= b >>> 15;
+      }
+      na[k] = a;
+      nb[k] = b;
+    }
+    const ha = new Int32Array(this.n);
+    const hb = new Int32Array(this.n);
+    const mix = (h: number, x: number, m: number) => {
+      h = Math.imul(h ^ x, m);
+      h ^= h >>> 13;
+      h = Math.imul(h, 0xc2b2ae35);
+      return h ^ (h >>> 16);
+    };
+    for (let i = 1; i < this.n; i++) {
+      const p = this.parent[i];
+      const id = this.nameId[i];
+      ha[i] = mix(ha[p], na[id], 0x85ebca6b);
+      hb[i] = mix(hb[p] ^ 0x27d4eb2f, nb[id], 0x9e3779b1 | 0);
+    }
+    this.pathHashA = ha;
+    this.pathHashB = hb;
   }
 
   /** children returns the child indexes of node i (a contiguous slice of the next row). */
@@ -209,7 +280,7 @@ export function flatten(root: TreeNode, diff = false): FlameModel {
   // Pass 2: pre-order walk with children in name order; parent and depth
   // ride along in typed-array stacks.
   const sParent = new Int32Array(n);
-  const sDepth = new Uint16Array(n);
+  const sDepth = new Int32Array(n);
   stack.push(root);
   sParent[0] = -1;
   let sp = 1;

@@ -5,6 +5,15 @@
 // per colour, edges on device pixels, and draws the labels last with one fill
 // style. Hover only moves an outline element over the canvas. All redraws go
 // through requestAnimationFrame; window.__flamestream carries the timings.
+//
+// Deep trees: a tree up to MAX_FULL_H pixels tall is drawn whole. A deeper
+// one (a recursion 100,000 frames deep is 1.8 million pixels) would need a
+// canvas far past the browser's limits (it silently scales the backing store
+// down and the whole graph blurs), so the graph element becomes a scrolling
+// viewport about a window tall: the canvas stays the viewport's size
+// (position: sticky), a spacer gives the scroll range, and a render draws
+// only the rows in view. Hit-testing and the hover outline work in content
+// coordinates (scroll offset included), so they need no special case.
 
 import { FlameModel, lowerBoundEnd, lastStartAtOrBefore } from './model';
 import { diffPalette, diffBucket, SHADES, shadeColor, shadeOf, suffixOf, runtimeOf } from './colors';
@@ -16,6 +25,21 @@ export const ROW_H = 18;
 /** MIN_W is the narrowest node drawn on its own; narrower ones merge into slivers. */
 export const MIN_W = 0.5;
 const LABEL_MIN = 22;
+/** MAX_FULL_H is the tallest graph (CSS pixels, 227 rows) drawn whole; deeper ones scroll inside a viewport. */
+export const MAX_FULL_H = 4096;
+/**
+ * MAX_SIDE and MAX_AREA bound the canvas backing store (device pixels): every
+ * current browser takes 16384 a side, and the area stays far below Chrome's
+ * 268M and Safari's 16.7M-pixel limits' worst cases scaled to this width.
+ */
+export const MAX_SIDE = 16384;
+export const MAX_AREA = 1 << 25;
+
+/** deepViewH is the viewport height of a deep graph: the window less the page chrome, within sane bounds. */
+function deepViewH(): number {
+  return Math.max(360, Math.min(MAX_FULL_H, Math.round(window.innerHeight - 140)));
+}
+
 /** FONT is the label font (monospace so truncation needs no per-label measuring). */
 export const FONT = '11.5px ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace';
 
@@ -78,9 +102,14 @@ export class FlameGraph {
   private ancestors = new Int32Array(0);
   private mask: Uint8Array | null = null;
   private hover = -1;
+  private spacer: HTMLDivElement;
   private cssW = 0;
-  private cssH = 0; // visible height (the zoomed subtree)
-  private fullH = 0; // canvas height (the whole tree)
+  private cssH = 0; // visible height: the zoomed subtree, or the viewport of a deep tree
+  private contentH = 0; // height of the zoomed subtree (the scroll range of a deep tree)
+  private canvasH = 0; // canvas CSS height: the whole tree, or the viewport of a deep tree
+  private deep = false; // the tree is taller than MAX_FULL_H: scroll inside the graph
+  private top = 0; // scroll offset of the rows drawn (0 unless deep)
+  private pendingScroll = false; // scroll to the zoomed node at the next render
   private dpr = 1;
   private raf = 0;
   private needFull = false;
@@ -110,7 +139,8 @@ export class FlameGraph {
     this.canvas = h('canvas', { class: 'fg-canvas', 'aria-label': 'flame graph' });
     this.hl = h('div', { class: 'fg-hl', hidden: true });
     this.tip = h('div', { class: 'fg-tip', role: 'tooltip', hidden: true });
-    this.el = h('div', { class: 'fg' }, this.canvas, this.hl, this.tip);
+    this.spacer = h('div', { class: 'fg-spacer' });
+    this.el = h('div', { class: 'fg' }, this.canvas, this.spacer, this.hl, this.tip);
     this.ctx = this.canvas.getContext('2d', { alpha: false })!;
     this.theme = readTheme(document.documentElement);
     this.resetPalette();
@@ -120,6 +150,12 @@ export class FlameGraph {
     this.canvas.addEventListener('mousemove', (e) => this.onMove(e));
     this.canvas.addEventListener('mouseleave', () => this.setHover(-1, 0, 0));
     this.canvas.addEventListener('click', (e) => this.onClick(e));
+    // A deep graph scrolls inside its element: draw the rows that came into view.
+    this.el.addEventListener('scroll', () => {
+      if (!this.deep || this.el.scrollTop === this.top) return;
+      this.setHover(-1, 0, 0);
+      this.invalidate();
+    }, { passive: true });
     // Only width changes need a render: the height is ours (set by resize).
     this.ro = new ResizeObserver(() => { if (this.el.clientWidth !== this.cssW) this.invalidate(); });
     this.ro.observe(this.el);
@@ -127,6 +163,7 @@ export class FlameGraph {
     debug.renderNow = () => this.renderNow();
     debug.zoomToIndex = (i) => this.cb.onZoom?.(i);
     debug.hoverAt = (x, y) => this.hoverClient(x, y);
+    debug.scrollToNode = (i) => this.scrollToNode(i);
   }
 
   /** destroy detaches observers. */
@@ -147,6 +184,7 @@ export class FlameGraph {
     this.resetPalette();
     this.zoom = 0;
     this.ancestors = new Int32Array(0);
+    this.pendingScroll = true;
     this.invalidate();
   }
 
@@ -208,6 +246,7 @@ export class FlameGraph {
     this.ancestors = anc;
     this.hover = -1;
     this.tip.hidden = true;
+    this.pendingScroll = true;
     this.invalidate();
   }
 
@@ -215,6 +254,7 @@ export class FlameGraph {
   setFlipped(f: boolean): void {
     if (this.flipped === f) return;
     this.flipped = f;
+    this.pendingScroll = true;
     this.invalidate();
   }
 
@@ -261,34 +301,56 @@ export class FlameGraph {
   }
 
   /**
-   * resize sizes the canvas for the whole tree's depth once per model and
-   * width; a zoom only changes the height of the clipping container, because
-   * reallocating the backing store on every zoom costs more than the drawing.
+   * resize sizes the canvas. A tree that fits MAX_FULL_H gets a canvas for its
+   * whole depth once per model and width, and a zoom only changes the height
+   * of the clipping container, because reallocating the backing store on
+   * every zoom costs more than the drawing. A deeper tree gets a canvas the
+   * size of its viewport and a spacer for the scroll range. The device pixel
+   * ratio drops only as far as the canvas limits require.
    */
   private resize(): void {
     const m = this.model;
-    const w = Math.max(1, this.el.clientWidth);
+    const el = this.el;
+    const w = Math.max(1, el.clientWidth);
     const full = (m ? m.maxDepth + 1 : 1) * ROW_H;
-    const hgt = (m ? m.maxSub[this.zoom] + 1 : 1) * ROW_H;
-    // Keep the backing store under the browser's canvas size limit.
-    const dpr = Math.min(window.devicePixelRatio || 1, 30000 / full, 3);
-    if (w !== this.cssW || full !== this.fullH || dpr !== this.dpr) {
+    const content = (m ? m.maxSub[this.zoom] + 1 : 1) * ROW_H;
+    const deep = full > MAX_FULL_H;
+    const view = deep ? Math.min(content, deepViewH()) : content;
+    const canvasH = deep ? view : full;
+    const dpr = Math.min(window.devicePixelRatio || 1, 3, MAX_SIDE / canvasH, MAX_SIDE / w, Math.sqrt(MAX_AREA / (w * canvasH)));
+    if (deep !== this.deep) {
+      this.deep = deep;
+      el.classList.toggle('deep', deep);
+      if (!deep) el.scrollTop = 0;
+    }
+    if (w !== this.cssW || canvasH !== this.canvasH || dpr !== this.dpr) {
       this.cssW = w;
-      this.fullH = full;
+      this.canvasH = canvasH;
       this.dpr = dpr;
       const c = this.canvas;
       c.width = Math.round(w * dpr);
-      c.height = Math.round(full * dpr);
+      c.height = Math.round(canvasH * dpr);
       c.style.width = w + 'px';
-      c.style.height = full + 'px';
+      c.style.height = canvasH + 'px';
       const ctx = this.ctx;
       ctx.font = FONT;
       this.charW = ctx.measureText('MMMMMMMMMM').width / 10 || 7;
     }
-    if (hgt !== this.cssH) {
-      this.cssH = hgt;
-      this.el.style.height = hgt + 'px';
+    if (view !== this.cssH || content !== this.contentH) {
+      this.cssH = view;
+      this.contentH = content;
+      el.style.height = view + 'px';
+      this.spacer.style.height = deep ? content - view + 'px' : '0';
     }
+    if (deep && this.pendingScroll && m) {
+      // Show the zoomed node (or the root) with a few of its ancestors.
+      const zd = m.depth[this.zoom];
+      const y = this.rowY(zd);
+      el.scrollTop = this.flipped ? y + 3 * ROW_H - view : y - 2 * ROW_H;
+    }
+    this.pendingScroll = false;
+    this.top = deep ? Math.max(0, Math.min(el.scrollTop, content - view)) : 0;
+    debug.graphView = { deep, top: this.top, height: view, content, canvasW: this.canvas.width, canvasH: this.canvas.height };
   }
 
   /** toPNG renders the visible part of the graph as a PNG blob. */
@@ -300,7 +362,7 @@ export class FlameGraph {
     out.toBlob(done, 'image/png');
   }
 
-  /** rowY is the top of a depth's row. */
+  /** rowY is the top of a depth's row in content coordinates (a deep graph's scroll offset not subtracted). */
   rowY(d: number): number {
     const m = this.model;
     const last = m ? m.maxSub[this.zoom] : 0;
@@ -309,8 +371,22 @@ export class FlameGraph {
 
   /** width is the drawing width in CSS pixels. */
   get width(): number { return this.cssW; }
-  /** height is the drawing height in CSS pixels. */
+  /** height is the drawing height in CSS pixels (the viewport of a deep graph). */
   get height(): number { return this.cssH; }
+  /** viewTop is the scroll offset of the rows drawn (0 unless the graph is deep). */
+  get viewTop(): number { return this.top; }
+
+  /**
+   * visibleDepths returns the depths whose rows intersect the drawing
+   * [top, top + height): all of them unless the graph is deep.
+   */
+  visibleDepths(): [number, number] {
+    const m = this.model;
+    const last = m ? m.maxSub[this.zoom] : 0;
+    const r0 = Math.max(0, Math.floor(this.top / ROW_H));
+    const r1 = Math.min(last, Math.ceil((this.top + Math.max(this.cssH, ROW_H)) / ROW_H) - 1);
+    return this.flipped ? [Math.max(0, last - r1), last - r0] : [r0, r1];
+  }
 
   /**
    * layout emits the visible rectangles for a drawing of width W. Nodes
@@ -319,7 +395,8 @@ export class FlameGraph {
    * descends from a narrow node, so it is narrow too and the walk skips
    * through such a range a pixel at a time by binary search instead of
    * visiting each node (with a search mask active every node is visited so
-   * that matches inside slivers still show).
+   * that matches inside slivers still show). Only the rows in view are laid
+   * out (see visibleDepths), and y is relative to the top of the view.
    */
   layout(sink: LayoutSink, W: number): void {
     const m = this.model;
@@ -334,17 +411,19 @@ export class FlameGraph {
     const mask = this.mask;
     const jump = mask === null;
     const anc = this.ancestors;
-    for (let d = 0; d < zd; d++) sink.rect(anc[d], 0, this.rowY(d), W, true);
-    const last = m.maxSub[z];
+    const [dLo, dHi] = this.visibleDepths();
+    const top = this.top;
+    for (let d = dLo; d < zd && d <= dHi; d++) sink.rect(anc[d], 0, this.rowY(d) - top, W, true);
+    const last = Math.min(m.maxSub[z], dHi);
     const start = m.start;
     const value = m.value;
     const nameId = m.nameId;
     let prev = this.regA;
     let cur = this.regB;
     let np = 0;
-    for (let d = zd; d <= last; d++) {
+    for (let d = Math.max(zd, dLo); d <= last; d++) {
       const row = m.rows[d];
-      const y = this.rowY(d);
+      const y = this.rowY(d) - top;
       const n = row.length;
       let nc = 0;
       let ri = 0;
@@ -453,7 +532,7 @@ export class FlameGraph {
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     ctx.globalAlpha = 1;
     ctx.fillStyle = th.bg;
-    ctx.fillRect(0, 0, W, this.fullH);
+    ctx.fillRect(0, 0, W, this.canvasH);
     const m = this.model;
     if (!m) {
       debug.nodesDrawn = 0;
@@ -461,6 +540,7 @@ export class FlameGraph {
     }
     let nr = 0;
     let nl = 0;
+    let na = 0;
     let labels = this.labels;
     const rh = ROW_H - 1;
     const push = (x: number, y: number, w: number, c: number) => {
@@ -474,6 +554,7 @@ export class FlameGraph {
     const sink: LayoutSink = {
       rect: (i, x, y, w, ancestor) => {
         if (ancestor) {
+          na++;
           ctx.globalAlpha = 0.55;
           ctx.fillStyle = this.fill(i);
           ctx.fillRect(x, y, w - 1, rh);
@@ -544,7 +625,7 @@ export class FlameGraph {
     }
     debug.textMs = performance.now() - t0;
     debug.labels = nl / 4;
-    debug.nodesDrawn = nr + m.depth[this.zoom];
+    debug.nodesDrawn = nr + na;
   }
 
   private grow(): void {
@@ -592,7 +673,7 @@ export class FlameGraph {
     return { x: (m.start[i] - zs) * scale, y: this.rowY(d), w: m.value[i] * scale, h: ROW_H };
   }
 
-  /** hit returns the node under canvas CSS coordinates (x, y), or -1. */
+  /** hit returns the node under content coordinates (x, y) (see toContent), or -1. */
   hit(x: number, y: number): number {
     const m = this.model;
     if (!m || x < 0 || x >= this.cssW || y < 0) return -1;
@@ -612,20 +693,23 @@ export class FlameGraph {
     return v < m.start[i] + m.value[i] ? i : -1;
   }
 
+  /** hitClient returns the node at viewport coordinates: rows are laid out in the graph element's content, which scrolls when the graph is deep. */
+  private hitClient(cx: number, cy: number): number {
+    const r = this.el.getBoundingClientRect();
+    return this.hit(cx - r.left - this.el.clientLeft, cy - r.top - this.el.clientTop + this.top);
+  }
+
   private onMove(e: MouseEvent): void {
-    const r = this.canvas.getBoundingClientRect();
-    this.setHover(this.hit(e.clientX - r.left, e.clientY - r.top), e.clientX, e.clientY);
+    this.setHover(this.hitClient(e.clientX, e.clientY), e.clientX, e.clientY);
   }
 
   /** hoverClient hovers the node at viewport coordinates (used by tests and the benchmark). */
   hoverClient(cx: number, cy: number): void {
-    const r = this.canvas.getBoundingClientRect();
-    this.setHover(this.hit(cx - r.left, cy - r.top), cx, cy);
+    this.setHover(this.hitClient(cx, cy), cx, cy);
   }
 
   private onClick(e: MouseEvent): void {
-    const r = this.canvas.getBoundingClientRect();
-    const i = this.hit(e.clientX - r.left, e.clientY - r.top);
+    const i = this.hitClient(e.clientX, e.clientY);
     if (i < 0 || !this.model) return;
     if (this.model.other[i]) this.cb.onOther?.(i);
     else this.cb.onZoom?.(i);
@@ -685,7 +769,11 @@ export class FlameGraph {
     t.style.transform = `translate(${x}px, ${y}px)`;
   }
 
-  /** locate returns the viewport rectangle of the widest shown node named name (tests use it to click). */
+  /**
+   * locate returns the viewport rectangle of the widest shown node named name
+   * (tests use it to click). In a deep graph a node outside the scrolled view
+   * is not shown: scroll first (scrollToNode).
+   */
   locate(name: string): { x: number; y: number; w: number; h: number } | null {
     const m = this.model;
     if (!m) return null;
@@ -694,12 +782,23 @@ export class FlameGraph {
     for (let i = 0; i < m.n; i++) {
       if (m.nameOf[i] !== name) continue;
       const r = this.rectOf(i);
-      if (r && r.w > bestW) { best = i; bestW = r.w; }
+      if (r && r.w > bestW && r.y >= this.top && r.y + r.h <= this.top + this.cssH) { best = i; bestW = r.w; }
     }
     if (best < 0) return null;
     const r = this.rectOf(best)!;
-    const b = this.canvas.getBoundingClientRect();
+    const b = this.el.getBoundingClientRect();
     const x = Math.max(r.x, 0);
-    return { x: b.left + x, y: b.top + r.y, w: Math.min(r.w, this.cssW - x), h: r.h };
+    return { x: b.left + this.el.clientLeft + x, y: b.top + this.el.clientTop + r.y - this.top, w: Math.min(r.w, this.cssW - x), h: r.h };
+  }
+
+  /** scrollToNode scrolls a deep graph so that node i's row is in view (a third of the way down); it returns false when i is not drawn. */
+  scrollToNode(i: number): boolean {
+    const r = this.rectOf(i);
+    if (!r) return false;
+    if (this.deep) {
+      this.el.scrollTop = r.y - Math.round(this.cssH / 3);
+      if (this.el.scrollTop !== this.top) this.renderNow();
+    }
+    return true;
   }
 }

@@ -21,6 +21,44 @@ import { legend } from '../components/legend';
 import { servicePicker } from '../components/servicepick';
 
 const TOP_LIMIT = 100;
+/**
+ * PATH_MAX_FRAMES and PATH_MAX_CHARS bound the frame paths spelled out in the
+ * URL (zoom) or sent to the API (focus). A deeper node goes into the zoom URL
+ * as its path key (FlameModel.pathKey), and its "other" child asks for a
+ * bigger tree instead of a focus: a path 100,000 frames deep is megabytes,
+ * past what browsers and servers take in a URL.
+ */
+const PATH_MAX_FRAMES = 200;
+const PATH_MAX_CHARS = 4000;
+/** CRUMBS_HEAD and CRUMBS_TAIL are the zoom crumbs shown at each end of a long zoom path. */
+const CRUMBS_HEAD = 3;
+const CRUMBS_TAIL = 6;
+/** MAX_NODES_CAP is the largest node budget the page asks for (the API's limit is 2^20). */
+const MAX_NODES_CAP = 1000000;
+
+/** pathFits reports whether a frame path is short enough to spell out in a URL. */
+function pathFits(p: string[]): boolean {
+  if (p.length > PATH_MAX_FRAMES) return false;
+  let n = 0;
+  for (const f of p) n += f.length + 1;
+  return n <= PATH_MAX_CHARS;
+}
+
+/** zoomParam is the zoom URL value of node i: its frame path, or its path key when the path is too long. */
+export function zoomParam(m: FlameModel, i: number): string | null {
+  if (i <= 0) return null;
+  const p = m.path(i);
+  return pathFits(p) ? p.join(';') : m.pathKey(i);
+}
+
+/** resolveZoom finds the node a zoom URL value names (a path key or a frame path), with how many frames matched. */
+export function resolveZoom(m: FlameModel, z: string | null): number {
+  if (z && z.startsWith('~')) {
+    const i = m.findKey(z);
+    if (i >= 0) return i;
+  }
+  return m.find(splitPath(z)).index;
+}
 
 /** matcher turns the search box into a predicate: /re/flags is a regular expression, anything else a case-insensitive substring. */
 export function matcher(s: string): ((name: string) => boolean) | null {
@@ -128,21 +166,21 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
 
   function zoomTo(i: number): void {
     if (!model) return;
-    const p = model.path(i);
-    setParams({ zoom: p.length ? p.join(';') : null });
+    setParams({ zoom: zoomParam(model, i) });
   }
 
   function drillOther(i: number): void {
     if (!model) return;
     const parent = model.parent[i];
     if (mode === 'diff') { zoomTo(i); return; }
-    if (parent <= 0) {
-      // Truncated right under the root: ask for a bigger tree instead.
+    const focus = parent > 0 ? [...splitPath(q.get('focus')), ...model.path(parent)] : [];
+    if (parent <= 0 || !pathFits(focus)) {
+      // Truncated right under the root, or so deep that the path cannot go
+      // in a URL: ask for a bigger tree instead, and stay on the parent.
       const cur = Number(q.get('maxNodes')) || DEFAULT_MAX_NODES;
-      setParams({ maxNodes: String(Math.min(cur * 4, 1000000)), zoom: null });
+      setParams({ maxNodes: String(Math.min(cur * 4, MAX_NODES_CAP)), zoom: zoomParam(model, parent) });
       return;
     }
-    const focus = [...splitPath(q.get('focus')), ...model.path(parent)];
     setParams({ focus: focus.join(';'), zoom: null });
   }
 
@@ -401,7 +439,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     debug.focus = splitPath(q.get('focus'));
     const m = model;
     if (!m) { renderCrumbs(); return; }
-    const { index } = m.find(splitPath(q.get('zoom')));
+    const index = resolveZoom(m, q.get('zoom'));
     if (graph.zoom !== index) graph.setZoom(index);
     debug.zoomPath = m.path(index);
     const s = q.get('search') || '';
@@ -429,7 +467,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
 
   function renderCrumbs(): void {
     const focus = splitPath(q.get('focus'));
-    const zoom = model ? model.path(graph.zoom) : [];
+    const m = model;
+    const zoom = m ? m.path(graph.zoom) : [];
     const items: (HTMLElement | string)[] = [];
     const crumb = (label: string, onclick: () => void, current = false) =>
       h('button', { type: 'button', class: 'crumb' + (current ? ' current' : ''), title: label, onclick }, label);
@@ -439,10 +478,22 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       items.push(crumb(f, () => setParams({ focus: focus.slice(0, k + 1).join(';'), zoom: null }), k === focus.length - 1 && !zoom.length));
     });
     if (focus.length) items.push(h('span', { class: 'badge' }, 'focus'));
-    zoom.forEach((f, k) => {
+    // zoom[k] is the node at depth k + 1 on the way to the zoomed node; a
+    // long path shows its ends around a count of the frames left out.
+    const anc = new Int32Array(zoom.length);
+    if (m) for (let j = graph.zoom, k = zoom.length - 1; k >= 0; j = m.parent[j], k--) anc[k] = j;
+    const tail = Math.max(CRUMBS_HEAD, zoom.length - CRUMBS_TAIL);
+    for (let k = 0; k < zoom.length; k++) {
+      if (k === CRUMBS_HEAD && tail > CRUMBS_HEAD) {
+        items.push(h('span', { class: 'sep' }, '›'));
+        items.push(h('span', { class: 'crumb-gap muted', title: 'frames between' }, `… ${fmtInt(tail - CRUMBS_HEAD)} frames …`));
+        k = tail - 1;
+        continue;
+      }
+      const i = anc[k];
       items.push(h('span', { class: 'sep' }, '›'));
-      items.push(crumb(f, () => setParams({ zoom: zoom.slice(0, k + 1).join(';') }), k === zoom.length - 1));
-    });
+      items.push(crumb(zoom[k], () => setParams({ zoom: m ? zoomParam(m, i) : null }), k === zoom.length - 1));
+    }
     replace(crumbs, items);
   }
 
