@@ -40,7 +40,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 	cpu0 := cpuTime()
 	for b.Loop() {
 		for i, body := range bodies {
-			agg, err := ix.parse(body)
+			agg, err := ix.parse(stream.Event{Start: time.Now()}, body)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -76,7 +76,7 @@ func BenchmarkBuildColumns(b *testing.B) {
 	aggs := make([]*profile.Aggregate, len(bodies))
 	var lines int
 	for i, body := range bodies {
-		agg, err := ix.parse(body)
+		agg, err := ix.parse(stream.Event{Start: time.Now()}, body)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -301,7 +301,7 @@ func (ix *Indexer) load(ctx context.Context, items []*item) {
 				it.transit = err
 				return
 			}
-			agg, err := ix.parse(body)
+			agg, err := ix.parse(it.ev, body)
 			if err != nil {
 				it.poison = err.Error()
 				return
@@ -314,8 +314,15 @@ func (ix *Indexer) load(ctx context.Context, items []*item) {
 
 var aggPool = sync.Pool{New: func() any { return new(profile.Aggregate) }}
 
-// parse inflates one stored upload and aggregates its stacks.
-func (ix *Indexer) parse(body []byte) (*profile.Aggregate, error) {
+// parse inflates one stored upload and aggregates its stacks, reading the lines in the format the event
+// records (the endpoint the agent posted to). Its errors are final: a start time ClickHouse cannot store, an
+// unknown format, a malformed profile, or a count above profile.MaxCount (per line or per stack total),
+// which ingest refuses today but an object archived before may hold. Such a profile is dead-lettered, never
+// stored with a clamped or wrapped count or time.
+func (ix *Indexer) parse(ev stream.Event, body []byte) (*profile.Aggregate, error) {
+	if !profile.StorableTime(ev.Start) {
+		return nil, fmt.Errorf("start %s is outside the range of a ClickHouse DateTime", ev.Start.UTC().Format(time.RFC3339))
+	}
 	d := decoderPool.Get().(*objectDecoder)
 	defer func() {
 		if cap(d.plain) <= 32<<20 { // an outsized upload's buffers go back to the GC
@@ -328,7 +335,7 @@ func (ix *Indexer) parse(body []byte) (*profile.Aggregate, error) {
 	}
 	agg := aggPool.Get().(*profile.Aggregate)
 	agg.Reset()
-	if _, err := profile.Parse(text, func(l *profile.Line) error { agg.Add(l); return nil }); err != nil {
+	if _, err := profile.ParseAs(text, profile.Format(ev.Format), agg.Add); err != nil {
 		aggPool.Put(agg)
 		return nil, fmt.Errorf("profile: %w", err)
 	}

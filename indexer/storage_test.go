@@ -176,7 +176,7 @@ func TestStorageFootprint(t *testing.T) {
 			host := fmt.Sprintf("host-%02d", j%20)
 			ev := stream.Event{Service: "storage", Host: host, InstanceType: "m5.xlarge",
 				Start: start.Add(time.Duration(j/20) * time.Minute)}
-			agg, err := ix.parse(demo.NewUpload(fleet.Profile(rng, host, "m5.xlarge"), host, ev.Start, "").Gzip())
+			agg, err := ix.parse(ev, demo.NewUpload(fleet.Profile(rng, host, "m5.xlarge"), host, ev.Start, "").Gzip())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -202,7 +202,7 @@ func TestAgentAPI(t *testing.T) {
 			{"bad gpid", token, service, gz([]byte(`{"start_time": "2023-12-03T16:41:00", "gpid": "x1", "profile": "#{}\n"}`)), 400, "bad gpid"},
 			{"no metadata", token, service, gz([]byte(`{"start_time": "2023-12-03T16:41:00", "gpid": "", "profile": "# {}\n"}`)), 400, "Agent metadata is missing, probably you are using and old agent"},
 			{"bad metadata line", token, service, gz([]byte(`{"start_time": "2023-12-03T16:41:00", "gpid": "", "profile": "# {nope\n"}`)), 400, "Failed to parse v2 metadata"},
-			{"stack line without count", token, service, gz([]byte(`{"start_time": "2023-12-03T16:41:00", "gpid": "", "profile": "#{\"metadata\": {\"hostname\": \"h\"}}\n;python;main\n"}`)), 400, "malformed profile"},
+			{"stack line without count", token, service, gz([]byte(`{"start_time": "2023-12-03T16:41:00", "gpid": "", "profile": "#{\"metadata\": {\"hostname\": \"h\"}}\n;python;main\n"}`)), 400, "malformed profile: line 2: missing sample count"},
 			{"compressed body over the cap", token, service, big, 413, "profile too large"},
 			{"gzip bomb", token, service, bomb, 413, "profile too large"},
 		} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/profile"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -46,7 +47,7 @@ func BenchmarkParseUpload(b *testing.B) {
 			b.SetBytes(int64(len(plain)))
 			b.ReportAllocs()
 			for b.Loop() {
-				p, err := parseUpload(plain)
+				p, err := parseUpload(plain, profile.FormatV2, time.Now())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -59,7 +60,7 @@ func BenchmarkParseUpload(b *testing.B) {
 func BenchmarkProfileIDAndKey(b *testing.B) {
 	for name, body := range benchUploads(b) {
 		plain, _ := io.ReadAll(must(gzip.NewReader(bytes.NewReader(body))))
-		p, err := parseUpload(plain)
+		p, err := parseUpload(plain, profile.FormatV2, time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}

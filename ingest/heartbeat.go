@@ -61,6 +61,17 @@ func (s *Server) readHeartbeat(w http.ResponseWriter, r *http.Request) (heartbea
 	if hb.ServiceName == "" || hb.Hostname == "" {
 		return hb, fail(http.StatusBadRequest, "missing field", errors.New("service_name and hostname are required"))
 	}
+	if err := checkService(hb.ServiceName); err != nil {
+		return hb, err
+	}
+	if err := checkName("hostname", hb.Hostname); err != nil {
+		return hb, err
+	}
+	hb.IPAddress, hb.Status, hb.CommandID = cleanText(hb.IPAddress), cleanText(hb.Status), cleanText(hb.CommandID)
+	if hb.LastCommandID != nil {
+		c := cleanText(*hb.LastCommandID)
+		hb.LastCommandID = &c
+	}
 	if !tok.AllowsService(hb.ServiceName) {
 		return hb, fail(http.StatusForbidden, "API key is not valid for this service", fmt.Errorf("service %q", hb.ServiceName))
 	}
@@ -79,7 +90,7 @@ func (s *Server) postHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := contextStore(r.Context(), s.cfg.StoreTimeout)
 	defer cancel()
 	if err := s.meta.RecordHeartbeat(ctx, h, time.Now().UTC()); err != nil {
-		return unavailable("metadata store unavailable", err)
+		return metadataFailed(err)
 	}
 	s.metrics.heartbeats.Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Heartbeat received",
@@ -100,7 +111,7 @@ func (s *Server) postCommandCompletion(w http.ResponseWriter, r *http.Request) e
 	err = s.meta.RecordHeartbeat(ctx, pgdb.Heartbeat{Service: hb.ServiceName, Hostname: hb.Hostname,
 		Status: "command " + hb.Status, LastCommandID: hb.CommandID}, time.Now().UTC())
 	if err != nil {
-		return unavailable("metadata store unavailable", err)
+		return metadataFailed(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Command completion recorded"})
 	return nil

@@ -9,6 +9,27 @@
 //	GET  /api/v1/logs?service=S[&hostname=H]          those logs, newest first (any token valid for S)
 //	POST /api/metrics/heartbeat                       dynamic-profiling heartbeat (forks of the agent)
 //	POST /api/metrics/command_completion              its command completion report
+//
+// Input contract. What cannot be stored exactly is refused with 400 and a message naming the field (or
+// the profile line) and the reason, never changed on the way:
+//
+//   - Sample counts: at most 4,294,967,295 (ClickHouse's UInt32 samples.count) on a line, and for the total
+//     of one stack of one container over the profile (duplicate lines are summed).
+//   - start_time and end_time: from 2000-01-01T00:00:00Z to 24 h after the server's clock (so always within
+//     ClickHouse's DateTime, 1970 to 2106-02-07T06:28:15Z), and end_time not before start_time.
+//   - The service name (header, query parameter or body) and the hostname (upload JSON, the profile's
+//     metadata header, a log batch, a heartbeat, a logs query): valid UTF-8 without NUL bytes; a service
+//     name is at most 255 bytes.
+//   - Other metadata text that goes to PostgreSQL (agent version, instance type, cloud provider, container
+//     names, run arguments, agent log records, heartbeat fields) is stored with each NUL byte and each
+//     invalid UTF-8 sequence replaced by U+FFFD. Frame text and container fields of stack lines go to
+//     ClickHouse byte for byte.
+//   - /api/v1/profiles reads stack lines without prefix fields whatever the header says (agents started
+//     with --profile-api-version v1); /api/v2/profiles takes the layout from the header.
+//
+// 503 with Retry-After means a server ingest needs is down or too slow, and only that (the agent retries
+// it forever); a value PostgreSQL refuses anyway is a 400. A 5xx reply carries a fixed detail: the error
+// behind it is logged, never sent.
 package ingest
 
 import (
@@ -111,9 +132,10 @@ func New(cfg Config, meta Metadata, store ObjectPutter, publish Publisher, log *
 func (s *Server) Routes(r chi.Router) {
 	r.Get("/api/v1/health_check", s.instrument("health_check", s.healthCheck))
 	r.Get("/api/v2/health_check", s.instrument("health_check", s.healthCheck))
-	r.Post("/api/v2/profiles", s.instrument("profiles", s.postProfile))
-	// Agents started with --profile-api-version v1 post here; the body and reply are the same.
-	r.Post("/api/v1/profiles", s.instrument("profiles", s.postProfile))
+	r.Post("/api/v2/profiles", s.instrument("profiles", s.postProfileV2))
+	// Agents started with --profile-api-version v1 post here; the body and reply are the same, the stack
+	// lines have no prefix fields.
+	r.Post("/api/v1/profiles", s.instrument("profiles", s.postProfileV1))
 	r.Post("/api/v1/logs", s.instrument("logs", s.postLogs))
 	r.Get("/api/v1/logs", s.instrument("logs_query", s.getLogs))
 	r.Post("/api/metrics/heartbeat", s.instrument("heartbeat", s.postHeartbeat))

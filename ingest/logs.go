@@ -65,12 +65,16 @@ func logKey(r *http.Request) string {
 }
 
 // parseLogRecord turns one gLogger record into a row: text.message and text.logger_name become columns,
-// the other text fields (cycle_id, serial_no, extras) stay as JSON.
+// the other text fields (cycle_id, serial_no, extras) stay as JSON. Text is cleaned for PostgreSQL (see
+// input.go); a severity outside its smallint column is an error.
 func parseLogRecord(raw json.RawMessage, now time.Time) (pgdb.AgentLog, error) {
 	var rec logRecord
 	var l pgdb.AgentLog
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return l, err
+	}
+	if rec.Severity < math.MinInt16 || rec.Severity > math.MaxInt16 {
+		return l, fmt.Errorf("severity %v is out of range (%d to %d)", rec.Severity, math.MinInt16, math.MaxInt16)
 	}
 	l.Severity = int(rec.Severity)
 	l.Message = rec.Message
@@ -100,6 +104,7 @@ func parseLogRecord(raw json.RawMessage, now time.Time) (pgdb.AgentLog, error) {
 			}
 		}
 	}
+	l.Message, l.Logger, l.Extra = cleanText(l.Message), cleanText(l.Logger), cleanJSON(l.Extra)
 	return l, nil
 }
 
@@ -139,6 +144,9 @@ func (s *Server) postLogs(w http.ResponseWriter, r *http.Request) error {
 	if service == "" {
 		return fail(http.StatusBadRequest, "missing service name", errors.New("send metadata.service_name or the GPROFILER-SERVICE-NAME header"))
 	}
+	if err := checkService(service); err != nil {
+		return err
+	}
 	if !tok.AllowsService(service) {
 		return fail(http.StatusForbidden, "API key is not valid for this service", fmt.Errorf("service %q", service))
 	}
@@ -149,9 +157,12 @@ func (s *Server) postLogs(w http.ResponseWriter, r *http.Request) error {
 	if host == "" {
 		host = r.URL.Query().Get("hostname")
 	}
+	if err := checkName("hostname", host); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
-	batch := pgdb.AgentLogBatch{Service: service, Hostname: host, RunID: b.Metadata.RunID,
-		AgentVersion: b.Metadata.AgentVersion, BatchID: b.BatchID, Lost: max(b.Lost, b.LostOld)}
+	batch := pgdb.AgentLogBatch{Service: service, Hostname: host, RunID: cleanText(b.Metadata.RunID),
+		AgentVersion: cleanText(b.Metadata.AgentVersion), BatchID: cleanText(b.BatchID), Lost: max(b.Lost, b.LostOld)}
 	for i, raw := range b.Logs {
 		rec, err := parseLogRecord(raw, now)
 		if err != nil {
@@ -163,7 +174,7 @@ func (s *Server) postLogs(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	fresh, err := s.meta.InsertAgentLogs(sctx, batch, now)
 	if err != nil {
-		return unavailable("metadata store unavailable", err)
+		return metadataFailed(err)
 	}
 	if fresh {
 		s.metrics.logRecords.Add(float64(len(batch.Records)))
@@ -183,15 +194,20 @@ func (s *Server) postLogs(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseQueryTime accepts RFC 3339 or unix seconds.
+// parseQueryTime accepts RFC 3339 or unix seconds, of the years 1 to 9999 (PostgreSQL's timestamptz holds
+// them all; unix seconds can name times it cannot).
 func parseQueryTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(n, 0).UTC(), nil
+	t, err := parseTime(s)
+	if n, nerr := strconv.ParseInt(s, 10, 64); nerr == nil {
+		t, err = time.Unix(n, 0).UTC(), nil
 	}
-	return parseTime(s)
+	if err == nil && (t.Year() < 1 || t.Year() > 9999) {
+		err = fmt.Errorf("%s is outside the years 1 to 9999", s)
+	}
+	return t, err
 }
 
 func (s *Server) getLogs(w http.ResponseWriter, r *http.Request) error {
@@ -210,7 +226,13 @@ func (s *Server) getLogs(w http.ResponseWriter, r *http.Request) error {
 	if !tok.AllowsService(service) {
 		return fail(http.StatusForbidden, "API key is not valid for this service", fmt.Errorf("service %q", service))
 	}
+	if err := checkService(service); err != nil {
+		return err
+	}
 	lq := pgdb.AgentLogQuery{Service: service, Hostname: q.Get("hostname")}
+	if err := checkName("hostname", lq.Hostname); err != nil {
+		return err
+	}
 	if lq.From, err = parseQueryTime(q.Get("from")); err != nil {
 		return fail(http.StatusBadRequest, "bad from", err)
 	}
@@ -219,14 +241,20 @@ func (s *Server) getLogs(w http.ResponseWriter, r *http.Request) error {
 	}
 	for name, p := range map[string]*int{"min_severity": &lq.MinSeverity, "limit": &lq.Limit} {
 		if v := q.Get(name); v != "" {
-			if *p, err = strconv.Atoi(v); err != nil {
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err == nil && name == "min_severity" && (n < math.MinInt16 || n > math.MaxInt16) {
+				// It is compared with a smallint column, which PostgreSQL would refuse to compare it with.
+				err = fmt.Errorf("%d is out of range (%d to %d)", n, math.MinInt16, math.MaxInt16)
+			}
+			if err != nil {
 				return fail(http.StatusBadRequest, "bad "+name, err)
 			}
+			*p = int(n)
 		}
 	}
 	logs, err := s.meta.ListAgentLogs(r.Context(), lq)
 	if err != nil {
-		return unavailable("metadata store unavailable", err)
+		return metadataFailed(err)
 	}
 	if logs == nil {
 		logs = []pgdb.AgentLog{}

@@ -242,9 +242,11 @@ type parsedUpload struct {
 	hdr        profile.Header
 }
 
-// parseUpload decodes and validates an upload's JSON, and checks its profile text line by line so that a
-// malformed profile is refused now (400) rather than dead-lettered by the indexer later.
-func parseUpload(plain []byte) (parsedUpload, error) {
+// parseUpload decodes and validates an upload's JSON, and checks its profile text line by line in format f
+// so that a malformed profile, or one the indexer could not store exactly (a count above profile.MaxCount,
+// a time out of range, a hostname PostgreSQL cannot store), is refused now (400) rather than dead-lettered
+// by the indexer later or refused by a database with a 5xx. now is the server's clock.
+func parseUpload(plain []byte, f profile.Format, now time.Time) (parsedUpload, error) {
 	var p parsedUpload
 	var up upload
 	if err := decodeUpload(plain, &up); err != nil {
@@ -266,19 +268,34 @@ func parseUpload(plain []byte) (parsedUpload, error) {
 			return p, fail(http.StatusBadRequest, "bad end_time", err)
 		}
 	}
+	if err := checkPeriod(p.start, p.end, now); err != nil {
+		return p, err
+	}
 	if p.gpid, err = parseGPID(up.GPID); err != nil {
 		return p, fail(http.StatusBadRequest, "bad gpid", err)
 	}
 	p.text = up.ProfileBytes
-	p.hdr, err = profile.Parse(p.text, func(*profile.Line) error { return nil })
+	p.hdr, err = profile.Check(p.text, f)
 	if err != nil {
+		var le *profile.LineError
 		switch {
 		case errors.Is(err, profile.ErrMetadataMissing):
 			return p, fail(http.StatusBadRequest, profile.ErrMetadataMissing.Error(), nil)
 		case errors.Is(err, profile.ErrBadMetadata):
 			return p, fail(http.StatusBadRequest, profile.ErrBadMetadata.Error(), err)
+		case errors.As(err, &le):
+			// The agent shows only the message: it names the line and what is wrong with it.
+			return p, fail(http.StatusBadRequest, "malformed profile: "+le.Error(), nil)
 		}
 		return p, fail(http.StatusBadRequest, "malformed profile", err)
+	}
+	// Both hostnames are checked, though only one is kept: each reaches PostgreSQL on some path (the
+	// agent record, the logs) and a NUL in either is a broken agent.
+	if err := checkName("metadata.hostname", p.hdr.Hostname); err != nil {
+		return p, err
+	}
+	if err := checkName("hostname", up.Hostname); err != nil {
+		return p, err
 	}
 	p.host = p.hdr.Hostname
 	if p.host == "" {
@@ -288,13 +305,15 @@ func parseUpload(plain []byte) (parsedUpload, error) {
 }
 
 // agentOf is the agent record of an upload: its host, version, instance type, run arguments, and its
-// containers turned into container names and Kubernetes object names by the original's rules.
+// containers turned into container names and Kubernetes object names by the original's rules. Its free
+// text is cleaned for PostgreSQL (see input.go); service and host were checked already.
 func agentOf(service string, p parsedUpload) pgdb.Agent {
 	hdr := p.hdr
-	a := pgdb.Agent{Service: service, Hostname: p.host, AgentVersion: hdr.AgentVersion,
-		InstanceType: hdr.InstanceType, CloudProvider: hdr.CloudProvider, RunArguments: hdr.RunArguments}
+	a := pgdb.Agent{Service: service, Hostname: p.host, AgentVersion: cleanText(hdr.AgentVersion),
+		InstanceType: cleanText(hdr.InstanceType), CloudProvider: cleanText(hdr.CloudProvider),
+		RunArguments: cleanJSON(hdr.RunArguments)}
 	seenC, seenK := map[string]bool{}, map[string]bool{}
-	for _, c := range hdr.Containers {
+	for _, c := range cleanTexts(hdr.Containers) {
 		name, obj := profile.ContainerInfo(c)
 		if name != "" && !seenC[name] {
 			seenC[name] = true
@@ -346,7 +365,18 @@ func skipIndexing(svc pgdb.Service, id string) bool {
 	return svc.SampleThreshold > 0 && !strings.Contains(svc.Name, "test") && sampleDraw(id) < svc.SampleThreshold
 }
 
-func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
+// postProfileV2 is POST /api/v2/profiles: the profile's header tells its lines' layout.
+func (s *Server) postProfileV2(w http.ResponseWriter, r *http.Request) error {
+	return s.postProfile(w, r, profile.FormatV2)
+}
+
+// postProfileV1 is POST /api/v1/profiles, where agents started with --profile-api-version v1 post lines
+// without prefix fields, whatever their header says.
+func (s *Server) postProfileV1(w http.ResponseWriter, r *http.Request) error {
+	return s.postProfile(w, r, profile.FormatV1)
+}
+
+func (s *Server) postProfile(w http.ResponseWriter, r *http.Request, format profile.Format) error {
 	ctx := r.Context()
 	key, service := credentials(r)
 	if key == "" {
@@ -354,6 +384,9 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 	}
 	if service == "" {
 		return fail(http.StatusBadRequest, "missing service name", errors.New("send the GPROFILER-SERVICE-NAME header"))
+	}
+	if err := checkService(service); err != nil {
+		return err
 	}
 	tok, err := s.authorize(ctx, key, service)
 	if err != nil {
@@ -369,16 +402,17 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := parseUpload(plain)
+	now := time.Now().UTC()
+	p, err := parseUpload(plain, format, now)
 	if err != nil {
 		return err
 	}
 
-	// From here on every failure is the server's: the agent gets 503 and retries on its next cycle. The
-	// work is bounded by StoreTimeout, and not cut short if the agent hangs up meanwhile.
+	// From here on every failure is the server's: the agent gets 503 and retries on its next cycle (but
+	// see metadataFailed). The work is bounded by StoreTimeout, and not cut short if the agent hangs up
+	// meanwhile.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StoreTimeout)
 	defer cancel()
-	now := time.Now().UTC()
 	id := ProfileID(service, p.start, p.host, p.text)
 	objKey := ObjectKey(service, p.start, p.host, id)
 
@@ -403,7 +437,7 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 		return unavailable("object store unavailable", storeErr)
 	}
 	if metaErr != nil {
-		return unavailable("metadata store unavailable", metaErr)
+		return metadataFailed(metaErr)
 	}
 	if skipIndexing(svc, id) {
 		s.metrics.downsampled.Inc()
@@ -412,6 +446,9 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request) error {
 	}
 	ev := stream.Event{ID: id, Service: service, Host: p.host, GPID: gpid, Start: p.start, End: p.end, Key: objKey,
 		Size: int64(len(raw)), Received: now, AgentVersion: p.hdr.AgentVersion, InstanceType: p.hdr.InstanceType}
+	if format == profile.FormatV1 {
+		ev.Format = string(profile.FormatV1) // v2 stays implicit, as in every event published before
+	}
 	t0 = time.Now()
 	if err := s.publish(sctx, ev); err != nil {
 		s.metrics.publishErrors.Inc()

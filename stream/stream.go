@@ -45,6 +45,11 @@ type Event struct {
 	Received     time.Time `json:"received"`
 	AgentVersion string    `json:"agent_version,omitempty"`
 	InstanceType string    `json:"instance_type,omitempty"`
+	// Format is the layout of the profile's stack lines, which only the endpoint the agent posted to tells:
+	// "v1" for /api/v1/profiles (no prefix fields, whatever the header says); empty for /api/v2/profiles,
+	// whose header decides (events published before this field existed are all v2). The indexer re-parses
+	// the stored object with it.
+	Format string `json:"format,omitempty"`
 }
 
 // Subject returns the subject an event for service is published on. Characters NATS reserves in subjects

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func collectAs(t *testing.T, text string, f Format) (Header, []got, error) {
@@ -193,5 +194,24 @@ func TestAggregateAddRefusesALineOverTheLimit(t *testing.T) {
 	var le *LineError
 	if !errors.As(err, &le) || le.Line != 7 || a.Lines() != 0 || len(a.Entries()) != 0 {
 		t.Errorf("err %v, lines %d, entries %v", err, a.Lines(), a.Entries())
+	}
+}
+
+func TestStorableTimeIsTheDateTimeRange(t *testing.T) {
+	for _, c := range []struct {
+		t  time.Time
+		ok bool
+	}{
+		{time.Unix(0, 0), true},
+		{time.Unix(-1, 0), false},
+		{time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC), false},
+		{time.Date(2106, 2, 7, 6, 28, 15, 999999999, time.UTC), true},
+		{time.Date(2106, 2, 7, 6, 28, 16, 0, time.UTC), false},
+		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{time.Date(2026, 12, 3, 0, 0, 0, 0, time.FixedZone("x", 5*3600)), true},
+	} {
+		if got := StorableTime(c.t); got != c.ok {
+			t.Errorf("StorableTime(%s) = %v, want %v", c.t, got, c.ok)
+		}
 	}
 }
