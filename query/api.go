@@ -494,6 +494,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
 	}
+	if err := checkFields("name", in.Name, "service", in.Service, "kind", in.Kind); err != nil {
+		return err
+	}
 	if in.Kind == "" {
 		in.Kind = pgdb.KindAgent
 	}

@@ -127,7 +127,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		return &Error{Status: http.StatusTooManyRequests, Message: "too many failed logins",
-			Detail: fmt.Sprintf("try again in %s", (time.Duration(secs) * time.Second).String())}
+			Detail: fmt.Sprintf("try again in %d seconds", secs)}
 	}
 	secret, sess, err := s.meta.Login(r.Context(), in.Username, in.Password)
 	if errors.Is(err, pgdb.ErrBadLogin) {

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/pgdb"
 )
 
 // dimensions are the filterable columns: the allow-list of identifiers that may appear in SQL, keyed by
@@ -114,3 +119,120 @@ func (s Selection) filterSQL() string {
 
 // HasFilters reports whether any filter is set (all-hosts rollups can serve only unfiltered queries).
 func (s Selection) HasFilters() bool { return len(s.Include)+len(s.Exclude) > 0 }
+
+// strictQuery makes the query string mean what the API documents before any handler (authentication's
+// service check included) reads it:
+//   - `;` is a character of a value (focus=a;b;c joins frames with it; a host name may hold one), not a
+//     separator. Go's query parser has dropped every pair holding an unescaped `;` since Go 1.17
+//     (golang.org/issue/25192), so the documented focus=a;b;c was silently ignored: the raw query is
+//     rewritten with `;` escaped.
+//   - A malformed escape (`%zz`) is a 400, not a silently dropped parameter.
+//   - Every parameter name and value, and every path parameter ({service}), must be valid UTF-8 without
+//     NUL bytes: PostgreSQL refuses anything else with its own error text, and no stored name has them.
+func strictQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.RawQuery, ";") {
+			r2 := *r
+			u := *r.URL
+			u.RawQuery = strings.ReplaceAll(u.RawQuery, ";", "%3B")
+			r2.URL = &u
+			r = &r2
+		}
+		if err := checkParams(r); err != nil {
+			writeJSON(w, err.Status, map[string]string{"message": err.Message, "detail": err.Detail})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkParams returns the 400 of the first query or path parameter that is not valid text.
+func checkParams(r *http.Request) *Error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("bad query string", err)
+	}
+	for name, vs := range q {
+		if err := validText(name); err != nil {
+			return badRequest("bad parameter name "+strconv.QuoteToASCII(name), err)
+		}
+		for _, v := range vs {
+			if err := validText(v); err != nil {
+				return badRequest("bad "+name, err)
+			}
+		}
+	}
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		for i, name := range rc.URLParams.Keys {
+			if err := validText(rc.URLParams.Values[i]); err != nil {
+				return badRequest("bad "+name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkFields returns the 400 of the first of the named body fields that is not valid text (JSON decoding
+// already turned invalid UTF-8 into U+FFFD; a "\u0000" stays a NUL byte).
+func checkFields(fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		if err := validText(fields[i+1]); err != nil {
+			return badRequest("bad "+fields[i], err)
+		}
+	}
+	return nil
+}
+
+// validText says why s cannot be a name or a value the API passes to PostgreSQL or ClickHouse.
+func validText(s string) error { return pgdb.ValidName(s) }
+
+// databasePackage reports whether errors of package pkg carry a database's text: the drivers and their
+// subpackages (ch-go wraps its errors with go-faster/errors), and the network below them (net and syscall
+// only: net/http's errors, such as a body over the limit, are the client's).
+func databasePackage(pkg string) bool {
+	if pkg == "net" || pkg == "syscall" {
+		return true
+	}
+	for _, root := range []string{"github.com/jackc/pgx/v5", "github.com/ClickHouse/ch-go", "github.com/go-faster/errors"} {
+		if pkg == root || strings.HasPrefix(pkg, root+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// fromDatabase reports whether err came from PostgreSQL, ClickHouse or the network to them: its text is
+// theirs (SQL, table names, server versions, addresses) and goes to the log, never into a reply.
+func fromDatabase(err error) bool {
+	found := false
+	var walk func(error)
+	walk = func(e error) {
+		for e != nil && !found {
+			t := reflect.TypeOf(e)
+			for t.Kind() == reflect.Pointer {
+				t = t.Elem()
+			}
+			found = databasePackage(t.PkgPath())
+			switch u := e.(type) {
+			case interface{ Unwrap() []error }:
+				for _, c := range u.Unwrap() {
+					walk(c)
+				}
+				return
+			case interface{ Unwrap() error }:
+				e = u.Unwrap()
+			default:
+				return
+			}
+		}
+	}
+	walk(err)
+	return found
+}
+
+// textRefused reports whether PostgreSQL refused a text value (SQLSTATE 22021 character_not_in_repertoire:
+// a NUL byte or invalid UTF-8; 22P05 untranslatable_character): a bad request, whichever field it was.
+func textRefused(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05")
+}

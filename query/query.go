@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/flame"
@@ -88,7 +89,7 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 func (s *Server) Routes(r chi.Router) {
 	r.Post("/api/v1/login", s.handle(s.login))
 	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(strictQuery, s.authenticate)
 		r.Post("/api/v1/logout", s.handle(s.logout))
 		r.Get("/api/v1/me", s.handle(s.me))
 		r.Get("/api/v1/services", s.handle(s.services))
@@ -115,13 +116,19 @@ type Error struct {
 	Status  int
 	Message string
 	Detail  string
+	// cause is an error from a database kept out of Detail (see fromDatabase): handle logs it.
+	cause error
 }
 
 func (e *Error) Error() string { return e.Message + ": " + e.Detail }
 
 func badRequest(msg string, err error) *Error {
 	e := &Error{Status: http.StatusBadRequest, Message: msg}
-	if err != nil {
+	switch {
+	case err == nil:
+	case fromDatabase(err):
+		e.cause, e.Detail = err, "the server log has the cause"
+	default:
 		e.Detail = err.Error()
 	}
 	return e
@@ -152,9 +159,14 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 		if err == nil {
 			return
 		}
+		// A reply never carries a database's text (SQL, addresses, PostgreSQL's own messages): the log has
+		// it, and the reply the request id to find it by.
 		var e *Error
 		if !errors.As(err, &e) {
-			e = &Error{Status: http.StatusInternalServerError, Message: "internal error", Detail: err.Error()}
+			e = &Error{Status: http.StatusInternalServerError, Message: "internal error", Detail: "the server log has the cause"}
+			if id := middleware.GetReqID(r.Context()); id != "" {
+				e.Detail += " (request id " + id + ")"
+			}
 			switch chdb.LimitOf(err) {
 			case chdb.LimitMemory:
 				e = &Error{Status: http.StatusUnprocessableEntity, Message: "query needs too much memory", Detail: narrow}
@@ -166,8 +178,16 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) {
 					e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: narrow}
 				}
+				if textRefused(err) {
+					e = errBadText
+				}
 			}
 			s.log.Error("request failed", "path", r.URL.Path, "status", e.Status, "err", err)
+		} else if e.cause != nil {
+			if textRefused(e.cause) {
+				e = errBadText
+			}
+			s.log.Warn("request refused", "path", r.URL.Path, "status", e.Status, "err", e.cause)
 		}
 		if e.Status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", strconv.Itoa(10))
@@ -177,6 +197,10 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 var errTimeout = errors.New("query timeout")
+
+// errBadText answers a value PostgreSQL refused as text that no check before it caught.
+var errBadText = &Error{Status: http.StatusBadRequest, Message: "bad text in the request",
+	Detail: "names and values must be valid UTF-8 without NUL bytes"}
 
 const narrow = "narrow the time range or add filters"
 
