@@ -197,82 +197,119 @@ func (j *Janitor) partitions(ctx context.Context, name string) ([]string, error)
 // start of the UTC day that holds now minus the retention, the horizon of the partition drops, so whole
 // hour and day rollup rows go and every kept rollup row still equals the sum of its samples.
 //
-// A mutation rewrites the parts it touches, so one is issued only when the table holds rows to delete (a
-// LIMIT 1 read on the primary key) and no earlier deletion of that service is still running on it: with
-// a cutoff that moves once a day, each service costs at most one mutation per table and day. One sweep
-// looks at MaxServices services, each under ServiceTimeout, and waits until their rows are gone; a
-// service that fails is logged and the others go on. It returns the deletions issued and the failures
-// joined. Sweeps of one Janitor must not run concurrently (Run runs them in turn); several indexers may
-// each run theirs, the worst case being a deletion issued twice.
+// A mutation rewrites parts (on ClickHouse 18.16 every active part of the table, whatever it holds), so
+// one is issued only when the table holds rows to delete (a LIMIT 1 read on the sort key) and no earlier
+// deletion of that service is still running on it: with a cutoff that moves once a day, a service costs
+// at most one mutation per table and day. The deletions of all the services are issued first and waited
+// for afterwards, because the server applies the mutations queued on a part in one rewrite.
+//
+// One sweep looks at MaxServices services, each under ServiceTimeout (checks, deletions and the wait for
+// its rows to be gone); a service that fails is logged and the others go on. It returns the deletions
+// issued and the failures joined. Sweeps of one Janitor must not run concurrently (Run runs them in
+// turn); several indexers may each run theirs, the worst case being a deletion issued twice.
 func (j *Janitor) SweepServices(ctx context.Context) ([]Deletion, error) {
 	if j.Services == nil {
 		return nil, nil
 	}
 	type service struct {
-		name string
-		days int
+		name  string
+		days  int
+		where string   // the rows to delete
+		wait  []string // tables that still hold them
+		ctx   context.Context
+		start time.Time
 	}
-	var page []service
+	var page []*service
 	limit := j.MaxServices
 	if limit <= 0 {
 		limit = 50
 	}
 	last, err := j.Services.ServiceRetentions(ctx, j.next, limit, func(name string, days int) {
-		page = append(page, service{name, days})
+		page = append(page, &service{name: name, days: days})
 	})
+	if err == nil && len(page) == 0 && j.next != "" {
+		// The previous page ended the list exactly: start over rather than spend a sweep on nothing.
+		last, err = j.Services.ServiceRetentions(ctx, "", limit, func(name string, days int) {
+			page = append(page, &service{name: name, days: days})
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
 	j.next = last
+	timeout := j.ServiceTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
 	now := j.Now().UTC()
 	var deleted []Deletion
 	var errs []error
+	fail := func(s *service, err error) {
+		j.log.Warn("service retention failed", "service", s.name, "days", s.days, "err", err)
+		errs = append(errs, fmt.Errorf("service %s: %w", s.name, err))
+		s.wait = nil
+	}
+	var waiting []*service
 	for _, s := range page {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		t0 := time.Now()
-		d, err := j.sweepService(ctx, s.name, s.days, now)
+		var cancel context.CancelFunc
+		s.ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+		s.start = time.Now()
+		d, err := j.deleteExpired(s.ctx, s.name, s.days, now, &s.where, &s.wait)
 		deleted = append(deleted, d...)
 		if err != nil {
-			j.log.Warn("service retention failed", "service", s.name, "days", s.days, "err", err)
-			errs = append(errs, fmt.Errorf("service %s: %w", s.name, err))
+			fail(s, err)
 			continue
 		}
-		if len(d) > 0 {
-			j.log.Info("service retention applied", "service", s.name, "days", s.days, "before", d[0].Before,
-				"tables", len(d), "took", time.Since(t0).Round(time.Millisecond))
+		if len(s.wait) > 0 {
+			waiting = append(waiting, s)
 		}
+	}
+	// Mutations run in the background: wait for the rows themselves to be gone rather than for every
+	// mutation of the database, which may include a reindex's, or a stuck one.
+	for pause := 100 * time.Millisecond; len(waiting) > 0; pause = min(2*pause, 2*time.Second) {
+		sleep(ctx, pause)
+		left := waiting[:0]
+		for _, s := range waiting {
+			if err := j.stillThere(s.ctx, s.where, &s.wait); err != nil {
+				fail(s, err)
+				continue
+			}
+			if len(s.wait) > 0 {
+				left = append(left, s)
+				continue
+			}
+			j.log.Info("service retention applied", "service", s.name, "days", s.days,
+				"took", time.Since(s.start).Round(time.Millisecond))
+		}
+		waiting = left
 	}
 	return deleted, errors.Join(errs...)
 }
 
-// sweepService deletes one service's rows older than its retention of days from every table whose global
-// retention is longer, and waits until they are gone.
-func (j *Janitor) sweepService(ctx context.Context, service string, days int, now time.Time) ([]Deletion, error) {
-	timeout := j.ServiceTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// deleteExpired issues the deletions of one service's rows older than its retention of days from every
+// table whose global retention is longer. It sets where to the rows' condition and wait to the tables
+// that hold such rows, deleted now or by a deletion still running.
+func (j *Janitor) deleteExpired(ctx context.Context, service string, days int, now time.Time, where *string, wait *[]string) ([]Deletion, error) {
 	before := now.AddDate(0, 0, -days).Truncate(24 * time.Hour)
-	where := " WHERE service = " + chdb.String(service) + " AND ts < " + chdb.Time(before)
+	*where = " WHERE service = " + chdb.String(service) + " AND ts < " + chdb.Time(before)
 	var deleted []Deletion
-	var waiting []string
 	for _, t := range retentionTables {
 		if global := t.days(j.retention); global > 0 && days >= global {
 			continue // the partition drops already keep no more than this
 		}
-		has, err := j.hasRows(ctx, t.name, where)
+		has, err := j.hasRows(ctx, t.name, *where)
 		if err != nil {
 			return deleted, err
 		}
 		if !has {
 			continue
 		}
-		waiting = append(waiting, t.name)
+		*wait = append(*wait, t.name)
 		running, err := j.deleting(ctx, t.name, service)
 		if err != nil {
 			return deleted, err
@@ -280,7 +317,7 @@ func (j *Janitor) sweepService(ctx context.Context, service string, days int, no
 		if running {
 			continue // an earlier sweep's deletion is still at work: wait for it rather than queue another
 		}
-		if err := j.db.Exec(ctx, "ALTER TABLE "+j.db.Table(t.name)+" DELETE"+where); err != nil {
+		if err := j.db.Exec(ctx, "ALTER TABLE "+j.db.Table(t.name)+" DELETE"+*where); err != nil {
 			return deleted, fmt.Errorf("delete from %s: %w", t.name, err)
 		}
 		d := Deletion{Table: t.name, Service: service, Before: before}
@@ -289,28 +326,26 @@ func (j *Janitor) sweepService(ctx context.Context, service string, days int, no
 			j.OnDelete(d)
 		}
 	}
-	// Mutations run in the background; wait for the rows themselves to be gone rather than for every
-	// mutation of the database, which may include a reindex's or a stuck one of another table.
-	for wait := 100 * time.Millisecond; len(waiting) > 0; wait = min(2*wait, 2*time.Second) {
-		var left []string
-		for _, name := range waiting {
-			has, err := j.hasRows(ctx, name, where)
-			if err != nil {
-				return deleted, err
+	return deleted, nil
+}
+
+// stillThere keeps in tables those that still hold rows matching where.
+func (j *Janitor) stillThere(ctx context.Context, where string, tables *[]string) error {
+	left := (*tables)[:0]
+	for _, name := range *tables {
+		has, err := j.hasRows(ctx, name, where)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("rows still in %s: %w", name, ctx.Err())
 			}
-			if has {
-				left = append(left, name)
-			}
+			return err
 		}
-		if waiting = left; len(waiting) == 0 {
-			break
-		}
-		sleep(ctx, wait)
-		if ctx.Err() != nil {
-			return deleted, fmt.Errorf("rows before %s still in %v: %w", before.Format(time.DateOnly), waiting, ctx.Err())
+		if has {
+			left = append(left, name)
 		}
 	}
-	return deleted, nil
+	*tables = left
+	return nil
 }
 
 // hasRows reports whether the table holds a row matching where. The table's sort key starts with the

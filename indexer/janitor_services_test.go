@@ -3,6 +3,8 @@ package indexer_test
 import (
 	"context"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,3 +173,109 @@ func TestJanitorDeletesAServicesRowsPastItsOwnRetentionOnly(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestJanitorServiceSweepsAreBoundedAndIsolated: with two services a page, one service that overruns its
+// deadline fails alone (the other's retention is applied in the same sweep) and is finished by a later
+// sweep; a retention equal to the raw one deletes from the rollups only, the raw days going with their
+// partitions.
+func TestJanitorServiceSweepsAreBoundedAndIsolated(t *testing.T) {
+	db, pg := janitorStores(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 2, 12, 30, 0, 0, time.UTC)
+	today := now.Truncate(24 * time.Hour)
+	own := map[string]int{"a": 3, "c": 5, "d": 4}
+	global := indexer.Retention{RawDays: 5, HourDays: 30, DayDays: 365}
+	for ago := 1; ago <= 10; ago++ {
+		day := today.AddDate(0, 0, -ago)
+		for i, svc := range []string{"a", "b", "c", "d"} {
+			insertSamples(t, db, svc, uint64(10*ago+i), []time.Time{day.Add(time.Hour), day.Add(20 * time.Hour)}, uint32(100*i+ago))
+		}
+	}
+	for svc, days := range own {
+		if err := pg.SetServiceSettings(ctx, svc, 0, ptr(days)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// want is what each table holds once every retention is applied.
+	want := func(table string) map[dayKey]uint64 {
+		out := map[dayKey]uint64{}
+		keep := 365
+		if table == "samples" || table == "totals_1m" || table == indexer.MinuteRollup {
+			keep = global.RawDays
+		}
+		for ago := 1; ago <= 10; ago++ {
+			for i, svc := range []string{"a", "b", "c", "d"} {
+				if d, ok := own[svc]; (ok && ago > d) || ago > keep {
+					continue
+				}
+				out[dayKey{svc, uint32(today.AddDate(0, 0, -ago).Unix() / 86400)}] = 2 * uint64(100*i+ago)
+			}
+		}
+		return out
+	}
+
+	j := indexer.NewJanitor(db, global, testLogger(t))
+	j.Now = func() time.Time { return now }
+	j.Services = pg
+	j.MaxServices = 2
+	j.ServiceTimeout = 2 * time.Second
+	slow := true
+	perService := map[string][]string{}
+	j.OnDelete = func(d indexer.Deletion) {
+		perService[d.Service] = append(perService[d.Service], d.Table)
+		if d.Service == "a" && slow {
+			slow = false
+			time.Sleep(j.ServiceTimeout + 100*time.Millisecond) // a overruns its deadline after its first deletion
+		}
+	}
+	if _, err := j.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// First page: a and c. a fails, c is applied; d waits for its page.
+	_, err := j.SweepServices(ctx)
+	if err == nil || !strings.Contains(err.Error(), "service a") || strings.Contains(err.Error(), "service c") {
+		t.Fatalf("first sweep: %v, want a failure of service a only", err)
+	}
+	if got := perService["a"]; len(got) != 1 {
+		t.Errorf("a: deletions %v before its deadline, want 1", got)
+	}
+	// c's retention equals the raw one: the partition drops cover the raw tables.
+	if got, rollups := perService["c"], []string{"samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}; !slices.Equal(got, rollups) {
+		t.Errorf("c: deletions in %v, want %v", got, rollups)
+	}
+	if len(perService["d"]) != 0 || len(perService["b"]) != 0 {
+		t.Errorf("deletions %v past the page of two services", perService)
+	}
+	for _, table := range retentionTables {
+		got, w := countsByDay(t, db, table), want(table)
+		for k, n := range got {
+			if k.service != "a" && k.service != "d" && w[k] != n {
+				t.Errorf("%s: %v holds %d, want %d", table, k, n, w[k])
+			}
+		}
+	}
+
+	// The next sweeps go on with d, then start over with a: then every retention is applied, exactly.
+	for range 2 {
+		if _, err := j.SweepServices(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(perService["d"]) == 0 || len(perService["a"]) < 2 {
+		t.Errorf("deletions %v: d and the rest of a missing", perService)
+	}
+	for _, table := range retentionTables {
+		if got := countsByDay(t, db, table); !maps.Equal(got, want(table)) {
+			t.Errorf("%s: %v, want %v", table, got, want(table))
+		}
+	}
+	issued := mutations(t, db)
+	for range 2 {
+		if deleted, err := j.SweepServices(ctx); err != nil || len(deleted) != 0 {
+			t.Errorf("sweep after all applied: %v %v", deleted, err)
+		}
+	}
+	if got := mutations(t, db); got != issued {
+		t.Errorf("%d mutations issued with nothing to delete", got-issued)
+	}
+}
