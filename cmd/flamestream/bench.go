@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,9 +29,9 @@ import (
 )
 
 type benchOptions struct {
-	service, host, to *string
-	runs              *int
-	noCache           *bool
+	service, host, to, json, manyPrefix *string
+	runs, many, manyRounds              *int
+	noCache, fresh, goalsOnly           *bool
 }
 
 // benchFlags declares the bench command's own flags next to the configuration flags.
@@ -41,6 +42,13 @@ func benchFlags(fs *flag.FlagSet) *benchOptions {
 		to:      fs.String("to", "", "end of every range (RFC 3339; default: one second after the service's last sample)"),
 		runs:    fs.Int("runs", 30, "runs of each query"),
 		noCache: fs.Bool("no-cache", false, "turn the query server's segment cache off, so that every call reads ClickHouse"),
+		json:    fs.String("json", "", "also write the figures to this JSON file"),
+		fresh: fs.Bool("fresh", true, "measure the goals on a freshly started `flamestream query` child process: "+
+			"its first 24h graph, warm 1h and 24h graphs, and its memory (VmRSS/VmHWM)"),
+		goalsOnly:  fs.Bool("goals-only", false, "skip the table of every query; measure only the goals"),
+		many:       fs.Int("many", 0, "many-services mode: query the 24h graphs of this many services PREFIX-01… in turn (backfill --services N)"),
+		manyPrefix: fs.String("many-prefix", "many", "name prefix of the many-services mode's services"),
+		manyRounds: fs.Int("many-rounds", 3, "rounds over the many services (the first learns every trie)"),
 	}
 }
 
@@ -51,10 +59,104 @@ type benchCase struct {
 	q    url.Values
 }
 
-// runBench measures the query API the way a user sees it: it serves the real routes in-process over the
-// configured ClickHouse and PostgreSQL, authenticates with a read token it creates (and revokes), and
-// calls each query -runs times after one cold call, printing p50 and p95 of the warm calls.
+// benchRow is the figures of one query of the table.
+type benchRow struct {
+	Query   string  `json:"query"`
+	ColdMs  float64 `json:"cold_ms"`
+	P50Ms   float64 `json:"p50_ms"`
+	P95Ms   float64 `json:"p95_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	Samples string  `json:"samples"`
+	Nodes   string  `json:"nodes"`
+}
+
+// benchGoal is one goal of issue 11 next to its measured figure.
+type benchGoal struct {
+	Goal     string  `json:"goal"`
+	Measured float64 `json:"measured"`
+	Limit    float64 `json:"limit"`
+	Unit     string  `json:"unit"`
+	Met      bool    `json:"met"`
+	How      string  `json:"how"`
+}
+
+// benchReport is what --json writes.
+type benchReport struct {
+	Database string      `json:"database"`
+	Service  string      `json:"service"`
+	To       time.Time   `json:"to"`
+	Runs     int         `json:"runs"`
+	Cache    bool        `json:"segment_cache"`
+	Stacks   uint64      `json:"stacks_24h"`
+	Table    []benchRow  `json:"table,omitempty"`
+	Fresh    *benchFresh `json:"fresh,omitempty"`
+	Many     *benchMany  `json:"many,omitempty"`
+	Goals    []benchGoal `json:"goals"`
+}
+
+// benchClient calls the query API of one server with a bearer token.
+type benchClient struct {
+	base, secret string
+	http         *http.Client
+}
+
+// get calls path?q and returns how long the whole reply took.
+func (c *benchClient) get(ctx context.Context, path string, q url.Values) (time.Duration, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return took, body, err
+}
+
+// timed calls a query once cold then runs times, and returns the sorted warm times and the cold reply.
+func (c *benchClient) timed(ctx context.Context, bc benchCase, runs int) (cold time.Duration, warm []time.Duration, body []byte, err error) {
+	cold, body, err = c.get(ctx, bc.path, bc.q)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%s: %w", bc.name, err)
+	}
+	warm = make([]time.Duration, 0, runs)
+	for range runs {
+		d, _, err := c.get(ctx, bc.path, bc.q)
+		if err != nil {
+			return 0, nil, nil, fmt.Errorf("%s: %w", bc.name, err)
+		}
+		warm = append(warm, d)
+	}
+	slices.Sort(warm)
+	return cold, warm, body, nil
+}
+
+// benchRange is the query string of a range of length d ending at to, with extra parameters.
+func benchRange(service string, to time.Time, d time.Duration, extra ...string) url.Values {
+	q := url.Values{"service": {service}, "from": {strconv.FormatInt(to.Add(-d).Unix(), 10)}, "to": {strconv.FormatInt(to.Unix(), 10)}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Add(extra[i], extra[i+1])
+	}
+	return q
+}
+
+// runBench measures the query API the way a user sees it. The table serves the real routes in-process over
+// the configured ClickHouse and PostgreSQL, authenticates with a read token it creates (and revokes), and
+// calls each query -runs times after one cold call, printing p50 and p95 of the warm calls. The goals of
+// issue 11 are then measured on a freshly started `flamestream query` process (see benchFreshProcess) and,
+// with -many, on the tries of an in-process server reading many services in turn (see benchManyServices).
 func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *benchOptions, out io.Writer) error {
+	if *o.runs < 1 || *o.many < 0 || *o.many > 999 {
+		return errors.New("-runs must be positive and -many within 0…999")
+	}
 	ch, err := app.OpenCH(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -70,28 +172,126 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 	if err != nil {
 		return err
 	}
-	tok, secret, err := pg.CreateToken(ctx, "bench", pgdb.KindRead, *o.service)
+	// One read token for every service, so the many-services mode can use it too.
+	tok, secret, err := pg.CreateToken(ctx, "bench", pgdb.KindRead, "")
 	if err != nil {
 		return err
 	}
 	defer func() { _, _ = pg.RevokeToken(context.Background(), tok.ID) }()
+	stacks, err := benchDistinctStacks(ctx, ch, *o.service, to)
+	if err != nil {
+		return err
+	}
 
-	r := chi.NewRouter()
-	qc := query.Config{}
+	qc := query.Config{TrieNodes: cfg.QueryTrieNodes}
 	if *o.noCache {
 		qc.CacheBytes = -1
 	}
-	query.New(qc, ch, pg, log).Routes(r)
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-
-	rng := func(d time.Duration, extra ...string) url.Values {
-		q := url.Values{"service": {*o.service}, "from": {strconv.FormatInt(to.Add(-d).Unix(), 10)}, "to": {strconv.FormatInt(to.Unix(), 10)}}
-		for i := 0; i+1 < len(extra); i += 2 {
-			q.Add(extra[i], extra[i+1])
-		}
-		return q
+	report := benchReport{Database: ch.Database, Service: *o.service, To: to, Runs: *o.runs, Cache: !*o.noCache, Stacks: stacks}
+	cache := "segment cache on (warm calls reuse settled segments)"
+	if *o.noCache {
+		cache = "segment cache off"
 	}
+	fmt.Fprintf(out, "bench: service %s in %s (%d distinct stacks in the last 24h), ranges end %s, host filter %s, %d runs each, %s\n",
+		*o.service, ch.Database, stacks, to.Format(time.RFC3339), host, *o.runs, cache)
+	if path := os.Getenv("FLAMESTREAM_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	if !*o.goalsOnly {
+		r := chi.NewRouter()
+		query.New(qc, ch, pg, log).Routes(r)
+		srv := httptest.NewServer(r)
+		c := &benchClient{base: srv.URL, secret: secret, http: &http.Client{Timeout: 5 * time.Minute}}
+		report.Table, err = benchTable(ctx, c, o, to, host, out)
+		srv.Close()
+		if err != nil {
+			return err
+		}
+	}
+	var goals []benchGoal
+	if *o.fresh {
+		f, err := benchFreshProcess(ctx, cfg, o, to, secret, out)
+		if err != nil {
+			return err
+		}
+		report.Fresh = f
+		goals = append(goals, f.goals()...)
+	} else if report.Table != nil {
+		// Without a child process, the warm goals come from the in-process table.
+		for _, row := range report.Table {
+			switch row.Query {
+			case "flamegraph 1h":
+				goals = append(goals, benchGoal{Goal: "1h flame graph p50 warm", Measured: row.P50Ms, Limit: 300, Unit: "ms", How: "in-process server"})
+			case "flamegraph 24h":
+				goals = append(goals, benchGoal{Goal: "24h flame graph p50 warm", Measured: row.P50Ms, Limit: 1000, Unit: "ms", How: "in-process server"})
+			}
+		}
+	}
+	if *o.many > 0 {
+		m, err := benchManyServices(ctx, ch, pg, log, qc, o, to, secret, out)
+		if err != nil {
+			return err
+		}
+		report.Many = m
+		goals = append(goals, m.goal())
+	}
+	for i := range goals {
+		goals[i].Met = goals[i].Measured <= goals[i].Limit
+		if goals[i].Unit == "hit rate" {
+			goals[i].Met = goals[i].Measured >= goals[i].Limit
+		}
+	}
+	report.Goals = goals
+	if len(goals) > 0 {
+		fmt.Fprintf(out, "\ngoals (issue 11; this machine, ClickHouse on the same box):\n")
+		for _, g := range goals {
+			verdict := "MISSED"
+			if g.Met {
+				verdict = "met"
+			}
+			cmp := "≤"
+			if g.Unit == "hit rate" {
+				cmp = "≥"
+			}
+			fmt.Fprintf(out, "  %-44s %12s  goal %s %-10s %-6s (%s)\n", g.Goal, benchFormat(g.Measured, g.Unit), cmp, benchFormat(g.Limit, g.Unit), verdict, g.How)
+		}
+	}
+	if *o.json != "" {
+		b, err := json.MarshalIndent(report, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*o.json, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("-json: %w", err)
+		}
+	}
+	return nil
+}
+
+func benchFormat(v float64, unit string) string {
+	switch unit {
+	case "ms":
+		return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
+	case "MiB":
+		return strconv.FormatFloat(v, 'f', 0, 64) + " MiB"
+	case "hit rate":
+		return strconv.FormatFloat(100*v, 'f', 1, 64) + "%"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + " " + unit
+}
+
+// benchTable measures every query of the table on the in-process server.
+func benchTable(ctx context.Context, c *benchClient, o *benchOptions, to time.Time, host string, out io.Writer) ([]benchRow, error) {
+	rng := func(d time.Duration, extra ...string) url.Values { return benchRange(*o.service, to, d, extra...) }
 	day := 24 * time.Hour
 	var cases []benchCase
 	for _, r := range []struct {
@@ -118,65 +318,24 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 		benchCase{"timeline 24h host", "/api/v1/timeline", rng(day, "host", host)},
 		benchCase{"filters 24h", "/api/v1/filters", rng(day)},
 	)
-
-	cache := "segment cache on (warm calls reuse settled segments)"
-	if *o.noCache {
-		cache = "segment cache off"
-	}
-	fmt.Fprintf(out, "bench: service %s in %s, ranges end %s, host filter %s, %d runs each, %s\n",
-		*o.service, ch.Database, to.Format(time.RFC3339), host, *o.runs, cache)
-	fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", "query", "cold", "p50", "p95", "max", "samples", "nodes")
-	client := &http.Client{Timeout: 2 * time.Minute}
-	if path := os.Getenv("FLAMESTREAM_BENCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+	fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", "query (in-process server)", "cold", "p50", "p95", "max", "samples", "nodes")
+	var rows []benchRow
+	for _, bc := range cases {
+		cold, times, body, err := c.timed(ctx, bc, *o.runs)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	for _, c := range cases {
-		call := func() (time.Duration, []byte, error) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+c.path+"?"+c.q.Encode(), nil)
-			if err != nil {
-				return 0, nil, err
-			}
-			req.Header.Set("Authorization", "Bearer "+secret)
-			start := time.Now()
-			resp, err := client.Do(req)
-			if err != nil {
-				return 0, nil, err
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			took := time.Since(start)
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("%s: %s: %s", c.name, resp.Status, body)
-			}
-			return took, body, err
-		}
-		cold, body, err := call()
-		if err != nil {
-			return err
-		}
-		times := make([]time.Duration, 0, *o.runs)
-		for range *o.runs {
-			d, _, err := call()
-			if err != nil {
-				return err
-			}
-			times = append(times, d)
-		}
-		slices.Sort(times)
 		samples, nodes := benchSummary(body)
-		fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", c.name, benchMs(cold), benchMs(benchPct(times, 50)), benchMs(benchPct(times, 95)),
+		row := benchRow{Query: bc.name, ColdMs: benchMsf(cold), P50Ms: benchMsf(benchPct(times, 50)), P95Ms: benchMsf(benchPct(times, 95)),
+			MaxMs: benchMsf(times[len(times)-1]), Samples: samples, Nodes: nodes}
+		rows = append(rows, row)
+		fmt.Fprintf(out, "%-28s %9s %9s %9s %9s %14s %8s\n", bc.name, benchMs(cold), benchMs(benchPct(times, 50)), benchMs(benchPct(times, 95)),
 			benchMs(times[len(times)-1]), samples, nodes)
 	}
-	return nil
+	return rows, nil
 }
+
+func benchMsf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func benchMs(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + "ms"
