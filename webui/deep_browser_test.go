@@ -114,6 +114,7 @@ const readGraphState = `(() => {
 // by search.
 func TestBrowserDeepStack(t *testing.T) {
 	b := newBrowser(t)
+	f := b.api
 	b.do("device pixel ratio 2", chromedp.EmulateViewport(1400, 1000, chromedp.EmulateScale(2)))
 	start := time.Now()
 	b.do("open deep", chromedp.Navigate(b.base+"/login?next="+url.QueryEscape("/profile?service=deep")))
@@ -181,6 +182,16 @@ func TestBrowserDeepStack(t *testing.T) {
 	b.wait("whole stack", `window.__flamestream.ready && new URLSearchParams(location.search).get('maxNodes') === '320000' && window.__flamestream.nodes > 100000`)
 	b.wait("zoom kept across trees", fmt.Sprintf(`window.__flamestream.zoomPath.length > %v`, markerDepth))
 	check("whole stack, zoomed")
+	t.Logf("whole stack: %v nodes, JSON.parse %.0f ms, flatten %.0f ms, first paint (flatten + render) %.0f ms",
+		eval[float64](b, `__flamestream.nodes`), eval[float64](b, `__flamestream.parseMs`), eval[float64](b, `__flamestream.flattenMs`), eval[float64](b, `__flamestream.firstPaintMs`))
+	f.deep.mu.Lock()
+	for _, n := range []int{20000, 80000, 320000} {
+		t.Logf("flame-graph JSON with maxNodes=%d: %d bytes", n, len(f.deep.trees[n]))
+	}
+	if n := len(f.deep.trees[20000]); n > 2<<20 {
+		t.Errorf("the default budget's JSON is %d bytes", n)
+	}
+	f.deep.mu.Unlock()
 
 	// 2. The whole tree: scroll inside the graph to a frame 99,990 deep.
 	b.do("reset zoom", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`), chromedp.KeyEvent(kb.Escape))
@@ -201,6 +212,7 @@ func TestBrowserDeepStack(t *testing.T) {
 		p.DeltaX, p.DeltaY = 0.01, -90
 	}))
 	b.wait("scrolled by the wheel", fmt.Sprintf(`document.querySelector('.fg').scrollTop < %v && __flamestream.renders > %v`, before, renders))
+	t.Logf("a render after scrolling %.1f ms (%v rectangles drawn)", eval[float64](b, `__flamestream.lastRenderMs`), eval[float64](b, `__flamestream.nodesDrawn`))
 	r = b.locate(target)
 	b.do("hover the deep frame", chromedp.MouseEvent("mouseMoved", r.X+r.W/2, r.Y+r.H/2))
 	b.wait("deep frame hovered", fmt.Sprintf(`window.__flamestream.hovered && window.__flamestream.hovered.name === %q`, target))
@@ -227,6 +239,16 @@ func TestBrowserDeepStack(t *testing.T) {
 	b.wait("zoom restored", fmt.Sprintf(`window.__flamestream.ready && window.__flamestream.zoomPath.length === 99991 && window.__flamestream.zoomPath[99990] === %q`, target))
 	r = b.locate(target)
 	pz := shot("deep-stack-zoomed")
+	// The SVG export is the graph as shown: the rows in view, not a document 1.8 million pixels high.
+	b.do("capture downloads", chromedp.Evaluate[chromedp.Void](`window.__blobs = [];
+		const orig = URL.createObjectURL.bind(URL);
+		URL.createObjectURL = (blob) => { window.__blobs.push(blob); return orig(blob); };`))
+	b.do("export svg", chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-export=svg]').click()`))
+	b.wait("svg blob", `window.__blobs.length === 1`)
+	svg := eval[map[string]any](b, fmt.Sprintf(`window.__blobs[0].text().then((t) => ({height: +/height="([\d.]+)"/.exec(t)[1], rects: (t.match(/<rect /g) || []).length, target: t.includes(%q)}))`, target))
+	if svg["height"].(float64) > 4096+24 || svg["rects"].(float64) < 20 || svg["target"] != true {
+		t.Errorf("svg export of the deep view: %v", svg)
+	}
 
 	// 3. Search finds a deep frame; flame orientation starts at the root (the bottom).
 	b.do("search", chromedp.SendKeys(chromedp.CSS(`input.search`), "walk_09999"))

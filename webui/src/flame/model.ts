@@ -30,8 +30,14 @@ export class FlameModel {
   other: Uint8Array;
   /** maxSub[i] is the deepest depth found under node i. */
   maxSub: Int32Array;
-  /** rows[d] lists the nodes at depth d in increasing start. */
-  rows: Int32Array[] = [];
+  /**
+   * rowBuf holds the nodes row by row, each row in increasing start; row d
+   * is rowBuf[rowStart[d] .. rowStart[d + 1]) (see row). Rows are views made
+   * on demand: a 100,000-frame stack has as many rows, and a render reads
+   * only those in view.
+   */
+  rowBuf: Int32Array = new Int32Array(0);
+  rowStart: Int32Array = new Int32Array(1);
   maxDepth = 0;
   /** total and baseTotal are the root totals (baseTotal only for diffs). */
   total = 0;
@@ -48,6 +54,12 @@ export class FlameModel {
     this.base = diff ? new Float64Array(n) : null;
     this.other = new Uint8Array(n);
     this.maxSub = new Int32Array(n);
+  }
+
+  /** row returns the nodes at depth d in increasing start (empty past maxDepth). */
+  row(d: number): Int32Array {
+    if (d < 0 || d > this.maxDepth) return this.rowBuf.subarray(0, 0);
+    return this.rowBuf.subarray(this.rowStart[d], this.rowStart[d + 1]);
   }
 
   /** name returns the frame name of node i. */
@@ -100,11 +112,11 @@ export class FlameModel {
     const k = /^~(\d+)\.([0-9a-f]{8})([0-9a-f]{8})$/.exec(key);
     if (!k) return -1;
     const d = +k[1];
-    if (d >= this.rows.length) return -1;
+    if (d > this.maxDepth) return -1;
     this.hashPaths();
     const a = parseInt(k[2], 16) | 0;
     const b = parseInt(k[3], 16) | 0;
-    const row = this.rows[d];
+    const row = this.row(d);
     for (let j = 0; j < row.length; j++) {
       const i = row[j];
       if (this.pathHashA[i] === a && this.pathHashB[i] === b) return i;
@@ -156,8 +168,8 @@ export class FlameModel {
   /** children returns the child indexes of node i (a contiguous slice of the next row). */
   children(i: number): Int32Array {
     const d = this.depth[i] + 1;
-    if (d >= this.rows.length) return new Int32Array(0);
-    const row = this.rows[d];
+    if (d > this.maxDepth) return new Int32Array(0);
+    const row = this.row(d);
     const s = this.start[i];
     let lo = 0;
     let hi = row.length;
@@ -325,8 +337,8 @@ export function flatten(root: TreeNode, diff = false): FlameModel {
   const fillAt = rowStart.slice(0, maxDepth + 1);
   const buf = new Int32Array(n);
   for (let i = 0; i < n; i++) buf[fillAt[depth[i]]++] = i;
-  m.rows = [];
-  for (let d = 0; d <= maxDepth; d++) m.rows.push(buf.subarray(rowStart[d], rowStart[d + 1]));
+  m.rowBuf = buf;
+  m.rowStart = rowStart;
   const maxSub = m.maxSub;
   for (let i = 0; i < n; i++) {
     maxSub[i] = depth[i];

@@ -422,7 +422,7 @@ export class FlameGraph {
     let cur = this.regB;
     let np = 0;
     for (let d = Math.max(zd, dLo); d <= last; d++) {
-      const row = m.rows[d];
+      const row = m.row(d);
       const y = this.rowY(d) - top;
       const n = row.length;
       let nc = 0;
@@ -686,7 +686,7 @@ export class FlameGraph {
     if (d < zd) return this.ancestors[d];
     const zs = m.start[z];
     const v = zs + (x / this.cssW) * (m.value[z] || 1);
-    const row = m.rows[d];
+    const row = m.row(d);
     const k = lastStartAtOrBefore(m, row, v);
     if (k < 0) return -1;
     const i = row[k];
