@@ -89,6 +89,9 @@ func (s *soaker) queryLoop(ctx context.Context) {
 		}
 		now := time.Now()
 		_, err := s.flameTotal(ctx, now.Add(-6*time.Hour), now)
+		if ctx.Err() != nil {
+			return // cut short by the end of the load, not a failure
+		}
 		s.mu.Lock()
 		if err == nil {
 			s.rep.Queries["ok"]++
@@ -456,7 +459,11 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\n%-10s %7s %7s %7s %10s  %s\n", "fault", "at(s)", "down(s)", "back(s)", "ready(s)", "error")
 	for _, f := range r.Faults {
-		fmt.Fprintf(w, "%-10s %7.0f %7.1f %7.1f %10.1f  %s\n", f.Target, f.At, f.Down, f.Back, f.Recovered, f.Err)
+		note := f.Err
+		if len(f.Unready) > 0 {
+			note = "(" + strings.Join(f.Unready, ", ") + " not ready before) " + note
+		}
+		fmt.Fprintf(w, "%-10s %7.0f %7.1f %7.1f %10.1f  %s\n", f.Target, f.At, f.Down, f.Back, f.Recovered, note)
 	}
 	t := r.Totals
 	fmt.Fprintf(w, "\nprofiles in ClickHouse %d (missing %d, double %d, wrong %d, stray %d), all indexed %.1fs after the load\n",

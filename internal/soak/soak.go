@@ -150,7 +150,9 @@ type Fault struct {
 	// answered /readyz 200 again (-1: not within Config.Recover).
 	Back      float64 `json:"back_s"`
 	Recovered float64 `json:"recovered_s"`
-	Err       string  `json:"error,omitempty"`
+	// Unready lists the roles that were already not ready when the fault began (not waited for).
+	Unready []string `json:"unready_before,omitempty"`
+	Err     string   `json:"error,omitempty"`
 }
 
 // RoleSample is one role's figures at a sample.
@@ -407,7 +409,19 @@ func (s *soaker) chaos(ctx context.Context) {
 // fault kills target, keeps it down for down, starts it again and waits for it and every role.
 func (s *soaker) fault(ctx context.Context, target string, down time.Duration) {
 	p := s.st.proc(target)
-	f := Fault{Target: target, At: s.since(), Down: down.Seconds(), Back: -1, Recovered: -1}
+	// Only the roles ready before the fault must be ready after it: a role still failing from an earlier
+	// fault is not blamed on this one again.
+	var watch, unready []string
+	for _, role := range roles {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if s.st.roles[role].ready(cctx) == nil || role == target {
+			watch = append(watch, role)
+		} else {
+			unready = append(unready, role)
+		}
+		cancel()
+	}
+	f := Fault{Target: target, At: s.since(), Down: down.Seconds(), Back: -1, Recovered: -1, Unready: unready}
 	s.mu.Lock()
 	s.down = target
 	s.mu.Unlock()
@@ -425,7 +439,7 @@ func (s *soaker) fault(ctx context.Context, target string, down time.Duration) {
 	} else {
 		f.Back = time.Since(restarted).Seconds()
 		var errs []string
-		for _, role := range roles {
+		for _, role := range watch {
 			if err := s.st.roles[role].waitReady(context.WithoutCancel(ctx), s.cfg.Recover-time.Since(restarted)); err != nil {
 				errs = append(errs, err.Error())
 			}

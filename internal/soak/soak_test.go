@@ -113,8 +113,13 @@ func logTails(t *testing.T, dir string) {
 			}
 		}
 		f.Close()
-		if len(lines) > 20 {
-			lines = lines[len(lines)-20:]
+		if len(lines) > 8 {
+			lines = lines[len(lines)-8:]
+		}
+		for i, l := range lines {
+			if len(l) > 400 {
+				lines[i] = l[:400] + "…"
+			}
 		}
 		if len(lines) > 0 {
 			t.Logf("%s (last warnings and errors):\n%s", filepath.Base(p), strings.Join(lines, "\n"))
