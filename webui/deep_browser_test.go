@@ -219,6 +219,11 @@ func TestBrowserDeepStack(t *testing.T) {
 	if dep := eval[float64](b, `__flamestream.hovered.depth`); dep != 99_991 {
 		t.Errorf("hovered depth %v, want 99991", dep)
 	}
+	// The hover outline sits on the hovered row, scroll offset included.
+	b.wait("outline drawn", `!document.querySelector('.fg-hl').hidden`)
+	if hl := eval[rect](b, `(() => { const r = document.querySelector('.fg-hl').getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width, H: r.height}; })()`); hl.Y < r.Y-2 || hl.Y > r.Y+2 {
+		t.Errorf("hover outline at y=%v, the hovered row at y=%v", hl.Y, r.Y)
+	}
 	p := shot("deep-stack-scrolled")
 	check("scrolled")
 	b.do("click the deep frame", chromedp.MouseClickXY(r.X+r.W/2, r.Y+r.H/2))

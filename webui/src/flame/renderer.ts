@@ -132,6 +132,7 @@ export class FlameGraph {
   private charW = 7;
   private labels = new Float64Array(4 * 1024);
   private ro: ResizeObserver;
+  private onWindowResize = () => { if (this.deep) this.invalidate(); };
   private cb: FlameGraphCallbacks;
 
   constructor(cb: FlameGraphCallbacks = {}) {
@@ -159,6 +160,8 @@ export class FlameGraph {
     // Only width changes need a render: the height is ours (set by resize).
     this.ro = new ResizeObserver(() => { if (this.el.clientWidth !== this.cssW) this.invalidate(); });
     this.ro.observe(this.el);
+    // A deep graph's viewport follows the window's height, which the observer does not see.
+    window.addEventListener('resize', this.onWindowResize);
     debug.locate = (name) => this.locate(name);
     debug.renderNow = () => this.renderNow();
     debug.zoomToIndex = (i) => this.cb.onZoom?.(i);
@@ -169,6 +172,7 @@ export class FlameGraph {
   /** destroy detaches observers. */
   destroy(): void {
     this.ro.disconnect();
+    window.removeEventListener('resize', this.onWindowResize);
     if (this.raf) cancelAnimationFrame(this.raf);
     this.raf = 0;
   }
