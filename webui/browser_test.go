@@ -393,6 +393,17 @@ func TestBrowserStudio(t *testing.T) {
 	if saved == nil || saved["retention_days"] != float64(14) {
 		t.Errorf("settings saved %v", saved)
 	}
+	// An empty retention is the global one: sent as null, never as a number of days.
+	b.do("clear retention",
+		chromedp.SetValue(chromedp.CSS(`input[name=retention_days]`), ""),
+		chromedp.Click(chromedp.CSS(`form.form-grid button[type=submit]`)))
+	b.wait("saved again", `document.querySelector('.ok-text')`)
+	b.api.mu.Lock()
+	saved = b.api.settings["demo"]
+	b.api.mu.Unlock()
+	if v, ok := saved["retention_days"]; !ok || v != nil {
+		t.Errorf("settings saved with an empty retention: %v", saved)
+	}
 
 	// Dark theme.
 	b.do("profile again", chromedp.Navigate(b.base+"/profile?service=demo"))

@@ -33,7 +33,7 @@ export interface FilterValue { value: string; samples: number }
 export type FilterOptions = Record<string, FilterValue[]>;
 export interface Agent { service: string; hostname: string; agent_version: string; instance_type: string; gpid: number | string; first_seen: string; last_seen: string }
 export interface Token { id: number | string; name: string; service: string; created_at: string; revoked: boolean }
-export interface Settings { sample_threshold: number; retention_days: number }
+export interface Settings { sample_threshold: number; retention_days?: number | null }
 
 /** API_BASE is where every route lives. */
 export const API_BASE = '/api/v1';
