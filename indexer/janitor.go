@@ -245,7 +245,9 @@ func (j *Janitor) SweepServices(ctx context.Context) ([]Deletion, error) {
 	var deleted []Deletion
 	var errs []error
 	fail := func(s *service, err error) {
-		j.log.Warn("service retention failed", "service", s.name, "days", s.days, "err", err)
+		if ctx.Err() == nil { // at shutdown every service stops: that is not a failure of one
+			j.log.Warn("service retention failed", "service", s.name, "days", s.days, "err", err)
+		}
 		errs = append(errs, fmt.Errorf("service %s: %w", s.name, err))
 		s.wait = nil
 	}
