@@ -247,7 +247,7 @@ func (s *soaker) verify(ctx context.Context) {
 				rep.IndexedAfter = time.Since(t0).Seconds()
 				// A late redelivery would add rows after the last profile arrived: look once more after a
 				// few of the indexer's batch waits.
-				time.Sleep(5 * time.Second)
+				time.Sleep(3 * time.Second)
 				if r, err := s.profiles(ctx); err == nil {
 					rows = r
 				}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -165,8 +168,27 @@ func (p *proc) waitReady(ctx context.Context, bound time.Duration) error {
 	}
 }
 
-// freePort returns a port of 127.0.0.1 nobody listens on right now.
+// freePort returns a port of 127.0.0.1 nobody listens on right now, below the kernel's ephemeral range
+// when it can: a server the soak kills must get its port back when it restarts seconds later, and the
+// ephemeral range is where other tests' listeners (port 0) and every outgoing connection take theirs.
 func freePort() (int, error) {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	if lo > 12000 {
+		for range 50 {
+			port := 10000 + rand.IntN(lo-12000)
+			if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
