@@ -265,48 +265,7 @@ func (s *soaker) verify(ctx context.Context) {
 		s.rep.fail("read profiles from ClickHouse: %v", lastErr)
 		return
 	}
-	example := func(format string, args ...any) {
-		if len(rep.Examples) < 12 {
-			rep.Examples = append(rep.Examples, fmt.Sprintf(format, args...))
-		}
-	}
-	rep.Profiles = len(rows)
-	var lo, hi time.Time
-	for _, u := range sent {
-		k := profileKey(u.host, u.start.Unix())
-		r, ok := rows[k]
-		delete(rows, k)
-		state := u.state.Load()
-		switch {
-		case state == acked && !ok:
-			rep.Missing++
-			example("missing: %s %s (count %d, %d tries)", u.host, u.start.Format(time.RFC3339), u.count, u.tries.Load())
-			continue
-		case !ok:
-			continue
-		case state == rejected || u.tries.Load() == 0:
-			rep.Stray++
-			example("stray: %s %s was never accepted (state %d, %d tries) yet has %d", u.host, u.start.Format(time.RFC3339), state, u.tries.Load(), r.sum)
-			continue
-		case r.sum == 2*u.count:
-			rep.Double++
-			example("double: %s %s has %d, sent %d", u.host, u.start.Format(time.RFC3339), r.sum, u.count)
-		case r.sum != u.count || r.ids != 1:
-			rep.Wrong++
-			example("wrong: %s %s has %d under %d profile ids, sent %d", u.host, u.start.Format(time.RFC3339), r.sum, r.ids, u.count)
-		}
-		rep.Expected += u.count
-		if lo.IsZero() || u.start.Before(lo) {
-			lo = u.start
-		}
-		if u.start.After(hi) {
-			hi = u.start
-		}
-	}
-	for k, r := range rows {
-		rep.Stray++
-		example("stray: rows of no upload: %s (%d)", k, r.sum)
-	}
+	lo, hi := rep.compare(sent, rows)
 	// Double and wrong profiles were added to Expected with what was sent, so any of them also shows as a
 	// difference in the tables and the API total.
 	if rep.Missing+rep.Double+rep.Wrong+rep.Stray > 0 {
@@ -349,6 +308,58 @@ func (s *soaker) verify(ctx context.Context) {
 			s.rep.fail("flame graph total %d, the accepted profiles %d (%+d)", v, rep.Expected, int64(v)-int64(rep.Expected))
 		}
 	}
+}
+
+// compare checks the rows of every profile against what was sent: an accepted profile must have rows
+// summing to its count under one profile id; a profile answered 4xx or never sent must have none; one
+// never answered may have either. It adds up Expected and returns the range of the profiles' starts.
+func (t *Totals) compare(sent []*upload, rows map[string]profileRows) (lo, hi time.Time) {
+	example := func(format string, args ...any) {
+		if len(t.Examples) < 12 {
+			t.Examples = append(t.Examples, fmt.Sprintf(format, args...))
+		}
+	}
+	t.Profiles = len(rows)
+	seen := make(map[string]bool, len(rows))
+	for _, u := range sent {
+		k := profileKey(u.host, u.start.Unix())
+		r, ok := rows[k]
+		seen[k] = true
+		state := u.state.Load()
+		at := u.start.Format(time.RFC3339)
+		switch {
+		case state == acked && !ok:
+			t.Missing++
+			example("missing: %s %s (count %d, %d tries)", u.host, at, u.count, u.tries.Load())
+			continue
+		case !ok:
+			continue
+		case state == rejected || u.tries.Load() == 0:
+			t.Stray++
+			example("stray: %s %s was never accepted (state %d, %d tries) yet has %d", u.host, at, state, u.tries.Load(), r.sum)
+			continue
+		case r.sum == 2*u.count:
+			t.Double++
+			example("double: %s %s has %d, sent %d", u.host, at, r.sum, u.count)
+		case r.sum != u.count || r.ids != 1:
+			t.Wrong++
+			example("wrong: %s %s has %d under %d profile ids, sent %d", u.host, at, r.sum, r.ids, u.count)
+		}
+		t.Expected += u.count
+		if lo.IsZero() || u.start.Before(lo) {
+			lo = u.start
+		}
+		if u.start.After(hi) {
+			hi = u.start
+		}
+	}
+	for k, r := range rows {
+		if !seen[k] {
+			t.Stray++
+			example("stray: rows of no upload: %s (%d)", k, r.sum)
+		}
+	}
+	return lo, hi
 }
 
 // summarize fills the report's counts and growth figures and judges them.
@@ -398,7 +409,7 @@ func (s *soaker) summarize(idleStart, idleEnd Sample) {
 	half := cfg.Duration.Seconds() / 2
 	for _, role := range roles {
 		p := s.st.roles[role]
-		g := &Growth{Restarts: max(p.starts-1, 0), UnexpectedExits: p.unexpectedExits(),
+		g := &Growth{Restarts: p.restarts(), UnexpectedExits: p.unexpectedExits(),
 			GoroutinesIdleStart: idleStart.Roles[role].Goroutines, GoroutinesIdleEnd: idleEnd.Roles[role].Goroutines}
 		rep.Growth[role] = g
 		if len(g.UnexpectedExits) > 0 {
@@ -406,25 +417,8 @@ func (s *soaker) summarize(idleStart, idleEnd Sample) {
 		}
 		// The second half of the load, in the life of the process that is running at the end (a killed
 		// indexer starts small again).
-		var rss, gor []float64
-		for _, sm := range rep.Samples {
-			r := sm.Roles[role]
-			if sm.T >= half && sm.T <= cfg.Duration.Seconds() && r.PID == idleEnd.Roles[role].PID && r.RSSMiB > 0 && r.Goroutines >= 0 {
-				rss = append(rss, r.RSSMiB)
-				gor = append(gor, r.Goroutines)
-			}
-		}
-		g.Samples = len(rss)
-		if len(rss) >= 6 {
-			n := len(rss) / 3
-			g.RSSFirstMiB, g.RSSLastMiB = median(rss[:n]), median(rss[len(rss)-n:])
-			g.GoroutinesFirst, g.GoroutinesLast = median(gor[:n]), median(gor[len(gor)-n:])
-			if g.RSSLastMiB > g.RSSFirstMiB*(1+cfg.GrowthRatio)+cfg.RSSSlackMiB {
-				s.rep.fail("%s RSS grew over the second half: %.0f MiB → %.0f MiB", role, g.RSSFirstMiB, g.RSSLastMiB)
-			}
-			if g.GoroutinesLast > g.GoroutinesFirst*(1+cfg.GrowthRatio)+cfg.GoroutineSlack {
-				s.rep.fail("%s goroutines grew over the second half: %.0f → %.0f", role, g.GoroutinesFirst, g.GoroutinesLast)
-			}
+		for _, f := range g.judge(rep.Samples, role, idleEnd.Roles[role].PID, half, cfg.Duration.Seconds(), cfg) {
+			s.rep.fail("%s", f)
 		}
 		if g.GoroutinesIdleStart > 0 && g.GoroutinesIdleEnd > g.GoroutinesIdleStart*(1+cfg.GrowthRatio)+cfg.GoroutineSlack {
 			s.rep.fail("%s goroutines when idle: %.0f before the load, %.0f after it", role, g.GoroutinesIdleStart, g.GoroutinesIdleEnd)
@@ -433,6 +427,34 @@ func (s *soaker) summarize(idleStart, idleEnd Sample) {
 			s.rep.fail("%s /metrics does not answer after the load", role)
 		}
 	}
+}
+
+// judge fills the second-half figures of role from the samples of process pid taken between from and to
+// (seconds), and says what grew past the tolerance of cfg. It needs six samples to judge.
+func (g *Growth) judge(samples []Sample, role string, pid int, from, to float64, cfg Config) []string {
+	var rss, gor []float64
+	for _, sm := range samples {
+		r := sm.Roles[role]
+		if sm.T >= from && sm.T <= to && r.PID == pid && r.RSSMiB > 0 && r.Goroutines >= 0 {
+			rss = append(rss, r.RSSMiB)
+			gor = append(gor, r.Goroutines)
+		}
+	}
+	g.Samples = len(rss)
+	if len(rss) < 6 {
+		return nil
+	}
+	var out []string
+	n := len(rss) / 3
+	g.RSSFirstMiB, g.RSSLastMiB = median(rss[:n]), median(rss[len(rss)-n:])
+	g.GoroutinesFirst, g.GoroutinesLast = median(gor[:n]), median(gor[len(gor)-n:])
+	if g.RSSLastMiB > g.RSSFirstMiB*(1+cfg.GrowthRatio)+cfg.RSSSlackMiB {
+		out = append(out, fmt.Sprintf("%s RSS grew over the second half: %.0f MiB → %.0f MiB", role, g.RSSFirstMiB, g.RSSLastMiB))
+	}
+	if g.GoroutinesLast > g.GoroutinesFirst*(1+cfg.GrowthRatio)+cfg.GoroutineSlack {
+		out = append(out, fmt.Sprintf("%s goroutines grew over the second half: %.0f → %.0f", role, g.GoroutinesFirst, g.GoroutinesLast))
+	}
+	return out
 }
 
 func median(v []float64) float64 {

@@ -141,6 +141,13 @@ func (p *proc) pid() int {
 	return p.cmd.Process.Pid
 }
 
+// restarts is how many times the process was started after the first.
+func (p *proc) restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.starts-1, 0)
+}
+
 // unexpectedExits returns how the process ended each time the soak did not stop it.
 func (p *proc) unexpectedExits() []string {
 	p.mu.Lock()
