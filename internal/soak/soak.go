@@ -257,6 +257,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.MinDown > cfg.MaxDown || cfg.MinGap > cfg.MaxGap {
 		return nil, errors.New("soak: MinDown/MinGap above MaxDown/MaxGap")
 	}
+	if cfg.Duration <= 0 || cfg.Rate <= 0 || cfg.Agents < 1 || cfg.Workers < 1 || cfg.Lines < 1 || cfg.Pool < 1 || cfg.SampleEvery <= 0 {
+		return nil, errors.New("soak: Duration, Rate, Agents, Workers, Lines, Pool and SampleEvery must be positive")
+	}
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "flamestream-soak-")
