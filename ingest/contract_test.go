@@ -236,7 +236,8 @@ func TestUploadWithNULHostnameIs400(t *testing.T) {
 		{"NUL in the service parameter", "POST", "/api/v2/profiles?service=a%00b&key=" + token, map[string]string{"Content-Encoding": "gzip"}, good, "bad service name: contains a NUL byte"},
 		{"invalid UTF-8 in the service parameter", "POST", "/api/v1/profiles?service=a%FFb&key=" + token, map[string]string{"Content-Encoding": "gzip"}, good, "bad service name: not valid UTF-8"},
 		{"invalid UTF-8 in the service header", "POST", "/api/v2/profiles", agent("a\xc3b"), good, "bad service name: not valid UTF-8"},
-		{"service name too long", "POST", "/api/v2/profiles", agent(strings.Repeat("s", 256)), good, "bad service name: longer than 255 bytes"},
+		{"service name too long", "POST", "/api/v2/profiles", agent(strings.Repeat("s", 256)), good, "bad service name: longer than 255 bytes once URL-escaped"},
+		{"service name too long once escaped", "POST", "/api/v2/profiles", agent(strings.Repeat("é", 50)), good, "bad service name: longer than 255 bytes once URL-escaped"},
 		{"NUL in a log batch's hostname", "POST", "/api/v1/logs", map[string]string{"X-Token": token}, logBatch("svc", "a\x00b"), "bad hostname: contains a NUL byte"},
 		{"NUL in a log batch's service", "POST", "/api/v1/logs", map[string]string{"X-Token": token}, logBatch("a\x00b", "h"), "bad service name: contains a NUL byte"},
 		{"severity past smallint", "POST", "/api/v1/logs", map[string]string{"X-Token": token},
@@ -258,6 +259,12 @@ func TestUploadWithNULHostnameIs400(t *testing.T) {
 	}
 	if n := bucketObjects(t, st, "profiles/"); n != 0 {
 		t.Errorf("%d refused uploads were stored", n)
+	}
+	// The longest names are stored (the object key holds them).
+	for _, name := range []string{strings.Repeat("s", 255), strings.Repeat("é", 42)} {
+		if r := post(t, st.URL, "/api/v2/profiles", token, name, good); r.code != 200 {
+			t.Errorf("service of %d bytes: %d %s", len(name), r.code, r.raw)
+		}
 	}
 
 	// Other metadata text is stored with U+FFFD for each NUL byte or invalid UTF-8 sequence.

@@ -19,7 +19,7 @@
 //     ClickHouse's DateTime, 1970 to 2106-02-07T06:28:15Z), and end_time not before start_time.
 //   - The service name (header, query parameter or body) and the hostname (upload JSON, the profile's
 //     metadata header, a log batch, a heartbeat, a logs query): valid UTF-8 without NUL bytes; a service
-//     name is at most 255 bytes.
+//     name is at most 255 bytes once URL-escaped (it names a folder of the object key).
 //   - Other metadata text that goes to PostgreSQL (agent version, instance type, cloud provider, container
 //     names, run arguments, agent log records, heartbeat fields) is stored with each NUL byte and each
 //     invalid UTF-8 sequence replaced by U+FFFD. Frame text and container fields of stack lines go to

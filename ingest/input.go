@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,7 +20,7 @@ import (
 //   - Names that identify data (the service name from the header, the query or the body; the hostname from
 //     the upload JSON, the profile's metadata header, a log batch or a heartbeat): valid UTF-8 without NUL
 //     bytes (PostgreSQL's text refuses both), else 400. A service name is also at most maxServiceLen bytes
-//     (it is part of the object key).
+//     once path-escaped: it is a folder of the object key, and a file system's folder name holds 255.
 //   - Other metadata text stored in PostgreSQL (agent version, instance type, cloud provider, container and
 //     Kubernetes names, run arguments, agent log records, heartbeat status and ids): stored safely, each
 //     NUL byte and each invalid UTF-8 sequence replaced by U+FFFD; JSON values likewise (a \u0000 escape
@@ -29,7 +30,9 @@ import (
 //   - Times: start_time and end_time between minTime and maxAhead after the server's clock, end_time not
 //     before start_time.
 
-// maxServiceLen bounds a service name: it is path-escaped into the object key (S3 keys hold 1,024 bytes).
+// maxServiceLen bounds a service name as escaped into the object key (see ObjectKey): the S3 servers
+// Flamestream runs on (MinIO, versitygw) keep each "/"-separated part of a key as a file or folder name,
+// which holds 255 bytes; a longer one would fail every store with a 503 the agent retries forever.
 const maxServiceLen = 255
 
 // minTime is the earliest start or end time accepted: no agent clock is plausibly earlier.
@@ -51,8 +54,9 @@ func checkService(v string) error {
 	if err := checkName("service name", v); err != nil {
 		return err
 	}
-	if len(v) > maxServiceLen {
-		return fail(http.StatusBadRequest, fmt.Sprintf("bad service name: longer than %d bytes", maxServiceLen), nil)
+	if n := len(url.PathEscape(v)); n > maxServiceLen {
+		return fail(http.StatusBadRequest, fmt.Sprintf("bad service name: longer than %d bytes once URL-escaped", maxServiceLen),
+			fmt.Errorf("%d bytes, %d escaped", len(v), n))
 	}
 	return nil
 }
