@@ -4,12 +4,12 @@ package chdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
-	"github.com/ClickHouse/ch-go/chpool"
 	"github.com/ClickHouse/ch-go/proto"
 )
 
@@ -26,21 +26,29 @@ type Options struct {
 	// Database is the database Flamestream's tables live in; the connection itself uses "default" so
 	// that migrate can create it.
 	Database string
-	MaxConns int32
+	// MaxConns bounds the connections of each of the two pools (plain, and under query limits): 8 if 0.
+	MaxConns int
+	// IdleTimeout closes a connection idle that long (5 min if 0).
+	IdleTimeout time.Duration
 }
 
-// DB is a pool of native connections plus what the server told us about itself.
+// DB is a pool of native connections plus what the server told us about itself. Every connection that
+// sees an error is closed (see pool).
 type DB struct {
-	pool     *chpool.Pool
 	opts     ch.Options
-	limited  limitedPool
+	plain    *pool // statements, inserts and queries without limits
+	limited  *pool // queries under Limits, keyed by the SET statements their session carries
 	Database string
 	// Revision is the server's protocol revision; Legacy is true when we talk the old protocol to it.
 	Revision uint64
 	Legacy   bool
 }
 
-// Open dials ClickHouse once to learn its revision, then opens a pool in the protocol it understands.
+// maxLifetime retires a connection after an hour even if it never failed, so that a long-lived process
+// follows a server moved behind the same address.
+const maxLifetime = time.Hour
+
+// Open dials ClickHouse once to learn its revision, then opens the pools in the protocol it understands.
 func Open(ctx context.Context, o Options) (*DB, error) {
 	if err := CheckIdent(o.Database); err != nil {
 		return nil, fmt.Errorf("clickhouse database: %w", err)
@@ -58,30 +66,70 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		opts.ProtocolVersion = legacyProtocol
 		db.Legacy = true
 	}
-	if o.MaxConns == 0 {
+	if o.MaxConns <= 0 {
 		o.MaxConns = 8
 	}
-	db.opts = opts
-	db.pool, err = chpool.Dial(ctx, chpool.Options{ClientOptions: opts, MaxConns: o.MaxConns,
-		MaxConnIdleTime: 5 * time.Minute, HealthCheckPeriod: 30 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open clickhouse pool %s: %w", o.Addr, err)
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
 	}
+	db.opts = opts
+	db.plain = newPool(o.MaxConns, o.IdleTimeout, maxLifetime, db.dial)
+	db.limited = newPool(o.MaxConns, o.IdleTimeout, maxLifetime, db.dial)
 	return db, nil
 }
 
-// Close closes every connection.
+// dial opens one connection and applies the session settings setup to it.
+func (d *DB) dial(ctx context.Context, setup []string) (*ch.Client, error) {
+	c, err := ch.Dial(ctx, d.opts)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	for _, s := range setup {
+		if err := c.Do(ctx, ch.Query{Body: s}); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+	}
+	return c, nil
+}
+
+// Close closes every idle connection; the ones in use are closed when their work ends.
 func (d *DB) Close() {
-	d.pool.Close()
+	d.plain.close()
 	d.limited.close()
 }
 
-// Do runs one query on a pooled connection.
+// Stats counts the connections of the plain pool and of the pool under limits.
+func (d *DB) Stats() (plain, limited PoolStats) { return d.plain.stats(), d.limited.stats() }
+
+// Do runs one query on a pooled connection. A read that fails on a reused connection before it
+// returned any row, with an error that is not the server's (the server restarted since), runs once more
+// on a fresh connection.
 func (d *DB) Do(ctx context.Context, q ch.Query) error {
-	if err := d.pool.Do(ctx, q); err != nil {
+	return d.run(ctx, d.plain, "", nil, q)
+}
+
+func (d *DB) run(ctx context.Context, p *pool, key string, setup []string, q ch.Query) error {
+	var blocks int
+	if q.OnResult != nil {
+		onResult := q.OnResult
+		q.OnResult = func(ctx context.Context, b proto.Block) error {
+			blocks++
+			return onResult(ctx, b)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		blocks = 0
+		reused, err := p.do(ctx, key, setup, func(ctx context.Context, c *ch.Client) error { return c.Do(ctx, q) })
+		if err == nil {
+			return nil
+		}
+		var e *ch.Exception
+		if attempt == 0 && reused && q.Input == nil && blocks == 0 && ctx.Err() == nil && !errors.As(err, &e) {
+			continue
+		}
 		return fmt.Errorf("clickhouse: %w", err)
 	}
-	return nil
 }
 
 // Exec runs a statement that returns no rows.
@@ -89,15 +137,26 @@ func (d *DB) Exec(ctx context.Context, sql string) error {
 	return d.Do(ctx, ch.Query{Body: sql})
 }
 
-// Ping checks that the server answers a query.
+// Ping checks that the server answers. A dead connection left from before a server restart is
+// retried once on a fresh one, so that readiness follows the server, not the pool's history.
 func (d *DB) Ping(ctx context.Context) error {
-	return d.pool.Ping(ctx)
+	for attempt := 0; ; attempt++ {
+		reused, err := d.plain.do(ctx, "", nil, func(ctx context.Context, c *ch.Client) error { return c.Ping(ctx) })
+		if err == nil {
+			return nil
+		}
+		if attempt == 0 && reused && ctx.Err() == nil {
+			continue
+		}
+		return fmt.Errorf("clickhouse: %w", err)
+	}
 }
 
 // Table returns the qualified name of one of Flamestream's tables.
 func (d *DB) Table(name string) string { return d.Database + "." + name }
 
-// Insert writes one native columnar block into one of Flamestream's tables.
+// Insert writes one native columnar block into one of Flamestream's tables. It is never retried here: a
+// failed insert may or may not have reached the server, and only the caller knows how to check.
 func (d *DB) Insert(ctx context.Context, table string, in proto.Input) error {
 	if err := CheckIdent(table); err != nil {
 		return err
@@ -107,7 +166,9 @@ func (d *DB) Insert(ctx context.Context, table string, in proto.Input) error {
 		cols[i] = c.Name
 	}
 	body := "INSERT INTO " + d.Table(table) + " (" + strings.Join(cols, ", ") + ") VALUES"
-	if err := d.pool.Do(ctx, ch.Query{Body: body, Input: in}); err != nil {
+	if _, err := d.plain.do(ctx, "", nil, func(ctx context.Context, c *ch.Client) error {
+		return c.Do(ctx, ch.Query{Body: body, Input: in})
+	}); err != nil {
 		return fmt.Errorf("insert into %s: %w", table, err)
 	}
 	return nil

@@ -3,10 +3,8 @@ package chdb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
@@ -48,98 +46,15 @@ func (l Limits) statements() []string {
 
 // DoLimited runs one query under limits on a connection kept for those limits only: the limits are SET on
 // the connection's session once, when it is dialled, and the connection then serves only queries under the
-// same limits, so they never leak into other queries (the indexer's inserts may share the main pool) and a
-// query pays no SET round trips. A connection that fails is closed; a kept one that turns out to be dead
-// (a restarted server) is replaced once.
+// same limits, so they never leak into other queries (the indexer's inserts share the plain pool) and a
+// query pays no SET round trips. Per-query settings would be simpler, but the legacy protocol ignores them.
+// The pool of such connections is bounded like the plain one (see Options.MaxConns).
 func (d *DB) DoLimited(ctx context.Context, l Limits, q ch.Query) error {
 	set := l.statements()
 	if len(set) == 0 {
 		return d.Do(ctx, q)
 	}
-	key := strings.Join(set, ";")
-	for attempt := 0; ; attempt++ {
-		c := d.limited.take(key)
-		kept := c != nil
-		if c == nil {
-			var err error
-			if c, err = d.dialLimited(ctx, set); err != nil {
-				return err
-			}
-		}
-		err := c.Do(ctx, q)
-		if err == nil {
-			d.limited.put(key, c)
-			return nil
-		}
-		_ = c.Close()
-		var e *ch.Exception
-		if kept && attempt == 0 && !errors.As(err, &e) && ctx.Err() == nil {
-			continue
-		}
-		return fmt.Errorf("clickhouse: %w", err)
-	}
-}
-
-func (d *DB) dialLimited(ctx context.Context, set []string) (*ch.Client, error) {
-	c, err := ch.Dial(ctx, d.opts)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: dial: %w", err)
-	}
-	for _, s := range set {
-		if err := c.Do(ctx, ch.Query{Body: s}); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("clickhouse: %s: %w", s, err)
-		}
-	}
-	return c, nil
-}
-
-// maxIdleLimited is how many idle connections are kept per set of limits.
-const maxIdleLimited = 8
-
-// limitedPool keeps idle connections by the SET statements applied to them.
-type limitedPool struct {
-	mu     sync.Mutex
-	idle   map[string][]*ch.Client
-	closed bool
-}
-
-func (p *limitedPool) take(key string) *ch.Client {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for cs := p.idle[key]; len(cs) > 0; cs = p.idle[key] {
-		c := cs[len(cs)-1]
-		p.idle[key] = cs[:len(cs)-1]
-		if !c.IsClosed() {
-			return c
-		}
-	}
-	return nil
-}
-
-func (p *limitedPool) put(key string, c *ch.Client) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || len(p.idle[key]) >= maxIdleLimited {
-		_ = c.Close()
-		return
-	}
-	if p.idle == nil {
-		p.idle = map[string][]*ch.Client{}
-	}
-	p.idle[key] = append(p.idle[key], c)
-}
-
-func (p *limitedPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, cs := range p.idle {
-		for _, c := range cs {
-			_ = c.Close()
-		}
-	}
-	p.idle = nil
+	return d.run(ctx, d.limited, strings.Join(set, ";"), set, q)
 }
 
 // Limit is which limit a query hit.
