@@ -349,7 +349,7 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	if len(items) == 0 {
 		return nil, nil
 	}
-	ids := make([]uint64, 0, len(items))
+	ids := make(proto.ColUInt64, 0, len(items))
 	lo, hi := items[0].ev.Start, items[0].ev.Start
 	for _, it := range items {
 		ids = append(ids, it.id)
@@ -360,8 +360,10 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	err := ix.db.Do(ctx, ch.Query{
 		Body: "SELECT DISTINCT profile FROM " + ix.db.Table("samples") +
 			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
-			" AND profile IN " + chdb.Uints(ids),
-		Result: proto.Results{{Name: "profile", Data: &col}},
+			" AND profile GLOBAL IN (SELECT id FROM _ids)",
+		// The ids go as an external table, so the statement's size does not follow the batch's.
+		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
+		Result:         proto.Results{{Name: "profile", Data: &col}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for _, v := range col {
 				seen[v] = true

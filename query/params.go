@@ -74,6 +74,16 @@ func parseSelection(q url.Values, prefix string, now time.Time) (Selection, erro
 	if sel.To.Sub(sel.From) > maxRange {
 		return sel, badRequest("bad time range", fmt.Errorf("at most %v", maxRange))
 	}
+	size := 0
+	for _, d := range dimensions {
+		for _, v := range append(q[prefix+d], q[prefix+d+"_not"]...) {
+			size += len(v)
+		}
+	}
+	if size > maxFilterBytes {
+		// The values become literals of the statement: keep it far below max_query_size (256 KiB).
+		return sel, badRequest("filter values too long", fmt.Errorf("%d bytes in all, at most %d", size, maxFilterBytes))
+	}
 	for _, d := range dimensions {
 		if vs := q[prefix+d]; len(vs) > 0 {
 			if len(vs) > 1000 {
@@ -90,6 +100,9 @@ func parseSelection(q url.Values, prefix string, now time.Time) (Selection, erro
 	}
 	return sel, nil
 }
+
+// maxFilterBytes bounds the filter values of one selection (a diff has two).
+const maxFilterBytes = 32 << 10
 
 func selectionOf(r *http.Request) (Selection, error) {
 	return parseSelection(r.URL.Query(), "", time.Now().UTC())

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -20,13 +21,15 @@ import (
 // tries keeps, per service, a flame trie of every stack its queries have named, and the trie leaf of each
 // stack hash. A query then builds its tree in a view of the trie from counts per leaf, without merging any
 // stack text: a stack's text is read from ClickHouse and merged once per query server, not once per query.
-// The tries are bounded by their number of nodes together; past it they start over.
+// The tries are bounded by their number of nodes together; past it the least recently used services'
+// tries are let go (queries still holding one finish with it).
 type tries struct {
 	mu       sync.Mutex
 	m        map[string]*serviceTrie
 	maxNodes int
+	clock    atomic.Int64 // a use counter: serviceTrie.used orders the tries by their last use
 	// hits, misses and resets count for TrieStats: views whose stacks were all known, views that had to
-	// learn stacks first, and times the tries started over.
+	// learn stacks first, and tries let go to stay within the bound.
 	hits, misses, resets atomic.Int64
 }
 
@@ -34,7 +37,7 @@ type tries struct {
 type TrieStats struct {
 	Hits   int64 // reads whose stacks were all in the service's trie already
 	Misses int64 // reads that first learned stacks from ClickHouse
-	Resets int64 // times the tries outgrew their bound (Config.TrieNodes) and started over
+	Resets int64 // service tries let go because all of them outgrew their bound (Config.TrieNodes)
 	Nodes  int64 // nodes and leaves the tries hold now
 }
 
@@ -44,12 +47,16 @@ func (s *Server) TrieStats() TrieStats {
 }
 
 // serviceTrie is the trie of one service. Views are made and used under the read lock; stacks are added
-// under the write lock.
+// under the write lock, in chunks, so that views go on between them. One learner at a time reads stack
+// texts for the trie (learning holds its token), so that concurrent queries and the warm-up never read
+// and hold the same texts twice.
 type serviceTrie struct {
-	mu    sync.RWMutex
-	trie  *flame.Builder
-	leaf  map[uint64]uint32
-	nodes atomic.Int64
+	mu       sync.RWMutex
+	trie     *flame.Builder
+	leaf     map[uint64]uint32
+	nodes    atomic.Int64
+	used     atomic.Int64
+	learning chan struct{}
 }
 
 func newTries(maxNodes int) *tries {
@@ -71,50 +78,43 @@ func (t *tries) totalLocked() int64 {
 	return total
 }
 
-// of returns the trie of a service, starting over when all of them together are past the bound.
+// of returns the trie of a service. When all of them together are past the bound, the least recently
+// used ones are let go until they hold three quarters of it; the service asked for is let go last.
 func (t *tries) of(service string) *serviceTrie {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.totalLocked() > int64(t.maxNodes) {
-		t.m = map[string]*serviceTrie{} // queries still holding a trie finish with it
-		t.resets.Add(1)
+	if total := t.totalLocked(); total > int64(t.maxNodes) {
+		byUse := make([]*serviceTrie, 0, len(t.m))
+		names := make(map[*serviceTrie]string, len(t.m))
+		for name, st := range t.m {
+			byUse = append(byUse, st)
+			names[st] = name
+		}
+		slices.SortFunc(byUse, func(a, b *serviceTrie) int {
+			if (names[a] == service) != (names[b] == service) {
+				if names[a] == service {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(a.used.Load(), b.used.Load())
+		})
+		for _, st := range byUse {
+			if total <= int64(t.maxNodes)*3/4 {
+				break
+			}
+			total -= st.nodes.Load()
+			delete(t.m, names[st])
+			t.resets.Add(1)
+		}
 	}
 	st := t.m[service]
 	if st == nil {
-		st = &serviceTrie{trie: flame.NewTrie(), leaf: map[uint64]uint32{}}
+		st = &serviceTrie{trie: flame.NewTrie(), leaf: map[uint64]uint32{}, learning: make(chan struct{}, 1)}
 		t.m[service] = st
 	}
+	st.used.Store(t.clock.Add(1))
 	return st
-}
-
-// resolveBatch is how many hashes go into one IN list.
-const resolveBatch = 20000
-
-// resolve returns the text of every hash in hashes (missing ones are absent from the result).
-func (s *Server) resolve(ctx context.Context, hashes []uint64) (map[uint64]string, error) {
-	out := make(map[uint64]string, len(hashes))
-	for len(hashes) > 0 {
-		n := min(len(hashes), resolveBatch)
-		part := hashes[:n]
-		hashes = hashes[n:]
-		var hash proto.ColUInt64
-		var frames proto.ColStr
-		err := s.ch.Do(ctx, ch.Query{
-			Body: "SELECT hash, any(frames) AS frames FROM " + s.ch.Table("stacks") +
-				" WHERE hash IN " + chdb.Uints(part) + " GROUP BY hash",
-			Result: proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}},
-			OnResult: func(ctx context.Context, b proto.Block) error {
-				for i := 0; i < hash.Rows(); i++ {
-					out[hash[i]] = frames.Row(i)
-				}
-				return nil
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("resolve stacks: %w", err)
-		}
-	}
-	return out, nil
 }
 
 // view returns a view of the service's trie that has a leaf for every hash of counts, with counts[h][side]
@@ -153,34 +153,88 @@ func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]
 	}
 }
 
-// learn adds the stacks of hashes to a service trie, in text order (the trie merges sorted stacks fastest).
-// A hash that ClickHouse does not know gets a stack of its own, so its samples still count.
+// learnChunk is how many stack texts learn holds at once: it sorts them (the trie merges sorted stacks
+// fastest) and adds them under the trie's write lock, then reads on. With the deepest stacks (a few KB
+// each) that is a few hundred MB at most, whatever the number of stacks learned.
+const learnChunk = 1 << 16
+
+// learn adds the stacks of hashes to a service trie. The hashes go to ClickHouse as an external table (a
+// million of them are 8 MB of native data, while an IN list of them would be 20 MB of SQL, far past
+// max_query_size), and the texts stream back and are merged chunk by chunk, so that memory does not grow
+// with the number of stacks. A hash that ClickHouse does not know gets a stack of its own, so its samples
+// still count.
 func (s *Server) learn(ctx context.Context, st *serviceTrie, hashes []uint64) error {
-	texts, err := s.resolve(ctx, hashes)
-	if err != nil {
-		return err
+	select {
+	case st.learning <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	defer func() { <-st.learning }()
+	// Another learner may have added some of them meanwhile.
+	st.mu.RLock()
+	missing := make(proto.ColUInt64, 0, len(hashes))
+	for _, h := range hashes {
+		if _, ok := st.leaf[h]; !ok {
+			missing = append(missing, h)
+		}
+	}
+	st.mu.RUnlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	missing = slices.Compact(missing)
+
 	type stackText struct {
 		hash uint64
 		text string
 	}
-	in := make([]stackText, len(hashes))
-	for i, h := range hashes {
-		t, ok := texts[h]
-		if !ok || t == "" {
-			t = "[unknown stack " + strconv.FormatUint(h, 16) + "]"
+	chunk := make([]stackText, 0, min(len(missing), learnChunk))
+	merge := func() {
+		slices.SortFunc(chunk, func(a, b stackText) int { return strings.Compare(a.text, b.text) })
+		st.mu.Lock()
+		for _, x := range chunk {
+			if _, ok := st.leaf[x.hash]; !ok {
+				st.leaf[x.hash] = st.trie.Leaf(x.text)
+			}
 		}
-		in[i] = stackText{h, t}
+		st.nodes.Store(int64(st.trie.Nodes() + len(st.leaf)))
+		st.mu.Unlock()
+		clear(chunk)
+		chunk = chunk[:0]
 	}
-	slices.SortFunc(in, func(a, b stackText) int { return strings.Compare(a.text, b.text) })
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, x := range in {
-		if _, ok := st.leaf[x.hash]; !ok {
-			st.leaf[x.hash] = st.trie.Leaf(x.text)
+	var hash proto.ColUInt64
+	var frames proto.ColStr
+	err := s.ch.Do(ctx, ch.Query{
+		// GLOBAL: on a cluster the stacks table is Distributed, and the shards need the hashes too.
+		Body:           "SELECT hash, frames FROM " + s.ch.Table("stacks") + " WHERE hash GLOBAL IN (SELECT hash FROM _hashes)",
+		ExternalTables: []ch.ExternalTable{{Name: "_hashes", Data: proto.Input{{Name: "hash", Data: &missing}}}},
+		Result:         proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := range hash.Rows() {
+				// frames.Row copies out of the block's buffer, which the next block reuses.
+				if t := frames.Row(i); t != "" {
+					chunk = append(chunk, stackText{hash[i], t})
+				}
+				if len(chunk) == learnChunk {
+					merge()
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("resolve stacks: %w", err)
+	}
+	merge()
+	st.mu.RLock()
+	for _, h := range missing {
+		if _, ok := st.leaf[h]; !ok {
+			chunk = append(chunk, stackText{h, "[unknown stack " + strconv.FormatUint(h, 16) + "]"})
 		}
 	}
-	st.nodes.Store(int64(st.trie.Nodes() + len(st.leaf)))
+	st.mu.RUnlock()
+	merge()
 	return nil
 }
 

@@ -68,16 +68,3 @@ func Time(t time.Time) string {
 // Uint formats an unsigned integer literal.
 func Uint(n uint64) string { return strconv.FormatUint(n, 10) }
 
-// Uints formats a list of unsigned integers as a tuple for IN.
-func Uints(ns []uint64) string {
-	var b strings.Builder
-	b.WriteByte('(')
-	for i, n := range ns {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.FormatUint(n, 10))
-	}
-	b.WriteByte(')')
-	return b.String()
-}
