@@ -156,7 +156,7 @@ var vars = []variable{
 	{"FLAMESTREAM_QUERY_MAX_MEMORY", "query-max-memory", "2147483648", "ClickHouse memory one query may use, in bytes (422 above)", int64v(func(c *Config) *int64 { return &c.QueryMaxMemory })},
 	{"FLAMESTREAM_QUERY_MAX_ROWS", "query-max-rows", "5000000", "rows one ClickHouse query may return (422 above)", int64v(func(c *Config) *int64 { return &c.QueryMaxRows })},
 	{"FLAMESTREAM_QUERY_MAX_NODES", "query-max-nodes", "8192", "default node budget of a flame graph (the maxNodes parameter overrides it)", integer(func(c *Config) *int { return &c.QueryMaxNodes })},
-	{"FLAMESTREAM_QUERY_TRIE_NODES", "query-trie-nodes", "20000000", "stack-trie nodes a query server keeps in memory across queries (about 40 bytes each); past it the tries start over", integer(func(c *Config) *int { return &c.QueryTrieNodes })},
+	{"FLAMESTREAM_QUERY_TRIE_NODES", "query-trie-nodes", "20000000", "stack-trie nodes a query server keeps in memory across queries (about 40 bytes each); past it the least recently used services' tries are let go", integer(func(c *Config) *int { return &c.QueryTrieNodes })},
 	{"FLAMESTREAM_QUERY_CACHE_MB", "query-cache-mb", "256", "memory for the per-stack sums of settled time ranges, reused while ClickHouse holds the same data parts (0 turns the cache off)", integer(func(c *Config) *int { return &c.QueryCacheMB })},
 	{"FLAMESTREAM_JANITOR_INTERVAL", "janitor-interval", "1h", "how often the indexer drops ClickHouse partitions past retention (0 disables)", duration(func(c *Config) *time.Duration { return &c.JanitorInterval })},
 	{"FLAMESTREAM_ADMIN_USER", "admin-user", "", "if set with FLAMESTREAM_ADMIN_PASSWORD, this UI user is created/updated at start", str(func(c *Config) *string { return &c.AdminUser })},
