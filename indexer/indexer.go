@@ -38,6 +38,13 @@ type Config struct {
 	// Accept, when set, selects the events to index; the others are acknowledged untouched (reindex uses
 	// it to replay one service and time range).
 	Accept func(stream.Event) bool
+	// BatchTimeout bounds the work on one batch. Zero derives it from the consumer's ack wait (three
+	// quarters of it): a batch must be settled before JetStream hands its events to another indexer.
+	BatchTimeout time.Duration
+	// MaxDeliveries is how many deliveries an event ClickHouse keeps refusing gets before it is
+	// dead-lettered with its last error (default 20). Failures that are not a refusal of the data
+	// (connection errors, timeouts, a server down or busy) never count: those events wait for the server.
+	MaxDeliveries int
 }
 
 // Indexer is one consumer of the PROFILES stream. Several processes may share one durable consumer.
@@ -54,6 +61,10 @@ type Indexer struct {
 	// every profile is inserted once, not once per batch. Only successful inserts enter it.
 	knownStacks map[uint64]struct{}
 	failures    int
+
+	// batchTimeout bounds one batch's work; settleTimeout bounds the dead-lettering and acks after it.
+	// Their sum stays within the consumer's ack wait.
+	batchTimeout, settleTimeout time.Duration
 
 	w writer
 }
@@ -76,16 +87,54 @@ func New(cfg Config, db *chdb.DB, objects Objects, js jetstream.JetStream, cons 
 	if cfg.MaxDecompressedBytes <= 0 {
 		cfg.MaxDecompressedBytes = 128 << 20
 	}
-	return &Indexer{cfg: cfg, db: db, objects: objects, js: js, cons: cons, log: log.With("role", "indexer"),
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 20
+	}
+	ix := &Indexer{cfg: cfg, db: db, objects: objects, js: js, cons: cons, log: log.With("role", "indexer"),
 		metrics: newMetrics(reg), knownStacks: map[uint64]struct{}{}}
+	ix.batchTimeout, ix.settleTimeout = batchTimeouts(cfg.BatchTimeout, ackWait(cons))
+	return ix
 }
 
-// Run pulls and indexes batches until ctx ends; the batch in hand is finished first.
+// defaultAckWait is JetStream's ack wait when a consumer does not set one.
+const defaultAckWait = 30 * time.Second
+
+// ackWait is the consumer's ack wait, as the server reported it when the consumer was looked up.
+func ackWait(cons jetstream.Consumer) time.Duration {
+	if cons != nil {
+		if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+			return info.Config.AckWait
+		}
+	}
+	return defaultAckWait
+}
+
+// batchTimeouts splits the ack wait: three quarters for the batch's work, the rest (at most 10 s) to
+// dead-letter and acknowledge its events. A configured batch timeout is kept, capped to the same share, so
+// that a batch never outlives its events' ack wait.
+func batchTimeouts(configured, ackWait time.Duration) (batch, settle time.Duration) {
+	batch = ackWait * 3 / 4
+	if configured > 0 {
+		batch = min(configured, batch)
+	}
+	return batch, min(ackWait-batch, 10*time.Second)
+}
+
+// Run pulls and indexes batches until ctx ends; the batch in hand is finished first, within its deadline.
+// Run returns only after every goroutine it started has ended.
 func (ix *Indexer) Run(ctx context.Context) error {
-	ix.log.Info("indexer started", "batch", ix.cfg.BatchSize, "wait", ix.cfg.BatchWait)
-	go ix.watchLag(ctx)
+	ix.log.Info("indexer started", "batch", ix.cfg.BatchSize, "wait", ix.cfg.BatchWait, "batch_timeout", ix.batchTimeout)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		ix.watchLag(ctx)
+	}()
+	defer func() { <-lagDone }()
+	// size shrinks when a batch misses its deadline, so that a backlog of slow events is worked through in
+	// smaller batches instead of timing out whole again and again; it grows back after each success.
+	size := ix.cfg.BatchSize
 	for ctx.Err() == nil {
-		batch, err := ix.cons.Fetch(ix.cfg.BatchSize, jetstream.FetchMaxWait(ix.cfg.BatchWait))
+		batch, err := ix.cons.Fetch(size, jetstream.FetchMaxWait(ix.cfg.BatchWait))
 		if err != nil {
 			ix.log.Warn("fetch failed", "err", err)
 			sleep(ctx, time.Second)
@@ -107,21 +156,49 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		// The batch is finished even when ctx ends meanwhile: it is bounded, and acking it avoids a redelivery.
-		if err := ix.ProcessBatch(context.WithoutCancel(ctx), msgs); err != nil {
+		b, err := ix.indexBatch(ctx, msgs)
+		if err != nil {
 			ix.metrics.failures.Inc()
 			ix.failures++
 			delay := backoff(ix.failures)
-			ix.log.Error("batch failed, will retry", "events", len(msgs), "retry_in", delay, "err", err)
+			if errors.Is(err, errBatchDeadline) {
+				size = max(1, size/2)
+			}
+			ix.log.Error("batch failed, will retry", "events", len(msgs), "retry_in", delay, "next_batch", size, "err", err)
 			for _, m := range msgs {
 				_ = m.NakWithDelay(delay)
 			}
 			sleep(ctx, delay)
 			continue
 		}
+		b.Ack()
+		size = min(ix.cfg.BatchSize, size*2)
+		if b.Indexed == 0 && b.Retried > 0 {
+			// ClickHouse refused everything it was given: the server may refuse all data for now (a
+			// broken schema, a full disk), so wait as after a failure rather than spin through the stream.
+			ix.failures++
+			sleep(ctx, backoff(ix.failures))
+			continue
+		}
 		ix.failures = 0
 	}
 	return nil
+}
+
+// errBatchDeadline marks a batch that failed because it ran out of time.
+var errBatchDeadline = errors.New("batch deadline exceeded")
+
+// indexBatch runs Index under the batch deadline. The batch is finished even when ctx ends meanwhile
+// (acking it avoids a redelivery), but never past the deadline: after the ack wait JetStream hands its
+// events to another indexer, and a stalled ClickHouse read must not hold the consumer forever.
+func (ix *Indexer) indexBatch(ctx context.Context, msgs []jetstream.Msg) (*Batch, error) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ix.batchTimeout)
+	defer cancel()
+	b, err := ix.Index(bctx, msgs)
+	if err != nil && bctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%s): %w", errBatchDeadline, ix.batchTimeout, err)
+	}
+	return b, err
 }
 
 func backoff(failures int) time.Duration {
@@ -146,6 +223,7 @@ type item struct {
 	agg     *profile.Aggregate
 	poison  string // why the event can never be indexed
 	transit error  // a failure worth retrying
+	refusal error  // ClickHouse refused this event's rows when they were inserted alone
 }
 
 // ProfileKey is the 64-bit profile id stored with every sample row: the first 8 bytes of the event id.
@@ -177,25 +255,47 @@ func (ix *Indexer) ProcessBatch(ctx context.Context, msgs []jetstream.Msg) error
 
 // Batch is an indexed batch whose messages are not acknowledged yet.
 type Batch struct {
-	msgs []jetstream.Msg
-	log  *slog.Logger
+	msgs  []jetstream.Msg
+	retry []retry
+	log   *slog.Logger
 	// Events is the number of messages in the batch; Indexed how many profiles were written (the rest were
-	// already in ClickHouse, dead-lettered or not accepted); Rows the sample rows written.
-	Events, Indexed, Rows int
+	// already in ClickHouse, dead-lettered, not accepted or to be retried); Rows the sample rows written;
+	// Retried how many events ClickHouse refused that go back to the stream for another try.
+	Events, Indexed, Rows, Retried int
 }
 
-// Ack acknowledges the batch's messages. A failed ack only means the event comes back and is skipped.
+// retry is an event handed back to JetStream, redelivered after delay.
+type retry struct {
+	msg   jetstream.Msg
+	delay time.Duration
+}
+
+// Ack acknowledges the batch's messages and hands the events to retry back to JetStream. A failed ack
+// only means the event comes back and is skipped.
 func (b *Batch) Ack() {
 	for _, m := range b.msgs {
 		if err := m.Ack(); err != nil {
 			b.log.Warn("ack failed (the event will be redelivered and skipped)", "err", err)
 		}
 	}
+	for _, r := range b.retry {
+		_ = r.msg.NakWithDelay(r.delay)
+	}
 }
 
 // Index writes one batch to ClickHouse without acknowledging it: poison events are dead-lettered and
 // terminated, events already indexed are skipped, the rest is inserted. The caller acks the returned Batch.
 // An error means nothing was acknowledged and a retry could succeed.
+//
+// Fault isolation: when ClickHouse refuses an insert (a server exception about the data, see refused),
+// the events are written again in halves, down to single events, so that one bad event does not hold
+// the others back. An event refused alone is dead-lettered with the server's reason when another part of
+// the batch was written (the server takes data, just not this event's). When nothing was written, the
+// refusal may be the server's (a broken schema, say): the event goes back to the stream with a backoff,
+// and is dead-lettered once it has been delivered MaxDeliveries times. Connection errors, timeouts and a
+// server down or busy fail the whole batch, which is retried with a backoff and never dead-lettered. Every
+// retry passes the exactly-once guard again, so a group that reached the server before failing is not
+// written twice.
 //
 // Exactly-once effect: a profile's sample rows are written by one INSERT into samples, which on one server
 // is one part per partition, and a profile's rows all share one timestamp, so they are all there or none.
@@ -236,16 +336,16 @@ func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, err
 		items = append(items, it)
 	}
 	ix.load(ctx, items)
+	defer release(items)
 	for _, it := range items {
 		if it.transit != nil {
-			for _, it := range items {
-				if it.agg != nil {
-					aggPool.Put(it.agg)
-				}
-			}
 			return nil, it.transit
 		}
 	}
+	// Dead-lettering and acks get their own short deadline: they must happen even when the batch's
+	// work used all of its time.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ix.settleTimeout)
+	defer cancel()
 	// Poison first: they are terminated whatever happens to the rest.
 	var good []*item
 	for _, it := range items {
@@ -253,30 +353,147 @@ func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, err
 			good = append(good, it)
 			continue
 		}
-		ix.metrics.dlq.Inc()
-		ix.log.Warn("dead-lettering event", "subject", it.msg.Subject(), "reason", it.poison)
-		if err := stream.DeadLetter(ctx, ix.js, it.msg, it.poison); err != nil {
+		if err := ix.deadLetter(sctx, it.msg, it.poison); err != nil {
 			return nil, err
 		}
-		_ = it.msg.Term()
 	}
-	fresh, err := ix.skipIndexed(ctx, good)
-	if err != nil {
+	var w written
+	if err := ix.writeIsolated(ctx, good, &w); err != nil {
 		return nil, err
 	}
-	rows, err := ix.write(ctx, fresh)
-	if err != nil {
-		return nil, err
+	refusedNow := map[*item]bool{}
+	var retries []retry
+	if len(w.refused) > 0 {
+		// A refused insert may still have reached the samples table (a materialized view failing after
+		// the part was written): such an event counts as indexed, it is neither retried nor dead-lettered.
+		still, err := ix.skipIndexed(ctx, w.refused)
+		if err != nil {
+			return nil, err
+		}
+		disown(w.refused, still)
+		for _, it := range still {
+			refusedNow[it] = true
+			delivered := uint64(1)
+			if md, err := it.msg.Metadata(); err == nil {
+				delivered = md.NumDelivered
+			}
+			var reason string
+			switch {
+			case w.indexed > 0:
+				reason = "clickhouse refused the event's rows: " + it.refusal.Error()
+			case delivered >= uint64(ix.cfg.MaxDeliveries):
+				reason = fmt.Sprintf("clickhouse refused the event's rows on each of %d deliveries, last: %v", delivered, it.refusal)
+			default:
+				delay := backoff(int(min(delivered, 16)))
+				ix.log.Warn("clickhouse refused an event, will retry", "subject", it.msg.Subject(), "delivered", delivered, "retry_in", delay, "err", it.refusal)
+				retries = append(retries, retry{msg: it.msg, delay: delay})
+				continue
+			}
+			if err := ix.deadLetter(sctx, it.msg, reason); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, it := range good {
-		settled = append(settled, it.msg)
+		if !refusedNow[it] {
+			settled = append(settled, it.msg)
+		}
 	}
 	d := time.Since(t0)
 	ix.metrics.batchSize.Observe(float64(len(msgs)))
-	ix.metrics.profiles.Add(float64(len(fresh)))
-	ix.metrics.rows.Add(float64(rows))
-	ix.log.Debug("batch indexed", "events", len(msgs), "indexed", len(fresh), "duplicates", len(good)-len(fresh), "rows", rows, "took", d)
-	return &Batch{msgs: settled, log: ix.log, Events: len(msgs), Indexed: len(fresh), Rows: rows}, nil
+	ix.metrics.profiles.Add(float64(w.indexed))
+	ix.metrics.rows.Add(float64(w.rows))
+	ix.log.Debug("batch indexed", "events", len(msgs), "indexed", w.indexed, "refused", len(refusedNow), "rows", w.rows, "took", d)
+	return &Batch{msgs: settled, retry: retries, log: ix.log, Events: len(msgs), Indexed: w.indexed, Rows: w.rows, Retried: len(retries)}, nil
+}
+
+// deadLetter copies msg to the dead-letter stream with reason and terminates it.
+func (ix *Indexer) deadLetter(ctx context.Context, msg jetstream.Msg, reason string) error {
+	ix.metrics.dlq.Inc()
+	ix.log.Warn("dead-lettering event", "subject", msg.Subject(), "reason", reason)
+	if err := stream.DeadLetter(ctx, ix.js, msg, reason); err != nil {
+		return err
+	}
+	_ = msg.Term()
+	return nil
+}
+
+// written is what writeIsolated did.
+type written struct {
+	indexed, rows int
+	refused       []*item // events ClickHouse refused when inserted alone (refusal says why)
+}
+
+// writeIsolated inserts the items that are not indexed yet. When ClickHouse refuses the insert, it
+// writes each half again, down to single events, and leaves the events refused alone in w.refused.
+// Any other error ends it: the batch is retried whole (the guard skips what was written meanwhile).
+func (ix *Indexer) writeIsolated(ctx context.Context, items []*item, w *written) error {
+	fresh, err := ix.skipIndexed(ctx, items)
+	if err != nil {
+		return err
+	}
+	disown(items, fresh)
+	rows, err := ix.write(ctx, fresh)
+	if err == nil {
+		w.indexed += len(fresh)
+		w.rows += rows
+		return nil
+	}
+	if !refused(err) || ctx.Err() != nil {
+		return err
+	}
+	if len(fresh) == 1 {
+		fresh[0].refusal = err
+		w.refused = append(w.refused, fresh[0])
+		return nil
+	}
+	half := len(fresh) / 2
+	if err := ix.writeIsolated(ctx, fresh[:half], w); err != nil {
+		return err
+	}
+	return ix.writeIsolated(ctx, fresh[half:], w)
+}
+
+// transientCodes are the server exceptions that say nothing about the data: the server is busy, short of
+// memory, read-only, shutting down or missing a table. The batch waits for the server instead of being
+// narrowed down to events that would then be blamed.
+var transientCodes = []proto.Error{
+	proto.ErrUnknownTable, proto.ErrTimeoutExceeded, proto.ErrReadonly, proto.ErrTooManySimultaneousQueries,
+	proto.ErrSocketTimeout, proto.ErrNetworkError, proto.ErrTableIsDropped, proto.ErrAborted,
+	proto.ErrMemoryLimitExceeded, proto.ErrTableIsReadOnly, proto.ErrTooManyParts,
+	proto.ErrAllConnectionTriesFailed, proto.ErrQueryWasCancelled, proto.ErrKeeperException,
+}
+
+// refused reports whether err is ClickHouse refusing an insert's data: a server exception other than
+// the transient ones. Connection errors, timeouts and cancellations are not refusals.
+func refused(err error) bool {
+	e, ok := ch.AsException(err)
+	return ok && !e.IsCode(transientCodes...)
+}
+
+// disown forgets the aggregates of the items skipIndexed dropped (it handed them back to the pool
+// itself, or, for a duplicate inside the batch, to the garbage collector), so that release does not put
+// them back a second time.
+func disown(all, kept []*item) {
+	keep := make(map[*item]bool, len(kept))
+	for _, it := range kept {
+		keep[it] = true
+	}
+	for _, it := range all {
+		if !keep[it] {
+			it.agg = nil
+		}
+	}
+}
+
+// release hands the aggregates still held by items back to the pool.
+func release(items []*item) {
+	for _, it := range items {
+		if it.agg != nil {
+			aggPool.Put(it.agg)
+			it.agg = nil
+		}
+	}
 }
 
 // load fetches and parses the objects of a batch concurrently.

@@ -51,7 +51,8 @@ func (w *writer) containerInfo(raw string) (string, string) {
 }
 
 // build fills the columns with a batch: the stacks not in known, then one sample row per (profile,
-// container, stack). It returns the stacks it added and hands the aggregates back to the pool.
+// container, stack). It returns the stacks it added. The aggregates stay with the items: a batch that
+// ClickHouse refused is written again in smaller groups (Index releases them at the end).
 func (w *writer) build(items []*item, known map[uint64]struct{}) map[uint64]struct{} {
 	w.reset()
 	newStacks := map[uint64]struct{}{}
@@ -81,10 +82,6 @@ func (w *writer) build(items []*item, known map[uint64]struct{}) map[uint64]stru
 			w.stack.Append(e.Hash)
 			w.count.Append(uint32(min(e.Count, 1<<32-1)))
 		}
-	}
-	for _, it := range items {
-		aggPool.Put(it.agg)
-		it.agg = nil
 	}
 	return newStacks
 }
