@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/ingest"
@@ -161,41 +162,34 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	start := func(f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
+	// Every goroutine of the roles belongs to g: the first to fail stops the others through gctx, and Run
+	// returns only after all of them ended, before the deferred d.close closes the pools they use.
+	// Everything that can fail is set up before the first goroutine starts.
+	var tasks []func(ctx context.Context) error
 	if all || cmd == "indexer" {
-		cons, err := stream.EnsureConsumer(ctx, d.js, cfg.Consumer, time.Minute)
+		cons, err := stream.EnsureConsumer(ctx, d.js, cfg.Consumer, consumerAckWait)
 		if err != nil {
 			return err
 		}
+		// The batch deadline derives from the consumer's own ack wait (an operator's replay consumer may
+		// have another one).
 		ix := indexer.New(indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
 			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
 			d.ch, d.store, d.js, cons, log, reg)
-		start(func() error { return ix.Run(ctx) })
+		tasks = append(tasks, ix.Run)
 		if cfg.JanitorInterval > 0 {
 			jan := indexer.NewJanitor(d.ch, indexer.Retention{RawDays: cfg.RetentionRawDays,
 				HourDays: cfg.RetentionHourDays, DayDays: cfg.RetentionDayDays}, log)
 			jan.Services = d.pg // per-service retention
-			start(func() error { return jan.Run(ctx, cfg.JanitorInterval) })
+			tasks = append(tasks, func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) })
 		}
 		if cmd == "indexer" {
-			start(func() error { return serve(ctx, log, cfg.QueryAddr, opsRouter(d, reg)) })
+			r := opsRouter(d, reg, log)
+			tasks = append(tasks, func(ctx context.Context) error { return serve(ctx, log, cfg.QueryAddr, r) })
 		}
 	}
 	if all || cmd == "ingest" || cmd == "query" {
-		r := opsRouter(d, reg)
+		r := opsRouter(d, reg, log)
 		if all || cmd == "ingest" {
 			ingest.New(ingest.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
 				StoreTimeout: cfg.StoreTimeout, RateLimit: cfg.RateLimit,
@@ -209,36 +203,40 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays, CacheBytes: cacheBytes(cfg.QueryCacheMB)}, d.ch, d.pg, log)
 			qs.Routes(r)
 			// Learn the recent stacks in the background, so that the first graphs after a start are fast.
-			go func() {
+			// A failed warm-up is logged, not fatal: queries learn the stacks themselves.
+			tasks = append(tasks, func(ctx context.Context) error {
 				wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 				defer cancel()
 				t0 := time.Now()
 				n, err := qs.Warm(wctx)
 				if err != nil && ctx.Err() == nil {
 					log.Warn("query warm-up stopped", "err", err, "stacks", n)
-					return
+					return nil
 				}
 				log.Info("query warm-up done", "stacks", n, "took", time.Since(t0).Round(time.Millisecond))
-			}()
+				return nil
+			})
 			r.Handle("/*", webui.Handler())
 		}
 		addr := cfg.IngestAddr
 		if cmd == "query" {
 			addr = cfg.QueryAddr
 		}
-		start(func() error { return serve(ctx, log, addr, r) })
+		tasks = append(tasks, func(ctx context.Context) error { return serve(ctx, log, addr, r) })
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, task := range tasks {
+		g.Go(func() error { return task(gctx) })
 	}
-	wg.Wait()
-	return err
+	return g.Wait()
 }
 
+// consumerAckWait is the ack wait of the indexer consumer Run creates. The indexer bounds each batch to
+// a share of it (see indexer.Config.BatchTimeout).
+const consumerAckWait = time.Minute
+
 // opsRouter is the router every role starts from: request ids, panics to 500, and the operations routes.
-func opsRouter(d *deps, reg *prometheus.Registry) chi.Router {
+func opsRouter(d *deps, reg *prometheus.Registry, log *slog.Logger) chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -246,26 +244,7 @@ func opsRouter(d *deps, reg *prometheus.Registry) chi.Router {
 		_, _ = w.Write([]byte(`{"message":"ok"}` + "\n"))
 	})
 	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		var failed []string
-		check := func(name string, f func(context.Context) error) {
-			if err := f(ctx); err != nil {
-				failed = append(failed, name+": "+err.Error())
-			}
-		}
-		if d.pg != nil {
-			check("postgres", d.pg.Ping)
-		}
-		if d.ch != nil {
-			check("clickhouse", d.ch.Ping)
-		}
-		if d.store != nil {
-			check("s3", d.store.Ping)
-		}
-		if d.js != nil {
-			check("jetstream", func(ctx context.Context) error { _, err := d.js.AccountInfo(ctx); return err })
-		}
+		failed := readiness(r.Context(), d, log)
 		w.Header().Set("Content-Type", "application/json")
 		if len(failed) > 0 {
 			w.Header().Set("Retry-After", "5")
@@ -279,6 +258,61 @@ func opsRouter(d *deps, reg *prometheus.Registry) chi.Router {
 	return r
 }
 
+// readinessTimeout bounds one /readyz: the dependencies are checked at the same time, each within it.
+const readinessTimeout = 3 * time.Second
+
+// readiness pings the dependencies the role uses and returns, for each one that fails, its name and a
+// generic reason. The errors themselves (socket addresses, server messages) go to the log only: a probe's
+// reply is no place for them.
+func readiness(ctx context.Context, d *deps, log *slog.Logger) []string {
+	ctx, cancel := context.WithTimeout(ctx, readinessTimeout)
+	defer cancel()
+	type check struct {
+		name string
+		ping func(context.Context) error
+	}
+	var checks []check
+	if d.pg != nil {
+		checks = append(checks, check{"postgres", d.pg.Ping})
+	}
+	if d.ch != nil {
+		checks = append(checks, check{"clickhouse", d.ch.Ping})
+	}
+	if d.store != nil {
+		checks = append(checks, check{"s3", d.store.Ping})
+	}
+	if d.js != nil {
+		checks = append(checks, check{"jetstream", func(ctx context.Context) error { _, err := d.js.AccountInfo(ctx); return err }})
+	}
+	reasons := make([]string, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := c.ping(ctx)
+			if err == nil {
+				return
+			}
+			log.Warn("not ready", "dependency", c.name, "err", err)
+			reasons[i] = c.name + ": unavailable"
+			if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				reasons[i] = c.name + ": no answer within " + readinessTimeout.String()
+			}
+		}()
+	}
+	wg.Wait()
+	var failed []string
+	for _, r := range reasons {
+		if r != "" {
+			failed = append(failed, r)
+		}
+	}
+	return failed
+}
+
+// serve runs an HTTP server until ctx ends, then shuts it down gracefully, and returns only after its
+// listening goroutine ended.
 func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) error {
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 150 * time.Second, WriteTimeout: 150 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -292,8 +326,15 @@ func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) e
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		// Requests still running after the grace period are cut: their contexts end, and the pools
+		// close the connections they hold, before Run closes the pools.
+		_ = srv.Close()
+	}
+	<-errc
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down %s: %w", addr, err)
 	}
 	return nil
 }

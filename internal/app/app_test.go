@@ -1,0 +1,264 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flamestream/flamestream/internal/app"
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/config"
+	"github.com/flamestream/flamestream/internal/testenv"
+)
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// running is one app.Run on the local servers with its own databases, bucket and embedded NATS.
+type running struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error         // what Run returned
+}
+
+func start(t *testing.T, role string, edit func(*config.Config)) *running {
+	t.Helper()
+	cfg := testenv.Servers(t)
+	chAddr := cfg.ClickHouseAddr
+	cfg.PostgresURL = testenv.NewPostgres(t, cfg.PostgresURL)
+	cfg.ClickHouseDatabase = testenv.Name("fs_test")
+	cfg.S3Bucket = strings.ReplaceAll(testenv.Name("fs-test"), "_", "-")
+	cfg.NATSURL = ""
+	cfg.DataDir = t.TempDir()
+	cfg.IngestAddr = testenv.FreeAddr(t)
+	cfg.QueryAddr = testenv.FreeAddr(t)
+	cfg.BatchWait = 200 * time.Millisecond
+	if edit != nil {
+		edit(&cfg)
+	}
+	t.Cleanup(func() {
+		db, err := chdb.Open(context.Background(), chdb.Options{Addr: chAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Database: "default"})
+		if err == nil {
+			_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.ClickHouseDatabase)
+			db.Close()
+		}
+	})
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{url: "http://" + cfg.IngestAddr, cancel: cancel, done: make(chan struct{})}
+	if role == "query" {
+		r.url = "http://" + cfg.QueryAddr
+	}
+	go func() {
+		r.err = app.Run(ctx, cfg, log, role)
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Error("app.Run did not return within 30s")
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if code, _ := readyz(t, r.url); code == http.StatusOK {
+			return r
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("app.Run %s stopped: %v", role, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 60s", role)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// client keeps no idle connection, so that no goroutine of the test's own HTTP transport outlives a call.
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func readyz(t *testing.T, base string) (int, string) {
+	t.Helper()
+	resp, err := client.Get(base + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// flamestreamGoroutines returns the stacks of the goroutines running Flamestream code, other than the
+// test's own.
+func flamestreamGoroutines() []string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "_test.go") {
+			continue
+		}
+		for _, line := range strings.Split(g, "\n") {
+			// Frames only: "created by" names the starter of a goroutine that may run another package's code.
+			if strings.HasPrefix(line, "github.com/flamestream/flamestream/") {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func TestRunReturnsOnlyAfterItsGoroutinesEnded(t *testing.T) {
+	base := runtime.NumGoroutine()
+	r := start(t, "all", func(c *config.Config) { c.JanitorInterval = time.Hour })
+	for range 3 {
+		if code, body := readyz(t, r.url); code != http.StatusOK {
+			t.Fatalf("/readyz %d %s", code, body)
+		}
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			t.Errorf("app.Run returned %v after its context ended", r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("app.Run did not return within 30s")
+	}
+	// At once, not eventually: every goroutine Run started (roles, janitor, warm-up, the indexer's lag
+	// watcher, the HTTP servers' listeners) must have ended before it returned.
+	if gs := flamestreamGoroutines(); len(gs) > 0 {
+		t.Fatalf("%d goroutines running Flamestream code after app.Run returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+	}
+	// The clients' own goroutines (a draining NATS connection, pgx's pool) end shortly after.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines 10s after app.Run returned, %d before it started:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cutter forwards TCP connections to target until cut: then it closes every open connection and every
+// new one at once, as a ClickHouse that went away would, while keeping its port.
+type cutter struct {
+	ln    net.Listener
+	cut   atomic.Bool
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln, conns: map[net.Conn]bool{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		c.closeAll()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if c.cut.Load() {
+				_ = in.Close()
+				continue
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns[in], c.conns[out] = true, true
+			c.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cutter) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.conns {
+		_ = conn.Close()
+	}
+	c.conns = map[net.Conn]bool{}
+}
+
+func (c *cutter) setCut(cut bool) {
+	c.cut.Store(cut)
+	if cut {
+		c.closeAll()
+	}
+}
+
+func TestReadyzNamesTheDependencyNotReadyWithoutItsErrorAndRecoversWithClickHouse(t *testing.T) {
+	cut := newCutter(t, testenv.Servers(t).ClickHouseAddr)
+	r := start(t, "query", func(c *config.Config) { c.ClickHouseAddr = cut.ln.Addr().String() })
+
+	cut.setCut(true)
+	code, body := readyz(t, r.url)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with ClickHouse cut: %d %s, want 503", code, body)
+	}
+	var reply struct{ Message, Detail string }
+	if err := json.Unmarshal([]byte(body), &reply); err != nil {
+		t.Fatalf("/readyz reply %q: %v", body, err)
+	}
+	if reply.Message != "not ready" || reply.Detail != "clickhouse: unavailable" {
+		t.Errorf("/readyz reply %q, want message \"not ready\" and detail \"clickhouse: unavailable\"", body)
+	}
+	for _, leak := range []string{"127.0.0.1", "tcp", "EOF", "reset", "broken pipe", "refused", "handshake"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("/readyz reply %q carries the connection error (%q)", body, leak)
+		}
+	}
+
+	cut.setCut(false)
+	t0 := time.Now()
+	for {
+		code, body = readyz(t, r.url)
+		if code == http.StatusOK {
+			break
+		}
+		if time.Since(t0) > 2*time.Second {
+			t.Fatalf("/readyz still %d %s 2s after ClickHouse came back", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("/readyz ready %s after ClickHouse came back", time.Since(t0).Round(time.Millisecond))
+}
