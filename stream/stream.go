@@ -115,7 +115,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	return nil
 }
 
-// EnsureConsumer creates the durable pull consumer the indexers share, if it does not exist.
+// EnsureConsumer creates the durable pull consumer the indexers share, if it does not exist. ackWait is how
+// long an event may stay unacknowledged before JetStream redelivers it; the indexer bounds each batch to a
+// share of the consumer's ack wait, whatever created it.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, name string, ackWait time.Duration) (jetstream.Consumer, error) {
 	c, err := js.Consumer(ctx, ProfilesStream, name)
 	if err == nil {
@@ -131,6 +133,9 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, name string, ac
 		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
+		// Unbounded on purpose: JetStream would silently stop delivering an event past MaxDeliver, even
+		// when only ClickHouse was down. The indexer counts the deliveries of the events ClickHouse refuses
+		// (indexer.Config.MaxDeliveries) and dead-letters those, with the reason.
 		MaxDeliver:    -1,
 		MaxAckPending: 20000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
