@@ -130,9 +130,9 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, name string, ac
 		return nil, fmt.Errorf("consumer %s does not exist on %s (create it with the nats CLI first): %w", name, ProfilesStream, err)
 	}
 	c, err = js.CreateOrUpdateConsumer(ctx, ProfilesStream, jetstream.ConsumerConfig{
-		Durable:       name,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
+		Durable:   name,
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   ackWait,
 		// Unbounded on purpose: JetStream would silently stop delivering an event past MaxDeliver, even
 		// when only ClickHouse was down. The indexer counts the deliveries of the events ClickHouse refuses
 		// (indexer.Config.MaxDeliveries) and dead-letters those, with the reason.
