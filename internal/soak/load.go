@@ -68,8 +68,10 @@ func newLoad(cfg Config, ingestURL, token string) (*load, error) {
 		uploads:  make([]*upload, int(cfg.Duration.Seconds()*cfg.Rate)+16),
 		gpids:    make([]atomic.Int64, cfg.Agents),
 		statuses: map[string]int64{},
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers,
-			DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}},
+		// Few idle connections, closed soon: a burst of retries after a fault must not leave dozens of
+		// keep-alive connections (each a goroutine in ingest) that would read as goroutine growth.
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4,
+			IdleConnTimeout: 5 * time.Second, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}},
 	}
 	// What each pool entry adds to the flame graph, read back from the very body that is sent (not from the
 	// generator's own bookkeeping), so the expectation is independent of the code under test.
