@@ -28,6 +28,7 @@ type tries struct {
 	m        map[string]*serviceTrie
 	maxNodes int
 	clock    atomic.Int64 // a use counter: serviceTrie.used orders the tries by their last use
+	ids      atomic.Uint64
 	// hits, misses and resets count for TrieStats: views whose stacks were all known, views that had to
 	// learn stacks first, and tries let go to stay within the bound.
 	hits, misses, resets atomic.Int64
@@ -51,6 +52,7 @@ func (s *Server) TrieStats() TrieStats {
 // texts for the trie (learning holds its token), so that concurrent queries and the warm-up never read
 // and hold the same texts twice.
 type serviceTrie struct {
+	id       uint64 // unique among the tries of the process: segment leaf memos name their trie by it
 	mu       sync.RWMutex
 	trie     *flame.Builder
 	leaf     map[uint64]uint32
@@ -110,25 +112,49 @@ func (t *tries) of(service string) *serviceTrie {
 	}
 	st := t.m[service]
 	if st == nil {
-		st = &serviceTrie{trie: flame.NewTrie(), leaf: map[uint64]uint32{}, learning: make(chan struct{}, 1)}
+		st = &serviceTrie{id: t.ids.Add(1), trie: flame.NewTrie(), leaf: map[uint64]uint32{}, learning: make(chan struct{}, 1)}
 		t.m[service] = st
 	}
 	st.used.Store(t.clock.Add(1))
 	return st
 }
 
-// view returns a view of the service's trie that has a leaf for every hash of counts, with counts[h][side]
-// added on the comparison side (0) and, with two sides, the baseline (1). The view holds the trie's read
-// lock: it must be used before release is called, and release should come as soon as the answer is
-// built (before it is written to a client that may be slow). Release may be called more than once.
-func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]uint64) (v *flame.Builder, release func(), err error) {
+// view returns a view of the service's trie with the sums of segs added to their stacks' leaves. The view
+// holds the trie's read lock: it must be used before release is called, and release should come as soon as
+// the answer is built (before it is written to a client that may be slow). Release may be called more than
+// once. Segments remember the leaves of their stacks (see segEntry.leaves), so a repeated view costs array
+// additions, not a map lookup per stack.
+func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (v *flame.Builder, release func(), err error) {
 	st := s.tries.of(service)
+	leaves := make([][]uint32, len(segs))
 	for learned := false; ; learned = true {
 		st.mu.RLock()
 		var missing []uint64
-		for h := range counts {
-			if _, ok := st.leaf[h]; !ok {
-				missing = append(missing, h)
+		for i, sg := range segs {
+			if leaves[i] != nil {
+				continue
+			}
+			if sg.entry != nil {
+				if m := sg.entry.leaves.Load(); m != nil && m.trie == st.id {
+					leaves[i] = m.leaves
+					continue
+				}
+			}
+			ls := make([]uint32, len(sg.sums))
+			complete := true
+			for k, x := range sg.sums {
+				n, ok := st.leaf[x.stack]
+				if !ok {
+					missing = append(missing, x.stack)
+					complete = false
+				}
+				ls[k] = n
+			}
+			if complete {
+				leaves[i] = ls
+				if sg.entry != nil {
+					sg.entry.leaves.Store(&leafMemo{trie: st.id, leaves: ls})
+				}
 			}
 		}
 		if len(missing) == 0 {
@@ -138,10 +164,15 @@ func (s *Server) view(ctx context.Context, service string, counts map[uint64][2]
 				s.tries.hits.Add(1)
 			}
 			v := st.trie.View()
-			for h, c := range counts {
-				n := st.leaf[h]
-				v.AddLeaf(n, c[0])
-				v.AddBaseLeaf(n, c[1])
+			for i, sg := range segs {
+				base := sg.side == 1
+				for k, x := range sg.sums {
+					v.AddLeafDelta(leaves[i][k], sg.sign*x.sum, base)
+				}
+			}
+			if n := v.DropNegative(); n > 0 {
+				// Only rows written into a settled bucket while the query read it can do this.
+				s.log.Warn("stack counts below zero, left out", "stacks", n, "service", service)
 			}
 			var once sync.Once // release may be called early and again by a defer
 			return v, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
@@ -310,20 +341,29 @@ func (s *Server) minuteEpoch(ctx context.Context) time.Time {
 	return t
 }
 
-// stackCounts sums the samples of a selection per stack hash, in [0].
-func (s *Server) stackCounts(ctx context.Context, sel Selection) (map[uint64][2]uint64, error) {
+// segmentSums is the per-stack sums of one segment of a plan, to be added (sign 1) or subtracted (-1) on
+// one side of an answer: 0 the comparison, 1 a diff's baseline.
+type segmentSums struct {
+	side  int
+	sign  int64
+	sums  []stackSum
+	entry *segEntry // the cache entry holding sums, nil when they are not cached
+}
+
+// stackCounts returns the segment sums of a selection.
+func (s *Server) stackCounts(ctx context.Context, sel Selection) ([]segmentSums, error) {
 	return s.sums(ctx, sel)
 }
 
-// diffCounts sums both sides of a diff per stack hash: [0] is the comparison, [1] the baseline.
-func (s *Server) diffCounts(ctx context.Context, sel, base Selection) (map[uint64][2]uint64, error) {
+// diffCounts returns the segment sums of both sides of a diff.
+func (s *Server) diffCounts(ctx context.Context, sel, base Selection) ([]segmentSums, error) {
 	return s.sums(ctx, sel, base)
 }
 
-// sums returns the samples per stack hash of one or two selections ([0] and [1]), read in one pass: the
-// segments of every selection's plan (see Plan) that the cache does not hold, with their current version,
-// go into one ClickHouse query, and the signed sums of the segments are added up per stack.
-func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uint64, error) {
+// sums returns the segment sums of one or two selections (sides 0 and 1), read in one pass: the segments of
+// every selection's plan (see Plan) that the cache does not hold, with their current version, go into one
+// ClickHouse query.
+func (s *Server) sums(ctx context.Context, sels ...Selection) ([]segmentSums, error) {
 	r, err := s.rollupsFor(ctx)
 	if err != nil {
 		return nil, err
@@ -337,6 +377,7 @@ func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uin
 		version string // for settled segments when the cache is on
 		sums    []stackSum
 		cached  bool
+		entry   *segEntry
 		settled bool
 	}
 	var jobs []job
@@ -369,7 +410,9 @@ func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uin
 			j := &jobs[i]
 			if j.settled {
 				j.version = version(parts, j.table, j.seg.From, j.seg.To)
-				j.sums, j.cached = s.cache.get(j.from, j.version)
+				if j.entry, j.cached = s.cache.get(j.from, j.version); j.cached {
+					j.sums = j.entry.sums
+				}
 			}
 		}
 	}
@@ -403,38 +446,14 @@ func (s *Server) sums(ctx context.Context, sels ...Selection) (map[uint64][2]uin
 			return nil, fmt.Errorf("stack counts: %w", err)
 		}
 		for _, i := range missing {
-			if j := jobs[i]; j.settled {
-				s.cache.put(j.from, j.version, j.sums)
+			if j := &jobs[i]; j.settled {
+				j.entry = s.cache.put(j.from, j.version, j.sums)
 			}
 		}
 	}
-	acc := map[uint64][2]int64{}
-	for _, j := range jobs {
-		for _, x := range j.sums {
-			v := acc[x.stack]
-			v[j.side] += int64(j.seg.Sign) * x.sum
-			acc[x.stack] = v
-		}
-	}
-	out := make(map[uint64][2]uint64, len(acc))
-	negative := 0
-	for h, v := range acc {
-		var c [2]uint64
-		for side, n := range v {
-			switch {
-			case n > 0:
-				c[side] = uint64(n)
-			case n < 0:
-				negative++
-			}
-		}
-		if c != [2]uint64{} {
-			out[h] = c
-		}
-	}
-	if negative > 0 {
-		// Only rows written into a settled bucket while the query read it can do this.
-		s.log.Warn("stack counts below zero, left out", "stacks", negative, "service", sels[0].Service)
+	out := make([]segmentSums, len(jobs))
+	for i, j := range jobs {
+		out[i] = segmentSums{side: j.side, sign: int64(j.seg.Sign), sums: j.sums, entry: j.entry}
 	}
 	return out, nil
 }

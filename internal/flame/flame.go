@@ -496,6 +496,34 @@ func (b *Builder) addLeaf(n uint32, count uint64, base bool) {
 	b.count(n, count, base)
 }
 
+// AddLeafDelta adds a signed count to the leaf n of a view, on the comparison side or (base) the
+// baseline. Counts are kept modulo 2^64, so a sum over segments, some of them subtracted, is exact whatever
+// the order of the terms, as long as it ends at zero or above; DropNegative must follow the last delta.
+func (b *Builder) AddLeafDelta(n uint32, delta int64, base bool) {
+	b.addLeaf(n, uint64(delta), base)
+}
+
+// DropNegative zeroes the leaf counts of a view that ended below zero (read as signed) after
+// AddLeafDelta, takes them out of the totals and returns how many there were.
+func (b *Builder) DropNegative() int {
+	dropped := 0
+	fix := func(chunks [][]uint64, total *uint64) {
+		for _, c := range chunks {
+			for i, v := range c {
+				if int64(v) < 0 {
+					*total -= v
+					c[i] = 0
+					dropped++
+				}
+			}
+		}
+	}
+	fix(b.selfs, &b.total)
+	fix(b.baseSelfs, &b.baseTotal)
+	b.cache = nil
+	return dropped
+}
+
 // Total returns the sum of the counts given to Add.
 func (b *Builder) Total() uint64 { return b.total }
 
