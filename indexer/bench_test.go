@@ -33,7 +33,7 @@ func benchBatch(b *testing.B, n int) [][]byte {
 func BenchmarkObjectToColumns(b *testing.B) {
 	bodies := benchBatch(b, 32)
 	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
-	known := map[uint64]struct{}{}
+	known := map[serviceStack]struct{}{}
 	var lines, samples int
 	items := make([]*item, len(bodies))
 	b.ReportAllocs()
@@ -83,7 +83,7 @@ func BenchmarkBuildColumns(b *testing.B) {
 		aggs[i] = agg
 		lines += agg.Lines()
 	}
-	known := map[uint64]struct{}{}
+	known := map[serviceStack]struct{}{}
 	items := make([]*item, len(bodies))
 	var rows int
 	b.ReportAllocs()

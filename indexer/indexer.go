@@ -59,7 +59,7 @@ type Indexer struct {
 
 	// knownStacks holds hashes already written to the stacks table by this process, so a stack seen in
 	// every profile is inserted once, not once per batch. Only successful inserts enter it.
-	knownStacks map[uint64]struct{}
+	knownStacks map[serviceStack]struct{}
 	failures    int
 
 	// batchTimeout bounds one batch's work; settleTimeout bounds the dead-lettering and acks after it.
@@ -67,6 +67,12 @@ type Indexer struct {
 	batchTimeout, settleTimeout time.Duration
 
 	w writer
+}
+
+// serviceStack names a row of StacksTable.
+type serviceStack struct {
+	service string
+	hash    uint64
 }
 
 // maxKnownStacks bounds knownStacks; past it the set starts over (re-inserting a stack is harmless:
@@ -91,7 +97,7 @@ func New(cfg Config, db *chdb.DB, objects Objects, js jetstream.JetStream, cons 
 		cfg.MaxDeliveries = 20
 	}
 	ix := &Indexer{cfg: cfg, db: db, objects: objects, js: js, cons: cons, log: log.With("role", "indexer"),
-		metrics: newMetrics(reg), knownStacks: map[uint64]struct{}{}}
+		metrics: newMetrics(reg), knownStacks: map[serviceStack]struct{}{}}
 	ix.batchTimeout, ix.settleTimeout = batchTimeouts(cfg.BatchTimeout, ackWait(cons))
 	return ix
 }

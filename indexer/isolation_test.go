@@ -27,7 +27,7 @@ const refuseMarker = "REFUSE_ME"
 func refuseMarkedStacks(t *testing.T, db *chdb.DB) {
 	t.Helper()
 	err := db.Exec(context.Background(), "CREATE MATERIALIZED VIEW "+db.Table("refuse_marked")+
-		" ENGINE = Null AS SELECT throwIf(position(frames, "+chdb.String(refuseMarker)+") > 0) AS refused FROM "+db.Table("stacks"))
+		" ENGINE = Null AS SELECT throwIf(position(frames, "+chdb.String(refuseMarker)+") > 0) AS refused FROM "+db.Table(indexer.StacksTable))
 	if err != nil {
 		t.Fatal(err)
 	}

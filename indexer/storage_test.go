@@ -193,7 +193,7 @@ func TestStorageFootprint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tables := []string{"samples", "stacks", "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all", "totals_1m", "original_samples"}
+	tables := []string{"samples", "stacks", "service_stacks", "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all", "totals_1m", "original_samples"}
 	for _, tb := range tables {
 		if err := db.Exec(ctx, "OPTIMIZE TABLE "+db.Table(tb)+" FINAL"); err != nil {
 			t.Fatal(err)

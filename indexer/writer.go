@@ -12,8 +12,9 @@ import (
 
 // writer holds the columns of one batch; they are reused from batch to batch.
 type writer struct {
-	stackHash proto.ColUInt64
-	stackText proto.ColStr
+	stackService proto.ColStr
+	stackHash    proto.ColUInt64
+	stackText    proto.ColStr
 
 	ts                                         proto.ColDateTime
 	service, host, container, itype, k8sObject proto.ColStr
@@ -24,6 +25,7 @@ type writer struct {
 }
 
 func (w *writer) reset() {
+	w.stackService.Reset()
 	w.stackHash.Reset()
 	w.stackText.Reset()
 	w.ts.Reset()
@@ -53,19 +55,21 @@ func (w *writer) containerInfo(raw string) (string, string) {
 // build fills the columns with a batch: the stacks not in known, then one sample row per (profile,
 // container, stack). It returns the stacks it added. The aggregates stay with the items: a batch that
 // ClickHouse refused is written again in smaller groups (Index releases them at the end).
-func (w *writer) build(items []*item, known map[uint64]struct{}) map[uint64]struct{} {
+func (w *writer) build(items []*item, known map[serviceStack]struct{}) map[serviceStack]struct{} {
 	w.reset()
-	newStacks := map[uint64]struct{}{}
+	newStacks := map[serviceStack]struct{}{}
 	for _, it := range items {
 		agg := it.agg
 		for h, text := range agg.Stacks() {
-			if _, ok := known[h]; ok {
+			k := serviceStack{it.ev.Service, h}
+			if _, ok := known[k]; ok {
 				continue
 			}
-			if _, ok := newStacks[h]; ok {
+			if _, ok := newStacks[k]; ok {
 				continue
 			}
-			newStacks[h] = struct{}{}
+			newStacks[k] = struct{}{}
+			w.stackService.Append(it.ev.Service)
 			w.stackHash.Append(h)
 			w.stackText.AppendBytes(text)
 		}
@@ -93,8 +97,8 @@ func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err erro
 	newStacks := w.build(items, ix.knownStacks)
 	t0 := time.Now()
 	if w.stackHash.Rows() > 0 {
-		in := proto.Input{{Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}
-		if err := ix.db.Insert(ctx, "stacks", in); err != nil {
+		in := proto.Input{{Name: "service", Data: &w.stackService}, {Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}
+		if err := ix.db.Insert(ctx, StacksTable, in); err != nil {
 			return 0, fmt.Errorf("insert stacks: %w", err)
 		}
 	}
@@ -112,7 +116,7 @@ func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err erro
 	}
 	ix.metrics.insertLatency.Observe(time.Since(t0).Seconds())
 	if len(ix.knownStacks)+len(newStacks) > maxKnownStacks {
-		ix.knownStacks = map[uint64]struct{}{}
+		ix.knownStacks = map[serviceStack]struct{}{}
 	}
 	for h := range newStacks {
 		ix.knownStacks[h] = struct{}{}

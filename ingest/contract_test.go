@@ -15,6 +15,7 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
@@ -72,7 +73,7 @@ func storedRows(t *testing.T, db *chdb.DB, service string) []row {
 	var hash proto.ColUInt64
 	var text proto.ColStr
 	err := db.Do(ctx, ch.Query{
-		Body: "SELECT hash, frames FROM " + db.Table("stacks") + " WHERE hash IN (SELECT stack FROM " + db.Table("samples") +
+		Body: "SELECT hash, frames FROM " + db.Table(indexer.StacksTable) + " WHERE service = " + chdb.String(service) + " AND hash IN (SELECT stack FROM " + db.Table("samples") +
 			" WHERE service = " + chdb.String(service) + ")",
 		Result: proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &text}},
 		OnResult: func(context.Context, proto.Block) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/flame"
 )
@@ -52,6 +53,7 @@ func (s *Server) TrieStats() TrieStats {
 // texts for the trie (learning holds its token), so that concurrent queries and the warm-up never read
 // and hold the same texts twice.
 type serviceTrie struct {
+	service  string
 	id       uint64 // unique among the tries of the process: segment leaf memos name their trie by it
 	mu       sync.RWMutex
 	trie     *flame.Builder
@@ -112,7 +114,7 @@ func (t *tries) of(service string) *serviceTrie {
 	}
 	st := t.m[service]
 	if st == nil {
-		st = &serviceTrie{id: t.ids.Add(1), trie: flame.NewTrie(), leaf: map[uint64]uint32{}, learning: make(chan struct{}, 1)}
+		st = &serviceTrie{service: service, id: t.ids.Add(1), trie: flame.NewTrie(), leaf: map[uint64]uint32{}, learning: make(chan struct{}, 1)}
 		t.m[service] = st
 	}
 	st.used.Store(t.clock.Add(1))
@@ -236,26 +238,48 @@ func (s *Server) learn(ctx context.Context, st *serviceTrie, hashes []uint64) er
 	}
 	var hash proto.ColUInt64
 	var frames proto.ColStr
-	err := s.ch.Do(ctx, ch.Query{
-		// GLOBAL: on a cluster the stacks table is Distributed, and the shards need the hashes too.
-		Body:           "SELECT hash, frames FROM " + s.ch.Table("stacks") + " WHERE hash GLOBAL IN (SELECT hash FROM _hashes)",
-		ExternalTables: []ch.ExternalTable{{Name: "_hashes", Data: proto.Input{{Name: "hash", Data: &missing}}}},
-		Result:         proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}},
-		OnResult: func(ctx context.Context, b proto.Block) error {
-			for i := range hash.Rows() {
-				// frames.Row copies out of the block's buffer, which the next block reuses.
-				if t := frames.Row(i); t != "" {
-					chunk = append(chunk, stackText{hash[i], t})
+	read := func(body string, hashes *proto.ColUInt64) error {
+		return s.ch.Do(ctx, ch.Query{
+			Body:           body,
+			ExternalTables: []ch.ExternalTable{{Name: "_hashes", Data: proto.Input{{Name: "hash", Data: hashes}}}},
+			Result:         proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}},
+			OnResult: func(ctx context.Context, b proto.Block) error {
+				for i := range hash.Rows() {
+					// frames.Row copies out of the block's buffer, which the next block reuses.
+					if t := frames.Row(i); t != "" {
+						chunk = append(chunk, stackText{hash[i], t})
+					}
+					if len(chunk) == learnChunk {
+						merge()
+					}
 				}
-				if len(chunk) == learnChunk {
-					merge()
-				}
-			}
-			return nil
-		},
-	})
+				return nil
+			},
+		})
+	}
+	// GLOBAL: on a cluster the tables are Distributed, and the shards need the hashes too. PREWHERE reads the
+	// texts of the matching rows only, within the service's range of the sort key.
+	err := read("SELECT hash, frames FROM "+s.ch.Table(indexer.StacksTable)+
+		" PREWHERE service = "+chdb.String(st.service)+" AND hash GLOBAL IN (SELECT hash FROM _hashes)", &missing)
 	if err != nil {
 		return fmt.Errorf("resolve stacks: %w", err)
+	}
+	merge()
+	// Stacks written before the table by service existed are in the legacy table.
+	st.mu.RLock()
+	var old proto.ColUInt64
+	for _, h := range missing {
+		if _, ok := st.leaf[h]; !ok {
+			old = append(old, h)
+		}
+	}
+	st.mu.RUnlock()
+	if len(old) > 0 {
+		err := read("SELECT hash, frames FROM "+s.ch.Table(indexer.LegacyStacksTable)+
+			" PREWHERE hash GLOBAL IN (SELECT hash FROM _hashes)", &old)
+		if err != nil {
+			return fmt.Errorf("resolve stacks: %w", err)
+		}
 	}
 	merge()
 	st.mu.RLock()

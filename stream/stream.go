@@ -121,6 +121,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, name string, ackWait time.Duration) (jetstream.Consumer, error) {
 	c, err := js.Consumer(ctx, ProfilesStream, name)
 	if err == nil {
+		// The indexer consumer follows the ack wait of this version; an operator's replay consumers keep theirs.
+		if info := c.CachedInfo(); name == IndexerConsumer && info != nil && info.Config.AckWait != ackWait {
+			cfg := info.Config
+			cfg.AckWait = ackWait
+			if c, err = js.CreateOrUpdateConsumer(ctx, ProfilesStream, cfg); err != nil {
+				return nil, fmt.Errorf("consumer %s: update ack wait: %w", name, err)
+			}
+		}
 		return c, nil
 	}
 	if !errors.Is(err, jetstream.ErrConsumerNotFound) {

@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/app"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
@@ -264,19 +265,21 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 
 	began := time.Now()
 	var hash proto.ColUInt64
-	var frames proto.ColStr
+	var frames, service proto.ColStr
 	var buf []byte
 	stacks := 0
 	for _, s := range services {
 		for i := 0; i < s.stackCount(); i += bfStackBlock {
 			hash.Reset()
 			frames.Reset()
+			service.Reset()
 			for j := i; j < min(i+bfStackBlock, s.stackCount()); j++ {
 				buf = s.appendStack(buf[:0], j)
+				service.Append(s.serviceName())
 				hash.Append(s.stackHash(j))
 				frames.AppendBytes(buf)
 			}
-			if err := ch.Insert(ctx, "stacks", proto.Input{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}}); err != nil {
+			if err := ch.Insert(ctx, indexer.StacksTable, proto.Input{{Name: "service", Data: &service}, {Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}}); err != nil {
 				return fmt.Errorf("backfill stacks of %s: %w", s.serviceName(), err)
 			}
 			stacks += hash.Rows()

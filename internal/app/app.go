@@ -231,9 +231,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 	return g.Wait()
 }
 
-// consumerAckWait is the ack wait of the indexer consumer Run creates. The indexer bounds each batch to
-// a share of it (see indexer.Config.BatchTimeout).
-const consumerAckWait = time.Minute
+// consumerAckWait is the ack wait of the indexer consumer Run creates (or updates). The indexer bounds
+// each batch to a share of it (see indexer.Config.BatchTimeout). A batch past its deadline has its
+// ClickHouse insert cut, and an insert cut while the server applies it to samples and its materialized
+// views may reach some of them only: the bound is there for a stalled server, not for a big batch on a
+// busy one (a million-stack profile took over 45 s to insert on this 2-core test machine under load).
+const consumerAckWait = 5 * time.Minute
 
 // opsRouter is the router every role starts from: request ids, panics to 500, and the operations routes.
 func opsRouter(d *deps, reg *prometheus.Registry, log *slog.Logger) chi.Router {

@@ -67,4 +67,3 @@ func Time(t time.Time) string {
 
 // Uint formats an unsigned integer literal.
 func Uint(n uint64) string { return strconv.FormatUint(n, 10) }
-

@@ -111,8 +111,13 @@ func (p *pool) do(ctx context.Context, key string, setup []string, f func(contex
 	// the context says. Closing the connection when the context ends unblocks every read and write.
 	stop := context.AfterFunc(ctx, func() { _ = c.c.Close() })
 	err = f(ctx, c.c)
-	if !stop() && err == nil {
-		err = fmt.Errorf("connection closed at the deadline: %w", context.Cause(ctx))
+	if !stop() {
+		// The context ended the call: say so first, so callers can tell a timeout (504) from a failure.
+		if err == nil {
+			err = fmt.Errorf("connection closed at the deadline: %w", context.Cause(ctx))
+		} else {
+			err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		}
 	}
 	if err != nil {
 		p.discard(c, err)
