@@ -77,7 +77,7 @@ func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag i
 		SampleEvery: *o.sampleEvery, QueryEvery: *o.queryEvery, Drain: *o.drain,
 		Binary: self, NATSServer: prog(*o.natsServer, "nats-server"), VersityGW: prog(*o.versitygw, "versitygw"),
 		ClickHouseServer: prog(*o.clickhouse, "clickhouse-server"),
-		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Keep: *o.keep, Progress: diag}
+		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Progress: diag}
 	rep, err := soak.Run(ctx, sc)
 	if rep != nil {
 		rep.WriteTable(out)
@@ -93,6 +93,10 @@ func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag i
 	}
 	if err != nil {
 		return err
+	}
+	// A temporary directory goes once the report is out, unless it holds the logs of a failure.
+	if *o.dir == "" && !*o.keep && rep.OK() {
+		_ = os.RemoveAll(rep.Dir)
 	}
 	if !rep.OK() {
 		return fmt.Errorf("soak failed: %d findings (logs in %s)", len(rep.Failures), rep.Dir)

@@ -67,10 +67,9 @@ type Config struct {
 	ClickHouseServer string // clickhouse-server
 	// PostgresURL is the shared PostgreSQL (its database is replaced by a fresh one).
 	PostgresURL string
-	// Dir holds the servers' data and every log; a temporary directory if empty, removed afterwards
-	// unless the soak failed or Keep is set.
-	Dir  string
-	Keep bool
+	// Dir holds the servers' data and every log; a new temporary directory if empty. Run never removes
+	// it (the caller prints the report first: removing the data of a long soak takes a while).
+	Dir string
 	// Progress receives a line per sample and per fault (nil: nothing).
 	Progress io.Writer
 }
@@ -270,11 +269,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Seed: cfg.Seed, Rate: cfg.Rate, Agents: cfg.Agents, Dir: dir, Queries: map[string]int64{},
 		Growth: map[string]*Growth{}}
-	defer func() {
-		if cfg.Dir == "" && !cfg.Keep && rep.OK() {
-			_ = os.RemoveAll(dir)
-		}
-	}()
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
