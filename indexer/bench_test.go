@@ -34,6 +34,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 	bodies := benchBatch(b, 32)
 	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
 	known := map[serviceStack]struct{}{}
+	ln := newLane()
 	var lines, samples int
 	items := make([]*item, len(bodies))
 	b.ReportAllocs()
@@ -48,7 +49,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 			samples += int(agg.Samples())
 			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
 		}
-		for h := range ix.w.build(items, known) {
+		for h := range ln.w.build(items, known) {
 			known[h] = struct{}{}
 		}
 	}
@@ -84,6 +85,7 @@ func BenchmarkBuildColumns(b *testing.B) {
 		lines += agg.Lines()
 	}
 	known := map[serviceStack]struct{}{}
+	ln := newLane()
 	items := make([]*item, len(bodies))
 	var rows int
 	b.ReportAllocs()
@@ -91,11 +93,11 @@ func BenchmarkBuildColumns(b *testing.B) {
 		for i, agg := range aggs {
 			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
 		}
-		for h := range ix.w.build(items, known) {
+		for h := range ln.w.build(items, known) {
 			known[h] = struct{}{}
 		}
 		// build hands the aggregates to the pool, which leaves them intact: nothing else takes from it here.
-		rows += ix.w.ts.Rows()
+		rows += ln.w.ts.Rows()
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// BatchTimeout bounds the work on one batch. Zero derives it from the consumer's ack wait (three
 	// quarters of it): a batch must be settled before JetStream hands its events to another indexer.
 	BatchTimeout time.Duration
+	// Workers is how many batches one indexer works on at once (default 2): a batch holding a huge
+	// profile (a million stacks take tens of seconds through the materialized views) must not hold back
+	// every other service's events behind it.
+	Workers int
 	// MaxDeliveries is how many deliveries an event ClickHouse keeps refusing gets before it is
 	// dead-lettered with its last error (default 20). Failures that are not a refusal of the data
 	// (connection errors, timeouts, a server down or busy) never count: those events wait for the server.
@@ -57,17 +61,23 @@ type Indexer struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	// knownStacks holds hashes already written to the stacks table by this process, so a stack seen in
-	// every profile is inserted once, not once per batch. Only successful inserts enter it.
-	knownStacks map[serviceStack]struct{}
-	failures    int
+	// lanes holds one lane per worker: a batch being written holds one.
+	lanes chan *lane
 
 	// batchTimeout bounds one batch's work; settleTimeout bounds the dead-lettering and acks after it.
 	// Their sum stays within the consumer's ack wait.
 	batchTimeout, settleTimeout time.Duration
-
-	w writer
 }
+
+// lane is what one batch at a time writes with: its columns, and the stacks it already wrote (so a
+// stack seen in every profile is inserted once per lane, not once per batch; only successful inserts
+// enter it).
+type lane struct {
+	w           writer
+	knownStacks map[serviceStack]struct{}
+}
+
+func newLane() *lane { return &lane{knownStacks: map[serviceStack]struct{}{}} }
 
 // serviceStack names a row of StacksTable.
 type serviceStack struct {
@@ -75,7 +85,7 @@ type serviceStack struct {
 	hash    uint64
 }
 
-// maxKnownStacks bounds knownStacks; past it the set starts over (re-inserting a stack is harmless:
+// maxKnownStacks bounds the knownStacks of all lanes together; past it the set starts over (re-inserting a stack is harmless:
 // stacks is a ReplacingMergeTree).
 const maxKnownStacks = 4 << 20
 
@@ -93,11 +103,17 @@ func New(cfg Config, db *chdb.DB, objects Objects, js jetstream.JetStream, cons 
 	if cfg.MaxDecompressedBytes <= 0 {
 		cfg.MaxDecompressedBytes = 128 << 20
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
 	if cfg.MaxDeliveries <= 0 {
 		cfg.MaxDeliveries = 20
 	}
 	ix := &Indexer{cfg: cfg, db: db, objects: objects, js: js, cons: cons, log: log.With("role", "indexer"),
-		metrics: newMetrics(reg), knownStacks: map[serviceStack]struct{}{}}
+		metrics: newMetrics(reg), lanes: make(chan *lane, cfg.Workers)}
+	for range cfg.Workers {
+		ix.lanes <- newLane()
+	}
 	ix.batchTimeout, ix.settleTimeout = batchTimeouts(cfg.BatchTimeout, ackWait(cons))
 	return ix
 }
@@ -136,6 +152,17 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		ix.watchLag(ctx)
 	}()
 	defer func() { <-lagDone }()
+	var wg sync.WaitGroup
+	for range ix.cfg.Workers {
+		wg.Go(func() { ix.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// work is one worker of Run: it fetches and indexes batches until ctx ends.
+func (ix *Indexer) work(ctx context.Context) {
+	failures := 0
 	// size shrinks when a batch misses its deadline, so that a backlog of slow events is worked through in
 	// smaller batches instead of timing out whole again and again; it grows back after each success.
 	size := ix.cfg.BatchSize
@@ -165,8 +192,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		b, err := ix.indexBatch(ctx, msgs)
 		if err != nil {
 			ix.metrics.failures.Inc()
-			ix.failures++
-			delay := backoff(ix.failures)
+			failures++
+			delay := backoff(failures)
 			if errors.Is(err, errBatchDeadline) {
 				size = max(1, size/2)
 			}
@@ -182,13 +209,12 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		if b.Indexed == 0 && b.Retried > 0 {
 			// ClickHouse refused everything it was given: the server may refuse all data for now (a
 			// broken schema, a full disk), so wait as after a failure rather than spin through the stream.
-			ix.failures++
-			sleep(ctx, backoff(ix.failures))
+			failures++
+			sleep(ctx, backoff(failures))
 			continue
 		}
-		ix.failures = 0
+		failures = 0
 	}
-	return nil
 }
 
 // errBatchDeadline marks a batch that failed because it ran out of time.
@@ -313,7 +339,7 @@ func (b *Batch) Ack() {
 // with it (ClickHouse 18.16 and current versions alike): if the server fails between the samples part and
 // a view's part, the INSERT errors, the batch is retried, the guard sees the samples rows and skips the
 // profile, and that rollup misses it; `flamestream reindex` over the range repairs it. (2) Two indexers can
-// hold the same event only if the ack wait (1 minute) expires while the first is still indexing it; both
+// hold the same event only if the ack wait (5 minutes) expires while the first is still indexing it; both
 // then pass the guard. Batches finish in well under a second, so this needs a stalled process.
 func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, error) {
 	t0 := time.Now()
@@ -363,8 +389,15 @@ func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, err
 			return nil, err
 		}
 	}
+	var ln *lane
+	select {
+	case ln = <-ix.lanes:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { ix.lanes <- ln }()
 	var w written
-	if err := ix.writeIsolated(ctx, good, &w); err != nil {
+	if err := ix.writeIsolated(ctx, ln, good, &w); err != nil {
 		return nil, err
 	}
 	refusedNow := map[*item]bool{}
@@ -433,13 +466,13 @@ type written struct {
 // writeIsolated inserts the items that are not indexed yet. When ClickHouse refuses the insert, it
 // writes each half again, down to single events, and leaves the events refused alone in w.refused.
 // Any other error ends it: the batch is retried whole (the guard skips what was written meanwhile).
-func (ix *Indexer) writeIsolated(ctx context.Context, items []*item, w *written) error {
+func (ix *Indexer) writeIsolated(ctx context.Context, ln *lane, items []*item, w *written) error {
 	fresh, err := ix.skipIndexed(ctx, items)
 	if err != nil {
 		return err
 	}
 	disown(items, fresh)
-	rows, err := ix.write(ctx, fresh)
+	rows, err := ix.write(ctx, ln, fresh)
 	if err == nil {
 		w.indexed += len(fresh)
 		w.rows += rows
@@ -454,10 +487,10 @@ func (ix *Indexer) writeIsolated(ctx context.Context, items []*item, w *written)
 		return nil
 	}
 	half := len(fresh) / 2
-	if err := ix.writeIsolated(ctx, fresh[:half], w); err != nil {
+	if err := ix.writeIsolated(ctx, ln, fresh[:half], w); err != nil {
 		return err
 	}
-	return ix.writeIsolated(ctx, fresh[half:], w)
+	return ix.writeIsolated(ctx, ln, fresh[half:], w)
 }
 
 // transientCodes are the server exceptions that say nothing about the data: the server is busy, short of

@@ -184,7 +184,7 @@ func TestStorageFootprint(t *testing.T) {
 			origRows += orig.add(agg, ev)
 			items = append(items, &item{agg: agg, ev: ev, id: uint64(j + 1)})
 		}
-		n, err := ix.write(ctx, items)
+		n, err := ix.write(ctx, newLane(), items)
 		if err != nil {
 			t.Fatal(err)
 		}

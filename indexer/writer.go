@@ -92,9 +92,9 @@ func (w *writer) build(items []*item, known map[serviceStack]struct{}) map[servi
 
 // write inserts the batch: new stacks first, then the sample rows, each as one native columnar block. A
 // crash between the two leaves only unreferenced stacks, which are harmless.
-func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err error) {
-	w := &ix.w
-	newStacks := w.build(items, ix.knownStacks)
+func (ix *Indexer) write(ctx context.Context, ln *lane, items []*item) (rows int, err error) {
+	w := &ln.w
+	newStacks := w.build(items, ln.knownStacks)
 	t0 := time.Now()
 	if w.stackHash.Rows() > 0 {
 		in := proto.Input{{Name: "service", Data: &w.stackService}, {Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}
@@ -115,11 +115,11 @@ func (ix *Indexer) write(ctx context.Context, items []*item) (rows int, err erro
 		}
 	}
 	ix.metrics.insertLatency.Observe(time.Since(t0).Seconds())
-	if len(ix.knownStacks)+len(newStacks) > maxKnownStacks {
-		ix.knownStacks = map[serviceStack]struct{}{}
+	if len(ln.knownStacks)+len(newStacks) > maxKnownStacks/ix.cfg.Workers {
+		ln.knownStacks = map[serviceStack]struct{}{}
 	}
 	for h := range newStacks {
-		ix.knownStacks[h] = struct{}{}
+		ln.knownStacks[h] = struct{}{}
 	}
 	return rows, nil
 }
