@@ -1,9 +1,9 @@
 package query
 
 import (
-	"cmp"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +30,7 @@ type tries struct {
 	maxNodes int
 	clock    atomic.Int64 // a use counter: serviceTrie.used orders the tries by their last use
 	ids      atomic.Uint64
+	rng      *rand.Rand // picks the tries let go; under mu
 	// hits, misses and resets count for TrieStats: views whose stacks were all known, views that had to
 	// learn stacks first, and tries let go to stay within the bound.
 	hits, misses, resets atomic.Int64
@@ -64,7 +65,7 @@ type serviceTrie struct {
 }
 
 func newTries(maxNodes int) *tries {
-	return &tries{m: map[string]*serviceTrie{}, maxNodes: maxNodes}
+	return &tries{m: map[string]*serviceTrie{}, maxNodes: maxNodes, rng: rand.New(rand.NewPCG(uint64(maxNodes), 0x5eed))}
 }
 
 // total is the number of nodes (and leaves) of all the tries.
@@ -82,34 +83,27 @@ func (t *tries) totalLocked() int64 {
 	return total
 }
 
-// of returns the trie of a service. When all of them together are past the bound, the least recently
-// used ones are let go until they hold three quarters of it; the service asked for is let go last.
+// of returns the trie of a service. When all of them together are past the bound, tries of other
+// services, picked at random, are let go until they are within it. Least recently used first would thrash
+// when a dashboard cycles through more services than fit (every read would miss); random victims keep
+// most of them, and a service read often is soon back if it goes.
 func (t *tries) of(service string) *serviceTrie {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if total := t.totalLocked(); total > int64(t.maxNodes) {
-		byUse := make([]*serviceTrie, 0, len(t.m))
-		names := make(map[*serviceTrie]string, len(t.m))
-		for name, st := range t.m {
-			byUse = append(byUse, st)
-			names[st] = name
+		var others []string
+		for name := range t.m {
+			if name != service {
+				others = append(others, name)
+			}
 		}
-		slices.SortFunc(byUse, func(a, b *serviceTrie) int {
-			if (names[a] == service) != (names[b] == service) {
-				if names[a] == service {
-					return 1
-				}
-				return -1
-			}
-			return cmp.Compare(a.used.Load(), b.used.Load())
-		})
-		for _, st := range byUse {
-			if total <= int64(t.maxNodes)*3/4 {
-				break
-			}
-			total -= st.nodes.Load()
-			delete(t.m, names[st])
+		for total > int64(t.maxNodes) && len(others) > 0 {
+			i := t.rng.IntN(len(others))
+			total -= t.m[others[i]].nodes.Load()
+			delete(t.m, others[i])
 			t.resets.Add(1)
+			others[i] = others[len(others)-1]
+			others = others[:len(others)-1]
 		}
 	}
 	st := t.m[service]
