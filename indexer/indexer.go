@@ -39,7 +39,8 @@ type Config struct {
 	// it to replay one service and time range).
 	Accept func(stream.Event) bool
 	// BatchTimeout bounds the work on one batch. Zero derives it from the consumer's ack wait (three
-	// quarters of it): a batch must be settled before JetStream hands its events to another indexer.
+	// quarters of it). A longer one is kept: in-progress acks keep the batch's events from going to
+	// another indexer meanwhile.
 	BatchTimeout time.Duration
 	// Workers is how many batches one indexer works on at once (default 2): a batch holding a huge
 	// profile (a million stacks take tens of seconds through the materialized views) must not hold back
@@ -67,6 +68,7 @@ type Indexer struct {
 	// batchTimeout bounds one batch's work; settleTimeout bounds the dead-lettering and acks after it.
 	// Their sum stays within the consumer's ack wait.
 	batchTimeout, settleTimeout time.Duration
+	ackWait                     time.Duration
 }
 
 // lane is what one batch at a time writes with: its columns, and the stacks it already wrote (so a
@@ -114,7 +116,8 @@ func New(cfg Config, db *chdb.DB, objects Objects, js jetstream.JetStream, cons 
 	for range cfg.Workers {
 		ix.lanes <- newLane()
 	}
-	ix.batchTimeout, ix.settleTimeout = batchTimeouts(cfg.BatchTimeout, ackWait(cons))
+	ix.ackWait = ackWait(cons)
+	ix.batchTimeout, ix.settleTimeout = batchTimeouts(cfg.BatchTimeout, ix.ackWait)
 	return ix
 }
 
@@ -132,14 +135,15 @@ func ackWait(cons jetstream.Consumer) time.Duration {
 }
 
 // batchTimeouts splits the ack wait: three quarters for the batch's work, the rest (at most 10 s) to
-// dead-letter and acknowledge its events. A configured batch timeout is kept, capped to the same share, so
-// that a batch never outlives its events' ack wait.
+// dead-letter and acknowledge its events. A configured batch timeout may be longer than the ack wait:
+// while a batch is worked on, its events are kept from redelivery by in-progress acks (see indexBatch), so
+// the ack wait only says how soon the events of an indexer that died are handed to another.
 func batchTimeouts(configured, ackWait time.Duration) (batch, settle time.Duration) {
 	batch = ackWait * 3 / 4
 	if configured > 0 {
-		batch = min(configured, batch)
+		batch = configured
 	}
-	return batch, min(ackWait-batch, 10*time.Second)
+	return batch, min(ackWait/4, 10*time.Second)
 }
 
 // Run pulls and indexes batches until ctx ends; the batch in hand is finished first, within its deadline.
@@ -226,6 +230,25 @@ var errBatchDeadline = errors.New("batch deadline exceeded")
 func (ix *Indexer) indexBatch(ctx context.Context, msgs []jetstream.Msg) (*Batch, error) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ix.batchTimeout)
 	defer cancel()
+	// In-progress acks reset the events' ack wait while the batch is worked on, so that a batch allowed
+	// longer than the ack wait (a huge profile through the materialized views) is not redelivered to
+	// another worker meanwhile.
+	beat := time.NewTicker(max(ix.ackWait/3, 100*time.Millisecond))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-beat.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	})
+	defer func() { close(done); wg.Wait(); beat.Stop() }()
 	b, err := ix.Index(bctx, msgs)
 	if err != nil && bctx.Err() != nil {
 		return nil, fmt.Errorf("%w (%s): %w", errBatchDeadline, ix.batchTimeout, err)
@@ -339,7 +362,7 @@ func (b *Batch) Ack() {
 // with it (ClickHouse 18.16 and current versions alike): if the server fails between the samples part and
 // a view's part, the INSERT errors, the batch is retried, the guard sees the samples rows and skips the
 // profile, and that rollup misses it; `flamestream reindex` over the range repairs it. (2) Two indexers can
-// hold the same event only if the ack wait (5 minutes) expires while the first is still indexing it; both
+// hold the same event only if the ack wait expires while the first is still indexing it, without in-progress acks; both
 // then pass the guard. Batches finish in well under a second, so this needs a stalled process.
 func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, error) {
 	t0 := time.Now()

@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 		// The batch deadline derives from the consumer's own ack wait (an operator's replay consumer may
 		// have another one).
 		ix := indexer.New(indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
-			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
+			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes, BatchTimeout: batchTimeout},
 			d.ch, d.store, d.js, cons, log, reg)
 		tasks = append(tasks, ix.Run)
 		if cfg.JanitorInterval > 0 {
@@ -231,12 +231,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) e
 	return g.Wait()
 }
 
-// consumerAckWait is the ack wait of the indexer consumer Run creates (or updates). The indexer bounds
-// each batch to a share of it (see indexer.Config.BatchTimeout). A batch past its deadline has its
-// ClickHouse insert cut, and an insert cut while the server applies it to samples and its materialized
-// views may reach some of them only: the bound is there for a stalled server, not for a big batch on a
-// busy one (a million-stack profile took over 45 s to insert on this 2-core test machine under load).
-const consumerAckWait = 5 * time.Minute
+// consumerAckWait is the ack wait of the indexer consumer Run creates (or updates): how soon the events
+// of an indexer that died go to another. batchTimeout bounds one batch; in-progress acks keep its events
+// meanwhile. It is long because a batch past its deadline has its ClickHouse insert cut, and an insert cut
+// while the server applies it to samples and its materialized views may reach some of them only: the bound
+// is there for a stalled server, not for a big batch on a busy one (a million-stack profile took 45 s to
+// go through the views on this project's 2-core test machine under load).
+const (
+	consumerAckWait = time.Minute
+	batchTimeout    = 5 * time.Minute
+)
 
 // opsRouter is the router every role starts from: request ids, panics to 500, and the operations routes.
 func opsRouter(d *deps, reg *prometheus.Registry, log *slog.Logger) chi.Router {
