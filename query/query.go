@@ -178,6 +178,9 @@ func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.H
 				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errTimeout) {
 					e = &Error{Status: http.StatusGatewayTimeout, Message: "query took too long", Detail: narrow}
 				}
+				if errors.Is(err, chdb.ErrUnavailable) {
+					e = &Error{Status: http.StatusServiceUnavailable, Message: "profile store unavailable", Detail: "retry later"}
+				}
 				if textRefused(err) {
 					e = errBadText
 				}

@@ -362,3 +362,28 @@ func TestPoolsStayWithinMaxConnsUnderConcurrency(t *testing.T) {
 		t.Errorf("idle connections past the idle timeout: %+v %+v", plain, limited)
 	}
 }
+
+// TestServerGoneIsErrUnavailable: when no connection to the server can be opened, calls fail with
+// ErrUnavailable (a passing outage, answered 503), not with an error a caller would take for its own.
+func TestServerGoneIsErrUnavailable(t *testing.T) {
+	cfg := testenv.Servers(t)
+	proxy := newCutter(t, cfg.ClickHouseAddr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = proxy.ln.Close()
+	proxy.cut()
+	for _, err := range []error{db.Exec(ctx, "SELECT 1"), db.Ping(ctx), db.DoLimited(ctx, chdb.Limits{MaxResultRows: 5}, ch.Query{Body: "SELECT 1"})} {
+		if !errors.Is(err, chdb.ErrUnavailable) {
+			t.Errorf("with the server gone: %v, want ErrUnavailable", err)
+		}
+	}
+}

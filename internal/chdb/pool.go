@@ -55,6 +55,10 @@ func newPool(max int, idleTimeout, maxLifetime time.Duration, dial func(context.
 // maxCall bounds a call whose context has no deadline of its own: no unit of work waits forever.
 const maxCall = 15 * time.Minute
 
+// ErrUnavailable marks a call that found no ClickHouse to talk to: a new connection could not be opened.
+// Callers answer it as a passing outage (503), not as a failure of the request.
+var ErrUnavailable = errors.New("clickhouse unavailable")
+
 // errPoolClosed is returned by a pool after Close.
 var errPoolClosed = errors.New("connection pool is closed")
 
@@ -98,6 +102,9 @@ func (p *pool) do(ctx context.Context, key string, setup []string, f func(contex
 		cl, err := p.dial(ctx, setup)
 		if err != nil {
 			<-p.slots
+			if ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
 			return false, err
 		}
 		p.dials.Add(1)
