@@ -143,6 +143,20 @@ func (p *faultProxy) pipe(dst, src net.Conn, toServer bool) {
 
 func (p *faultProxy) set(f *fault) { p.plan.Store(f) }
 
+// openAt opens a DB on addr (the local server or a proxy in front of it) with the local server's
+// credentials; it is closed at the end of the test.
+func openAt(t *testing.T, ctx context.Context, addr string, o chdb.Options) *chdb.DB {
+	t.Helper()
+	cfg := testenv.Servers(t)
+	o.Addr, o.User, o.Password, o.Database = addr, cfg.ClickHouseUser, cfg.ClickHousePassword, "default"
+	db, err := chdb.Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
 // TestConnectionThatSawAnErrorIsNeverReused drives hundreds of queries and inserts through a proxy that
 // cuts, stalls or garbles the traffic at a random byte in either direction, and cancels others at random
 // points. Whatever each faulty call returns, the next queries and inserts on the same DB must succeed and
@@ -153,12 +167,7 @@ func TestConnectionThatSawAnErrorIsNeverReused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	const maxConns = 3
-	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: "default", MaxConns: maxConns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openAt(t, ctx, proxy.ln.Addr().String(), chdb.Options{MaxConns: maxConns})
 	table := testenv.Name("fault")
 	if err := db.Exec(ctx, "CREATE TABLE default."+table+" (k UInt64, v String) ENGINE = MergeTree ORDER BY k"); err != nil {
 		t.Fatal(err)
@@ -280,12 +289,7 @@ func TestQueryRejectedWhileSentLeavesThePoolClean(t *testing.T) {
 	cfg := testenv.Servers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openAt(t, ctx, cfg.ClickHouseAddr, chdb.Options{MaxConns: 1})
 	var sb strings.Builder
 	sb.WriteString("SELECT count() AS c FROM system.one WHERE dummy IN (")
 	for i := range 60000 {
@@ -323,12 +327,7 @@ func TestPoolsStayWithinMaxConnsUnderConcurrency(t *testing.T) {
 	proxy := newCutter(t, cfg.ClickHouseAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 2, IdleTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openAt(t, ctx, proxy.ln.Addr().String(), chdb.Options{MaxConns: 2, IdleTimeout: 300 * time.Millisecond})
 	probe := proxy.dials() // Open's probe of the server revision
 	var wg sync.WaitGroup
 	errs := make(chan error, 48)
@@ -370,12 +369,7 @@ func TestServerGoneIsErrUnavailable(t *testing.T) {
 	proxy := newCutter(t, cfg.ClickHouseAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openAt(t, ctx, proxy.ln.Addr().String(), chdb.Options{MaxConns: 2})
 	if err := db.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -75,12 +75,7 @@ func TestDoLimitedKeepsLimitsOnConnectionsOfTheirOwn(t *testing.T) {
 	proxy := newCutter(t, cfg.ClickHouseAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	db, err := chdb.Open(ctx, chdb.Options{Addr: proxy.ln.Addr().String(), User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: "default", MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openAt(t, ctx, proxy.ln.Addr().String(), chdb.Options{MaxConns: 2})
 	rows := func(n int) ch.Query {
 		var col proto.ColUInt64
 		return ch.Query{Body: "SELECT number FROM system.numbers LIMIT " + strconv.Itoa(n),
