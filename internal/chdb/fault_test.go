@@ -59,14 +59,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 		t.Fatal(err)
 	}
 	p := &faultProxy{ln: ln, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.mu.Lock()
-		for c := range p.conns {
-			_ = c.Close()
-		}
-		p.mu.Unlock()
-	})
+	t.Cleanup(func() { _ = ln.Close(); p.cut() })
 	go func() {
 		for {
 			in, err := ln.Accept()
@@ -142,6 +135,18 @@ func (p *faultProxy) pipe(dst, src net.Conn, toServer bool) {
 }
 
 func (p *faultProxy) set(f *fault) { p.plan.Store(f) }
+
+// cut closes every connection the proxy holds.
+func (p *faultProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// dials is how many connections the proxy accepted.
+func (p *faultProxy) dials() int { return int(p.accept.Load()) }
 
 // openAt opens a DB on addr (the local server or a proxy in front of it) with the local server's
 // credentials; it is closed at the end of the test.

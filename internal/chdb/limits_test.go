@@ -2,10 +2,7 @@ package chdb_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,56 +13,8 @@ import (
 	"github.com/flamestream/flamestream/internal/testenv"
 )
 
-// cutter forwards TCP connections to a server and can cut all of them at once.
-type cutter struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln}
-	t.Cleanup(func() { _ = ln.Close(); c.cut() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, in, out)
-			c.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-			go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
-		}
-	}()
-	return c
-}
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		_ = conn.Close()
-	}
-	c.conns = nil
-}
-
-func (c *cutter) dials() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.conns) / 2
-}
+// newCutter is a fault proxy without a planned fault: it forwards, counts and cuts connections.
+func newCutter(t *testing.T, target string) *faultProxy { return newFaultProxy(t, target) }
 
 // TestDoLimitedKeepsLimitsOnConnectionsOfTheirOwn runs limited queries through a proxy that counts and cuts
 // connections: the limits hold on every reused connection, never reach the main pool or other limits,

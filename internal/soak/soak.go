@@ -11,6 +11,7 @@
 package soak
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,27 +93,13 @@ func (c *Config) Defaults() {
 	def(&c.RetryGrace, 2*time.Minute)
 	def(&c.Drain, 3*time.Minute)
 	def(&c.SampleEvery, 10*time.Second)
-	if c.Seed == 0 {
-		c.Seed = 1
-	}
-	if c.Rate == 0 {
-		c.Rate = 20
-	}
-	if c.Agents == 0 {
-		c.Agents = 50
-	}
-	if c.Workers == 0 {
-		c.Workers = 64
-	}
-	if c.Stacks == 0 {
-		c.Stacks = 2000
-	}
-	if c.Lines == 0 {
-		c.Lines = 60
-	}
-	if c.Pool == 0 {
-		c.Pool = 32
-	}
+	c.Seed = cmp.Or(c.Seed, 1)
+	c.Rate = cmp.Or(c.Rate, 20)
+	c.Agents = cmp.Or(c.Agents, 50)
+	c.Workers = cmp.Or(c.Workers, 64)
+	c.Stacks = cmp.Or(c.Stacks, 2000)
+	c.Lines = cmp.Or(c.Lines, 60)
+	c.Pool = cmp.Or(c.Pool, 32)
 	if c.Service == "" {
 		c.Service = "soak"
 	}
