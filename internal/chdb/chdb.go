@@ -158,6 +158,13 @@ func (d *DB) Table(name string) string { return d.Database + "." + name }
 // Insert writes one native columnar block into one of Flamestream's tables. It is never retried here: a
 // failed insert may or may not have reached the server, and only the caller knows how to check.
 func (d *DB) Insert(ctx context.Context, table string, in proto.Input) error {
+	return d.InsertAs(ctx, "", table, in)
+}
+
+// InsertAs is Insert under a query id of the caller's choosing (empty: the server picks one), so that a
+// later check can ask system.processes whether this insert is still running on the server after the
+// client lost its connection.
+func (d *DB) InsertAs(ctx context.Context, queryID, table string, in proto.Input) error {
 	if err := CheckIdent(table); err != nil {
 		return err
 	}
@@ -167,7 +174,7 @@ func (d *DB) Insert(ctx context.Context, table string, in proto.Input) error {
 	}
 	body := "INSERT INTO " + d.Table(table) + " (" + strings.Join(cols, ", ") + ") VALUES"
 	if _, err := d.plain.do(ctx, "", nil, func(ctx context.Context, c *ch.Client) error {
-		return c.Do(ctx, ch.Query{Body: body, Input: in})
+		return c.Do(ctx, ch.Query{Body: body, Input: in, QueryID: queryID})
 	}); err != nil {
 		return fmt.Errorf("insert into %s: %w", table, err)
 	}
