@@ -30,6 +30,9 @@ type Options struct {
 	MaxConns int
 	// IdleTimeout closes a connection idle that long (5 min if 0).
 	IdleTimeout time.Duration
+	// Observe, when set, is called with the body of every statement before it is sent, from the
+	// goroutine that sends it (see observe.go). Tests record with it; production leaves it nil.
+	Observe func(query string)
 }
 
 // DB is a pool of native connections plus what the server told us about itself. Every connection that
@@ -42,6 +45,7 @@ type DB struct {
 	// Revision is the server's protocol revision; Legacy is true when we talk the old protocol to it.
 	Revision uint64
 	Legacy   bool
+	observer func(query string)
 }
 
 // maxLifetime retires a connection after an hour even if it never failed, so that a long-lived process
@@ -61,7 +65,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	}
 	rev := probe.ServerInfo().Revision
 	_ = probe.Close()
-	db := &DB{Database: o.Database, Revision: uint64(rev)}
+	db := &DB{Database: o.Database, Revision: uint64(rev), observer: o.Observe}
 	if rev < legacyRevision {
 		opts.ProtocolVersion = legacyProtocol
 		db.Legacy = true
@@ -110,6 +114,7 @@ func (d *DB) Do(ctx context.Context, q ch.Query) error {
 }
 
 func (d *DB) run(ctx context.Context, p *pool, key string, setup []string, q ch.Query) error {
+	d.observe(q.Body)
 	var blocks int
 	if q.OnResult != nil {
 		onResult := q.OnResult
@@ -173,6 +178,7 @@ func (d *DB) InsertAs(ctx context.Context, queryID, table string, in proto.Input
 		cols[i] = c.Name
 	}
 	body := "INSERT INTO " + d.Table(table) + " (" + strings.Join(cols, ", ") + ") VALUES"
+	d.observe(body)
 	if _, err := d.plain.do(ctx, "", nil, func(ctx context.Context, c *ch.Client) error {
 		return c.Do(ctx, ch.Query{Body: body, Input: in, QueryID: queryID})
 	}); err != nil {
