@@ -32,4 +32,18 @@ goinstall() { # name module@version
 goinstall nats-server github.com/nats-io/nats-server/v2@v2.15.2
 goinstall nats github.com/nats-io/natscli/nats@v0.5.0
 goinstall versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+# libchdb.so: ClickHouse 26.5 in-process (chDB), which the current-ClickHouse harness (internal/chcompat) loads
+# through chdb-go without cgo. It ships in an npm package; kept in .local/chdb/ with its version.
+chdb_version=26.5.3
+chdb_dir="$root/.local/chdb"
+if [ ! -f "$chdb_dir/libchdb.so" ] || [ "$(cat "$chdb_dir/version" 2>/dev/null)" != "$chdb_version" ]; then
+  echo "install: npm @chdb/lib-linux-x64-gnu@$chdb_version (libchdb.so)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "@chdb/lib-linux-x64-gnu@$chdb_version" >/dev/null)
+  tar -xzf "$tmp"/chdb-lib-linux-x64-gnu-*.tgz -C "$tmp" package/libchdb.so
+  mkdir -p "$chdb_dir"
+  mv "$tmp/package/libchdb.so" "$chdb_dir/libchdb.so"
+  echo "$chdb_version" >"$chdb_dir/version"
+  rm -rf "$tmp"
+fi
 echo "install: done"
