@@ -177,7 +177,7 @@ func BenchmarkSortThenMerge1M(b *testing.B) {
 
 var (
 	benchTrieOnce sync.Once
-	benchTrie     *Builder
+	benchTrie     *Trie
 	benchLeaves   []uint32 // leaf of benchRandom[i]
 )
 

@@ -20,8 +20,8 @@ import (
 // by name, which is the lexicographic order of the stacks compared frame by
 // frame; a stack comes before the longer stacks it is a prefix of. The
 // slice passed to fn is reused between calls.
-func (b *Builder) walk(fn func(path []uint32, count uint64) error) error {
-	d := b.derive()
+func (g *graph) walk(fn func(path []uint32, count uint64) error) error {
+	d := g.derive()
 	type item struct {
 		n     uint32
 		depth int
@@ -29,7 +29,7 @@ func (b *Builder) walk(fn func(path []uint32, count uint64) error) error {
 	var stack []item
 	var k []uint32
 	pushKids := func(n uint32, depth int) {
-		k = b.kidsOf(d, k[:0], n)
+		k = g.kidsOf(d, k[:0], n)
 		for i := len(k) - 1; i >= 0; i-- {
 			stack = append(stack, item{k[i], depth})
 		}
@@ -42,8 +42,8 @@ func (b *Builder) walk(fn func(path []uint32, count uint64) error) error {
 		if d.value[it.n] == 0 {
 			continue // baseline-only subtree
 		}
-		path = append(path[:it.depth], b.frameOf(it.n))
-		if s := b.selfOf(it.n); s > 0 {
+		path = append(path[:it.depth], g.frameOf(it.n))
+		if s := g.selfOf(it.n); s > 0 {
 			if err := fn(path, s); err != nil {
 				return err
 			}
@@ -53,22 +53,17 @@ func (b *Builder) walk(fn func(path []uint32, count uint64) error) error {
 	return nil
 }
 
-// WriteFolded writes the comparison side (the stacks given to Add) in the
-// folded format of Brendan Gregg's FlameGraph tools: one
-// "frame;frame;... count" line per unique stack. Lines are sorted by
-// comparing stacks frame by frame (frame names byte-wise, a stack before the
-// longer stacks that extend it), which ParseFolded reads back to the same
-// Builder contents.
-func (b *Builder) WriteFolded(w io.Writer) error {
+// writeFolded writes the comparison side (see Builder.WriteFolded).
+func (g *graph) writeFolded(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var line []byte
-	err := b.walk(func(path []uint32, count uint64) error {
+	err := g.walk(func(path []uint32, count uint64) error {
 		line = line[:0]
 		for i, f := range path {
 			if i > 0 {
 				line = append(line, ';')
 			}
-			line = append(line, b.names[f]...)
+			line = append(line, g.names[f]...)
 		}
 		line = append(line, ' ')
 		line = strconv.AppendUint(line, count, 10)
@@ -129,14 +124,8 @@ func ParseFolded(r io.Reader) (*Builder, error) {
 // speedscopeSchema is the $schema value of a speedscope file.
 const speedscopeSchema = "https://www.speedscope.app/file-format-schema.json"
 
-// WriteSpeedscope writes the comparison side (the stacks given to Add) as a
-// speedscope JSON file (https://www.speedscope.app/file-format-schema.json)
-// holding one "sampled" profile called name, with unit "none": one sample
-// per unique stack, root frame first, whose weight is the stack's count,
-// and a shared frames table with one entry per frame name used. Samples come
-// in the order of WriteFolded and frames in the order they first appear in
-// the samples.
-func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
+// writeSpeedscope writes the comparison side (see Builder.WriteSpeedscope).
+func (g *graph) writeSpeedscope(w io.Writer, name string) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	jname, err := json.Marshal(name)
 	if err != nil {
@@ -147,15 +136,13 @@ func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
 	bw.WriteString(`,"activeProfileIndex":0,"profiles":[{"type":"sampled","name":`)
 	bw.Write(jname)
 	bw.WriteString(`,"unit":"none","startValue":0,"endValue":`)
-	bw.WriteString(strconv.FormatUint(b.total, 10))
+	bw.WriteString(strconv.FormatUint(g.total, 10))
 	bw.WriteString(`,"samples":[`)
-	// Merge the queued stacks before sizing tables by the number of names.
-	b.flush()
-	index := make([]int32, len(b.names)) // frame id -> speedscope index + 1
+	index := make([]int32, len(g.names)) // frame id -> speedscope index + 1
 	var used []uint32                    // speedscope index -> frame id
 	var weights []uint64
 	var buf []byte
-	err = b.walk(func(path []uint32, count uint64) error {
+	err = g.walk(func(path []uint32, count uint64) error {
 		buf = buf[:0]
 		if len(weights) > 0 {
 			buf = append(buf, ',')
@@ -193,7 +180,7 @@ func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		jf, err := json.Marshal(b.names[f])
+		jf, err := json.Marshal(g.names[f])
 		if err != nil {
 			return err
 		}
@@ -209,13 +196,8 @@ func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
 // values cannot hold.
 var errCountRange = errors.New("flame: count does not fit in a pprof int64 value")
 
-// WritePprof writes the comparison side (the stacks given to Add) as a
-// gzipped pprof profile (profile.proto) with one sample type, "samples" in
-// unit "count": one Sample per unique stack whose value is its count, with
-// its locations leaf first as pprof expects, and one Function and one
-// Location per frame name used. start and duration fill the profile's
-// time_nanos and duration_nanos and are left out when zero.
-func (b *Builder) WritePprof(w io.Writer, start time.Time, duration time.Duration) error {
+// writePprof writes the comparison side (see Builder.WritePprof).
+func (g *graph) writePprof(w io.Writer, start time.Time, duration time.Duration) error {
 	p := &profile.Profile{
 		SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}},
 		PeriodType: &profile.ValueType{Type: "samples", Unit: "count"},
@@ -225,11 +207,9 @@ func (b *Builder) WritePprof(w io.Writer, start time.Time, duration time.Duratio
 		p.TimeNanos = start.UnixNano()
 	}
 	p.DurationNanos = int64(duration)
-	// Merge the queued stacks before sizing tables by the number of names.
-	b.flush()
-	locs := make([]*profile.Location, len(b.names))
+	locs := make([]*profile.Location, len(g.names))
 	var chunk []*profile.Location
-	err := b.walk(func(path []uint32, count uint64) error {
+	err := g.walk(func(path []uint32, count uint64) error {
 		if count > math.MaxInt64 {
 			return errCountRange
 		}
@@ -243,8 +223,8 @@ func (b *Builder) WritePprof(w io.Writer, start time.Time, duration time.Duratio
 			if loc == nil {
 				fn := &profile.Function{
 					ID:         uint64(len(p.Function) + 1),
-					Name:       b.names[f],
-					SystemName: b.names[f],
+					Name:       g.names[f],
+					SystemName: g.names[f],
 				}
 				p.Function = append(p.Function, fn)
 				loc = &profile.Location{

@@ -26,24 +26,22 @@
 // the tree together, which overlaps the misses of different stacks, but
 // sorted input remains several times faster.
 //
-// A server that builds many trees over the same stacks keeps a trie made by
-// NewTrie instead, merges each stack into it once (Leaf), and builds each
-// tree in a View of it from counts per leaf (AddLeaf, AddBaseLeaf): no text
-// is merged per tree, the order of the counts does not matter, and a view of
-// a trie of 1M stacks builds its tree in tens of milliseconds.
+// A server that builds many trees over the same stacks keeps a Trie
+// instead, merges each stack into it once (Leaf), and builds each tree in a
+// View of it from counts per leaf (AddLeaf, AddBaseLeaf): no text is merged
+// per tree, the order of the counts does not matter, and a view of a trie of
+// 1M stacks builds its tree in tens of milliseconds. Builder, Trie and View
+// are three types so that each has only the methods that make sense for it:
+// a trie holds no counts, and a view adds counts to known leaves, not text.
 //
 // A Builder is not safe for concurrent use; the views of one trie are, as
 // long as no Leaf runs at the same time.
 package flame
 
 import (
-	"encoding/binary"
-	"hash/maphash"
-	"math/bits"
+	"io"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"unsafe"
+	"time"
 )
 
 // rootName is the name of the root node of a full tree.
@@ -84,133 +82,25 @@ type Node struct {
 	Children  []*Node `json:"children,omitempty"`
 }
 
-// Node storage is chunked so that growing never copies.
-const (
-	chunkBits = 16
-	chunkSize = 1 << chunkBits
-	chunkMask = chunkSize - 1
-)
-
-// hubFanout is the number of children above which the children of a node
-// are indexed in the edge table instead of being found by walking the list.
-const hubFanout = 8
-
-// hubBit marks, in nodeRec.frame, a node whose children are indexed in the
-// edge table.
-const hubBit = 1 << 31
-
-// nodeRec is the trie record of a node.
-type nodeRec struct {
-	parent uint32
-	frame  uint32 // frame id, plus hubBit for a hub
-	first  uint32 // first child, 0 for none (the root is nobody's child)
-	next   uint32 // next sibling, 0 for none
-}
-
-// edge is one slot of the hub child table: the child of parent for frame.
-// A zero child marks an empty slot.
-type edge struct {
-	parent uint32
-	frame  uint32
-	child  uint32
-}
-
 // Builder accumulates stacks and their counts into a prefix tree of frames,
 // optionally with a second set of counts for the baseline of a diff.
 // The zero value is ready to use.
 type Builder struct {
-	// Frame interning: names[id] is the name of frame id and nameTab an
-	// open addressing table of nameSlot values keyed by the maphash of the
-	// name.
-	names   []string
-	nameTab []uint64
-	seed    maphash.Seed
-
-	// The trie. Node 0 is the root; every other node has a parent with a
-	// smaller id, so iterating ids downwards visits children before their
-	// parents.
-	nodes     [][]nodeRec
-	selfs     [][]uint64 // samples whose leaf is the node (comparison side)
-	baseSelfs [][]uint64 // same for the baseline side; nil until AddBase
-	nNodes    int
-	edges     []edge // children of hubs; nil until the first hub
-	nEdges    int
-
-	// prev is the previous stack and prevPath[d] its node at depth d+1.
-	prev     string
-	prevPath []uint32
+	graph
+	merger
 
 	// Mode selection: while stacks arrive sorted they are merged one by
 	// one along the previous path; in random order they are queued in
-	// pending and merged a batch at a time (see flush). shared and seen
-	// count the bytes that recent stacks shared with their predecessor
-	// and their total length.
+	// pending and merged a batch at a time (see flush). The merger's
+	// shared and seen count the bytes that the last nRecent stacks shared
+	// with their predecessor and their total length.
 	batching bool
 	pending  []pendingStack
-	shared   int
-	seen     int
 	nRecent  int
 	// Scratch space of flush.
 	ids  []uint32
 	offs []int
 	curs []uint32
-
-	total     uint64
-	baseTotal uint64
-	hasBase   bool
-
-	// trieOnly marks a Builder made by NewTrie, which holds no counts, and
-	// view one made by View, which shares another Builder's trie.
-	trieOnly bool
-	view     bool
-	// trie is the trie a view reads, and ranks, on a trie, the name ranks its views share.
-	trie  *Builder
-	ranks atomic.Pointer[ranks]
-
-	// Derived data, dropped when a stack is added.
-	cache *derived
-}
-
-func (b *Builder) init() {
-	if b.nNodes != 0 {
-		return
-	}
-	b.seed = maphash.MakeSeed()
-	b.nameTab = make([]uint64, 64)
-	b.newNode(0, 0) // the root
-}
-
-func (b *Builder) node(n uint32) *nodeRec { return &b.nodes[n>>chunkBits][n&chunkMask] }
-
-func (b *Builder) selfOf(n uint32) uint64 { return b.selfs[n>>chunkBits][n&chunkMask] }
-
-func (b *Builder) baseSelfOf(n uint32) uint64 {
-	if b.baseSelfs == nil {
-		return 0
-	}
-	return b.baseSelfs[n>>chunkBits][n&chunkMask]
-}
-
-func (b *Builder) frameOf(n uint32) uint32 { return b.node(n).frame &^ hubBit }
-
-// newNode appends a node and returns its id; it does not link it.
-func (b *Builder) newNode(parent, frame uint32) uint32 {
-	id := b.nNodes
-	if uint64(id) >= hubBit {
-		panic("flame: too many tree nodes")
-	}
-	if id&chunkMask == 0 {
-		b.nodes = append(b.nodes, make([]nodeRec, chunkSize))
-		if !b.trieOnly {
-			b.selfs = append(b.selfs, make([]uint64, chunkSize))
-		}
-		if b.baseSelfs != nil {
-			b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
-		}
-	}
-	b.nodes[id>>chunkBits][id&chunkMask] = nodeRec{parent: parent, frame: frame}
-	b.nNodes++
-	return uint32(id)
 }
 
 // Add adds count samples of stack, whose frames are joined by ';' with the
@@ -251,9 +141,6 @@ type pendingStack struct {
 const batchSize = 64
 
 func (b *Builder) add(s string, count uint64, base bool) {
-	if b.trieOnly || b.view {
-		panic("flame: Add on a trie or a view; use Leaf and AddLeaf")
-	}
 	b.init()
 	b.cache = nil
 	if b.batching {
@@ -263,7 +150,7 @@ func (b *Builder) add(s string, count uint64, base bool) {
 		}
 		return
 	}
-	b.count(b.insert(s), count, base)
+	b.count(b.insert(&b.merger, s), count, base)
 	// Switch to batches when stacks stop sharing most of their bytes
 	// with their predecessor.
 	if b.nRecent++; b.nRecent == batchSize {
@@ -274,72 +161,32 @@ func (b *Builder) add(s string, count uint64, base bool) {
 	}
 }
 
-// count adds count to the self count of node n.
+// count adds count to the self count of node n, first giving the counts
+// the chunks of the nodes made since the last count.
 func (b *Builder) count(n uint32, count uint64, base bool) {
-	if !base {
-		b.selfs[n>>chunkBits][n&chunkMask] += count
-		return
+	if len(b.selfs) < len(b.nodes) {
+		b.cover()
 	}
-	if b.baseSelfs == nil {
-		b.baseSelfs = make([][]uint64, len(b.nodes))
-		for i := range b.baseSelfs {
-			if b.view {
-				b.baseSelfs[i] = getChunk()
-			} else {
-				b.baseSelfs[i] = make([]uint64, chunkSize)
-			}
-		}
-	}
-	b.baseSelfs[n>>chunkBits][n&chunkMask] += count
+	b.graph.count(n, count, base)
 }
 
-// A query server makes a view per request: the views' count chunks and derived arrays come from pools, and
-// Release gives them back, so that a busy server does not allocate (and collect) megabytes per request.
-var (
-	chunkPool = sync.Pool{New: func() any { return new([chunkSize]uint64) }}
-	slicePool sync.Pool // of *[]uint64
-)
-
-// getChunk returns a zeroed count chunk.
-func getChunk() []uint64 { return chunkPool.Get().(*[chunkSize]uint64)[:] }
-
-func putChunk(c []uint64) {
-	clear(c)
-	chunkPool.Put((*[chunkSize]uint64)(c))
-}
-
-// getSlice returns a slice of n values that are not zeroed.
-func getSlice(n int) []uint64 {
-	if p, ok := slicePool.Get().(*[]uint64); ok && cap(*p) >= n {
-		return (*p)[:n]
+// cover gives every chunk of nodes its chunks of counts.
+func (b *Builder) cover() {
+	for len(b.selfs) < len(b.nodes) {
+		b.selfs = append(b.selfs, make([]uint64, chunkSize))
 	}
-	return make([]uint64, n)
-}
-
-func putSlice(s []uint64) {
-	if s != nil {
-		slicePool.Put(&s)
+	for b.baseSelfs != nil && len(b.baseSelfs) < len(b.nodes) {
+		b.baseSelfs = append(b.baseSelfs, make([]uint64, chunkSize))
 	}
 }
 
-// Release gives the memory of a view back for other views to reuse. Trees and tables already returned
-// stay valid; the view itself must not be used again. Release does nothing on other Builders.
-func (b *Builder) Release() {
-	if !b.view {
-		return
-	}
-	for _, c := range b.selfs {
-		putChunk(c)
-	}
-	for _, c := range b.baseSelfs {
-		putChunk(c)
-	}
-	if d := b.cache; d != nil {
-		putSlice(d.value)
-		putSlice(d.base)
-	}
-	// Using the view again now panics instead of reading reused memory.
-	b.selfs, b.baseSelfs, b.cache, b.nodes = nil, nil, nil, nil
+// ready merges the queued stacks and makes the graph readable: the root
+// exists and every node has its counts.
+func (b *Builder) ready() *graph {
+	b.init()
+	b.flush()
+	b.cover()
+	return &b.graph
 }
 
 // flush merges the queued stacks.
@@ -366,7 +213,7 @@ func (b *Builder) flush() {
 	if 2*shared >= seen {
 		b.batching = false
 		for _, ps := range p {
-			b.count(b.insert(ps.s), ps.count, ps.base)
+			b.count(b.insert(&b.merger, ps.s), ps.count, ps.base)
 		}
 		clear(p)
 		return
@@ -416,114 +263,6 @@ func (b *Builder) flush() {
 	clear(p) // drop the references to the stacks
 }
 
-// NewTrie returns a Builder that holds only a trie of stacks, to be shared
-// by many Views: Leaf adds stacks to it, and each View counts samples on its
-// nodes without merging any text. A server that builds many trees over the
-// same stacks merges each stack once, and then builds a tree from counts
-// per leaf in time linear in the size of the trie, whatever the order in
-// which the counts arrive. Add and AddBase panic on a trie.
-func NewTrie() *Builder {
-	b := &Builder{trieOnly: true}
-	b.init() // now, so that View, which may run concurrently, never writes to the trie
-	return b
-}
-
-// Leaf returns the node of stack in a trie made by NewTrie, adding the
-// nodes it lacks, and 0 for an empty stack. Stacks are merged fastest in
-// byte-wise order. Leaf must not run at the same time as any other method
-// of the trie or of its views.
-func (b *Builder) Leaf(stack string) uint32 {
-	if !b.trieOnly {
-		panic("flame: Leaf on a Builder not made by NewTrie")
-	}
-	if stack == "" {
-		return 0
-	}
-	b.init()
-	return b.insert(stack)
-}
-
-// View returns a Builder that shares the trie's nodes as they are now and
-// holds its own counts, added with AddLeaf and AddBaseLeaf. Nodes without
-// a count in the view are left out of everything it returns, as if the
-// stacks under them had not been added. Views may be used concurrently
-// with each other, but not while Leaf adds to the trie. Add and AddBase
-// panic on a view.
-func (b *Builder) View() *Builder {
-	if !b.trieOnly {
-		panic("flame: View of a Builder not made by NewTrie")
-	}
-	v := &Builder{
-		names: b.names, nameTab: b.nameTab, seed: b.seed,
-		nodes: b.nodes, nNodes: b.nNodes, edges: b.edges, nEdges: b.nEdges,
-		view: true, trie: b,
-	}
-	v.selfs = make([][]uint64, len(b.nodes))
-	for i := range v.selfs {
-		v.selfs[i] = getChunk()
-	}
-	return v
-}
-
-// AddLeaf adds count samples of the stack whose node, returned by the
-// trie's Leaf, is n, to a view. It panics when n is not a node of the view.
-func (b *Builder) AddLeaf(n uint32, count uint64) {
-	b.addLeaf(n, count, false)
-}
-
-// AddBaseLeaf is AddLeaf for the baseline side of a diff (see AddBase).
-func (b *Builder) AddBaseLeaf(n uint32, count uint64) {
-	b.addLeaf(n, count, true)
-}
-
-func (b *Builder) addLeaf(n uint32, count uint64, base bool) {
-	if !b.view {
-		panic("flame: AddLeaf on a Builder not made by View")
-	}
-	if int(n) >= b.nNodes {
-		panic("flame: AddLeaf with a node the view does not have")
-	}
-	if count == 0 || n == 0 {
-		return
-	}
-	b.cache = nil
-	if base {
-		b.baseTotal += count
-		b.hasBase = true
-	} else {
-		b.total += count
-	}
-	b.count(n, count, base)
-}
-
-// AddLeafDelta adds a signed count to the leaf n of a view, on the comparison side or (base) the
-// baseline. Counts are kept modulo 2^64, so a sum over segments, some of them subtracted, is exact whatever
-// the order of the terms, as long as it ends at zero or above; DropNegative must follow the last delta.
-func (b *Builder) AddLeafDelta(n uint32, delta int64, base bool) {
-	b.addLeaf(n, uint64(delta), base)
-}
-
-// DropNegative zeroes the leaf counts of a view that ended below zero (read as signed) after
-// AddLeafDelta, takes them out of the totals and returns how many there were.
-func (b *Builder) DropNegative() int {
-	dropped := 0
-	fix := func(chunks [][]uint64, total *uint64) {
-		for _, c := range chunks {
-			for i, v := range c {
-				if int64(v) < 0 {
-					*total -= v
-					c[i] = 0
-					dropped++
-				}
-			}
-		}
-	}
-	fix(b.selfs, &b.total)
-	fix(b.baseSelfs, &b.baseTotal)
-	b.cache = nil
-	return dropped
-}
-
 // Total returns the sum of the counts given to Add.
 func (b *Builder) Total() uint64 { return b.total }
 
@@ -534,267 +273,71 @@ func (b *Builder) BaseTotal() uint64 { return b.baseTotal }
 // AddBase was called with a non-zero count.
 func (b *Builder) HasBase() bool { return b.hasBase }
 
-// Nodes returns the number of nodes of the full tree, root included: for a
-// view those with samples in it, for a trie all of them.
-func (b *Builder) Nodes() int {
-	b.flush()
-	if b.view {
-		d := b.derive()
-		n := 1
-		for i := 1; i < b.nNodes; i++ {
-			if d.live(uint32(i)) {
-				n++
-			}
-		}
-		return n
-	}
-	return max(b.nNodes, 1)
+// Nodes returns the number of nodes of the full tree, root included.
+func (b *Builder) Nodes() int { return b.ready().liveNodes() }
+
+// Tree returns the flame-graph tree of everything that was added, with a
+// root named "root" whose Value is the total count.
+//
+// Children are sorted by frame name (byte-wise), and the synthetic "other"
+// child, when there is one, comes last. When maxNodes > 0 and the tree has
+// more than maxNodes nodes, Tree keeps the heaviest nodes: it grows the tree
+// from the root, always adding the candidate with the largest Value (plus
+// Base in a diff; ties go to the candidate seen first in name order, so the
+// result depends only on the data) while the result, "other" nodes
+// included, stays within maxNodes nodes. The children that a node loses are
+// merged into one child named "other" with Other set, whose Value, Self,
+// Base and BaseSelf are the exact sums of what was cut, so every node still
+// has Value == Self + sum of its children's Values and the root's Value is
+// exact. The result never has more than max(maxNodes, 2) nodes.
+//
+// When the Builder holds a baseline (see AddBase), nodes carry Base and
+// BaseSelf and the root carries Total and BaseTotal.
+func (b *Builder) Tree(maxNodes int) *Node { return b.ready().tree(0, rootName, maxNodes) }
+
+// Focus returns the tree under the node reached by path, a frame path from
+// the root whose first element is the process name, with the same shape
+// and truncation rules as Tree. The returned root is named after the last
+// frame of path and holds the inclusive counts of that node. An empty path
+// is the same as Tree. Focus returns nil when no added stack starts with
+// path.
+func (b *Builder) Focus(path []string, maxNodes int) *Node { return b.ready().focus(path, maxNodes) }
+
+// TopFunctions returns the functions (distinct frame names, process names
+// included) of the comparison side, that is of the stacks given to Add,
+// sorted by decreasing Total when sortBy is "total" and by decreasing Self
+// otherwise, ties broken by the other count and then by name. Frames that
+// occur only in the baseline are left out. A limit > 0 keeps only the first
+// limit rows.
+func (b *Builder) TopFunctions(sortBy string, limit int) []Function {
+	return b.ready().topFunctions(sortBy, limit)
 }
 
-// commonPrefix returns the length of the longest common prefix of a and b.
-func commonPrefix(a, b string) int {
-	n := min(len(a), len(b))
-	i := 0
-	// Skip equal 64-byte blocks with the vectorized string comparison,
-	// then find the first differing byte eight bytes at a time.
-	for i+64 <= n && a[i:i+64] == b[i:i+64] {
-		i += 64
-	}
-	if i+8 <= n {
-		ab := unsafe.Slice(unsafe.StringData(a), n)
-		bb := unsafe.Slice(unsafe.StringData(b), n)
-		for ; i+8 <= n; i += 8 {
-			if x := binary.LittleEndian.Uint64(ab[i:]) ^ binary.LittleEndian.Uint64(bb[i:]); x != 0 {
-				return i + bits.TrailingZeros64(x)>>3
-			}
-		}
-	}
-	for i < n && a[i] == b[i] {
-		i++
-	}
-	return i
+// WriteFolded writes the comparison side (the stacks given to Add) in the
+// folded format of Brendan Gregg's FlameGraph tools: one
+// "frame;frame;... count" line per unique stack. Lines are sorted by
+// comparing stacks frame by frame (frame names byte-wise, a stack before the
+// longer stacks that extend it), which ParseFolded reads back to the same
+// Builder contents.
+func (b *Builder) WriteFolded(w io.Writer) error { return b.ready().writeFolded(w) }
+
+// WriteSpeedscope writes the comparison side (the stacks given to Add) as a
+// speedscope JSON file (https://www.speedscope.app/file-format-schema.json)
+// holding one "sampled" profile called name, with unit "none": one sample
+// per unique stack, root frame first, whose weight is the stack's count,
+// and a shared frames table with one entry per frame name used. Samples come
+// in the order of WriteFolded and frames in the order they first appear in
+// the samples.
+func (b *Builder) WriteSpeedscope(w io.Writer, name string) error {
+	return b.ready().writeSpeedscope(w, name)
 }
 
-// insert returns the trie node of stack s, creating the missing nodes.
-func (b *Builder) insert(s string) uint32 {
-	cur := uint32(0)
-	pos := 0
-	b.seen += len(s)
-	if len(b.prevPath) > 0 {
-		// Reuse the path of the previous stack for the frames the two
-		// stacks share. Every ';' inside the common byte prefix ends a
-		// frame of both; the frame that the common prefix ends in is
-		// shared too if both stacks end it there.
-		m := commonPrefix(s, b.prev)
-		b.shared += m
-		d := strings.Count(s[:m], ";")
-		if d > 0 {
-			pos = strings.LastIndexByte(s[:m], ';') + 1
-		}
-		if (m == len(s) || s[m] == ';') && (m == len(b.prev) || b.prev[m] == ';') {
-			cur = b.prevPath[d]
-			b.prevPath = b.prevPath[:d+1]
-			if m == len(s) {
-				b.prev = s
-				return cur
-			}
-			pos = m + 1
-		} else {
-			if d > 0 {
-				cur = b.prevPath[d-1]
-			}
-			b.prevPath = b.prevPath[:d]
-		}
-	}
-	b.prev = s
-	for {
-		end := strings.IndexByte(s[pos:], ';')
-		if end < 0 {
-			end = len(s)
-		} else {
-			end += pos
-		}
-		cur = b.child(cur, b.intern(s[pos:end]))
-		b.prevPath = append(b.prevPath, cur)
-		if end == len(s) {
-			return cur
-		}
-		pos = end + 1
-	}
-}
-
-// nameSlot packs a name table slot: the high 32 bits of the name's hash
-// and the frame id + 1 (0 marks an empty slot).
-func nameSlot(h uint64, id uint32) uint64 { return h&^0xffffffff | uint64(id+1) }
-
-// intern returns the id of frame name f, adding it if it is new.
-func (b *Builder) intern(f string) uint32 {
-	h := maphash.String(b.seed, f)
-	mask := uint64(len(b.nameTab) - 1)
-	i := h & mask
-	for {
-		v := b.nameTab[i]
-		if v == 0 {
-			break
-		}
-		if (v^h)>>32 == 0 {
-			if id := uint32(v) - 1; b.names[id] == f {
-				return id
-			}
-		}
-		i = (i + 1) & mask
-	}
-	id := uint32(len(b.names))
-	if id >= hubBit-1 {
-		panic("flame: too many distinct frame names")
-	}
-	// Clone so that the Builder never pins the caller's stack string.
-	b.names = append(b.names, strings.Clone(f))
-	b.nameTab[i] = nameSlot(h, id)
-	if len(b.names)*4 > len(b.nameTab)*3 {
-		b.rehashNames(len(b.nameTab) * 2)
-	}
-	return id
-}
-
-func (b *Builder) rehashNames(size int) {
-	tab := make([]uint64, size)
-	mask := uint64(size - 1)
-	for id, name := range b.names {
-		h := maphash.String(b.seed, name)
-		i := h & mask
-		for tab[i] != 0 {
-			i = (i + 1) & mask
-		}
-		tab[i] = nameSlot(h, uint32(id))
-	}
-	b.nameTab = tab
-}
-
-// lookupName returns the id of frame name f and whether it is known.
-func (b *Builder) lookupName(f string) (uint32, bool) {
-	if b.nameTab == nil {
-		return 0, false
-	}
-	h := maphash.String(b.seed, f)
-	mask := uint64(len(b.nameTab) - 1)
-	i := h & mask
-	for {
-		v := b.nameTab[i]
-		if v == 0 {
-			return 0, false
-		}
-		// A view does not know the names added to its trie after it.
-		if (v^h)>>32 == 0 {
-			if id := uint32(v) - 1; int(id) < len(b.names) && b.names[id] == f {
-				return id, true
-			}
-		}
-		i = (i + 1) & mask
-	}
-}
-
-// edgeHash mixes a (parent, frame) key (the murmur3 finalizer).
-func edgeHash(parent, frame uint32) uint64 {
-	k := uint64(parent)<<32 | uint64(frame)
-	k ^= k >> 33
-	k *= 0xff51afd7ed558ccd
-	k ^= k >> 33
-	k *= 0xc4ceb9fe1a85ec53
-	k ^= k >> 33
-	return k
-}
-
-// child returns the child of parent for frame, creating it if needed.
-func (b *Builder) child(parent, frame uint32) uint32 {
-	pr := b.node(parent)
-	if pr.frame&hubBit != 0 {
-		slot := b.findEdge(parent, frame)
-		if e := &b.edges[slot]; e.child != 0 {
-			return e.child
-		}
-		id := b.link(parent, pr, frame)
-		b.edges[slot] = edge{parent: parent, frame: frame, child: id}
-		b.nEdges++
-		if b.nEdges*4 > len(b.edges)*3 {
-			b.growEdges(len(b.edges) * 2)
-		}
-		return id
-	}
-	k := 0
-	for c := pr.first; c != 0; k++ {
-		cr := b.node(c)
-		if cr.frame&^hubBit == frame {
-			return c
-		}
-		c = cr.next
-	}
-	id := b.link(parent, pr, frame)
-	if k+1 > hubFanout {
-		b.makeHub(parent, pr)
-	}
-	return id
-}
-
-// link creates a child of parent (whose record is pr) for frame and puts it
-// first in the parent's child list.
-func (b *Builder) link(parent uint32, pr *nodeRec, frame uint32) uint32 {
-	id := b.newNode(parent, frame)
-	// Chunks never move, so pr is still valid.
-	b.node(id).next = pr.first
-	pr.first = id
-	return id
-}
-
-// makeHub indexes the children of parent in the edge table.
-func (b *Builder) makeHub(parent uint32, pr *nodeRec) {
-	pr.frame |= hubBit
-	for c := pr.first; c != 0; c = b.node(c).next {
-		if b.nEdges*4 >= len(b.edges)*3 {
-			b.growEdges(max(2*len(b.edges), 64))
-		}
-		slot := b.findEdge(parent, b.frameOf(c))
-		b.edges[slot] = edge{parent: parent, frame: b.frameOf(c), child: c}
-		b.nEdges++
-	}
-}
-
-// findEdge returns the slot of (parent, frame) in the edge table, or the
-// empty slot where it belongs.
-func (b *Builder) findEdge(parent, frame uint32) uint64 {
-	mask := uint64(len(b.edges) - 1)
-	i := edgeHash(parent, frame) & mask
-	for {
-		e := &b.edges[i]
-		if e.child == 0 || (e.parent == parent && e.frame == frame) {
-			return i
-		}
-		i = (i + 1) & mask
-	}
-}
-
-func (b *Builder) growEdges(size int) {
-	old := b.edges
-	b.edges = make([]edge, size)
-	for _, e := range old {
-		if e.child != 0 {
-			b.edges[b.findEdge(e.parent, e.frame)] = e
-		}
-	}
-}
-
-// lookupChild returns the child of parent for frame and whether it exists.
-func (b *Builder) lookupChild(parent, frame uint32) (uint32, bool) {
-	pr := b.node(parent)
-	// A view walks the list: its trie may have made a hub after it.
-	if pr.frame&hubBit != 0 && !b.view {
-		e := b.edges[b.findEdge(parent, frame)]
-		return e.child, e.child != 0
-	}
-	for c := pr.first; c != 0; c = b.node(c).next {
-		if b.frameOf(c) == frame {
-			return c, true
-		}
-	}
-	return 0, false
+// WritePprof writes the comparison side (the stacks given to Add) as a
+// gzipped pprof profile (profile.proto) with one sample type, "samples" in
+// unit "count": one Sample per unique stack whose value is its count, with
+// its locations leaf first as pprof expects, and one Function and one
+// Location per frame name used. start and duration fill the profile's
+// time_nanos and duration_nanos and are left out when zero.
+func (b *Builder) WritePprof(w io.Writer, start time.Time, duration time.Duration) error {
+	return b.ready().writePprof(w, start, duration)
 }

@@ -17,23 +17,18 @@ type Function struct {
 	Total uint64 `json:"total"`
 }
 
-// TopFunctions returns the functions (distinct frame names, process names
-// included) of the comparison side, that is of the stacks given to Add,
-// sorted by decreasing Total when sortBy is "total" and by decreasing Self
-// otherwise, ties broken by the other count and then by name. Frames that
-// occur only in the baseline are left out. A limit > 0 keeps only the first
-// limit rows.
-func (b *Builder) TopFunctions(sortBy string, limit int) []Function {
-	d := b.derive()
-	self := make([]uint64, len(b.names))
-	total := make([]uint64, len(b.names))
-	onPath := make([]uint32, len(b.names))
+// topFunctions returns the top-functions table (see Builder.TopFunctions).
+func (g *graph) topFunctions(sortBy string, limit int) []Function {
+	d := g.derive()
+	self := make([]uint64, len(g.names))
+	total := make([]uint64, len(g.names))
+	onPath := make([]uint32, len(g.names))
 	// Depth-first walk that adds a node's inclusive value to its frame's
 	// total only at the outermost occurrence of the frame on the path.
 	// Entries >= 0 enter a node; entries < 0 leave node ^entry.
 	stack := make([]int64, 0, 256)
-	if b.nNodes > 0 {
-		for c := b.node(0).first; c != 0; c = b.node(c).next {
+	if g.nNodes > 0 {
+		for c := g.node(0).first; c != 0; c = g.node(c).next {
 			stack = append(stack, int64(c))
 		}
 	}
@@ -41,16 +36,16 @@ func (b *Builder) TopFunctions(sortBy string, limit int) []Function {
 		e := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if e < 0 {
-			onPath[b.frameOf(uint32(^e))]--
+			onPath[g.frameOf(uint32(^e))]--
 			continue
 		}
 		n := uint32(e)
 		if int(n) >= len(d.value) || d.value[n] == 0 {
 			continue // baseline-only subtree, or newer than a view
 		}
-		r := b.node(n)
+		r := g.node(n)
 		f := r.frame &^ hubBit
-		self[f] += b.selfOf(n)
+		self[f] += g.selfOf(n)
 		if onPath[f] == 0 {
 			total[f] += d.value[n]
 		}
@@ -59,13 +54,13 @@ func (b *Builder) TopFunctions(sortBy string, limit int) []Function {
 		}
 		onPath[f]++
 		stack = append(stack, ^e)
-		for c := r.first; c != 0; c = b.node(c).next {
+		for c := r.first; c != 0; c = g.node(c).next {
 			stack = append(stack, int64(c))
 		}
 	}
 	byTotal := sortBy == "total"
 	out := make([]Function, 0, 64)
-	for id, name := range b.names {
+	for id, name := range g.names {
 		if total[id] == 0 {
 			continue // only in the baseline
 		}

@@ -2,10 +2,81 @@ package flame
 
 import (
 	"cmp"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
+
+// graph is what trees, tables and exports are read from: a shape and counts
+// on its nodes. A Builder's graph counts on every node of its own shape. A
+// View's is a snapshot of its trie's shape (see snapshot), counts on the
+// nodes of the stacks given to it only, and takes its memory from pools.
+type graph struct {
+	shape
+	selfs     [][]uint64 // samples whose leaf is the node (comparison side)
+	baseSelfs [][]uint64 // same for the baseline side; nil until the first baseline count
+	total     uint64
+	baseTotal uint64
+	hasBase   bool
+
+	// snapshot marks the graph of a View. Its trie may have grown since:
+	// nodes past the view's nNodes are not its own, and a node that became
+	// a hub later has children its copy of the edge table does not index.
+	snapshot bool
+	// ranks, in a View, is the name order its trie shares with its other
+	// views (see nameRanks); nil in a Builder.
+	ranks *atomic.Pointer[ranks]
+
+	// Derived data, dropped when a count is added.
+	cache *derived
+}
+
+func (g *graph) selfOf(n uint32) uint64 { return g.selfs[n>>chunkBits][n&chunkMask] }
+
+func (g *graph) baseSelfOf(n uint32) uint64 {
+	if g.baseSelfs == nil {
+		return 0
+	}
+	return g.baseSelfs[n>>chunkBits][n&chunkMask]
+}
+
+// count adds count to the self count of node n, whose chunk of counts
+// exists.
+func (g *graph) count(n uint32, count uint64, base bool) {
+	if !base {
+		g.selfs[n>>chunkBits][n&chunkMask] += count
+		return
+	}
+	if g.baseSelfs == nil {
+		g.baseSelfs = make([][]uint64, len(g.nodes))
+		for i := range g.baseSelfs {
+			if g.snapshot {
+				g.baseSelfs[i] = getChunk()
+			} else {
+				g.baseSelfs[i] = make([]uint64, chunkSize)
+			}
+		}
+	}
+	g.baseSelfs[n>>chunkBits][n&chunkMask] += count
+}
+
+// liveNodes returns the number of nodes of the full tree, root included:
+// in a view those with samples in it.
+func (g *graph) liveNodes() int {
+	if !g.snapshot {
+		return max(g.nNodes, 1)
+	}
+	d := g.derive()
+	n := 1
+	for i := 1; i < g.nNodes; i++ {
+		if d.live(uint32(i)) {
+			n++
+		}
+	}
+	return n
+}
 
 // derived holds the data computed from the trie for trees, tables and
 // exports. It is dropped when a stack is added.
@@ -16,34 +87,32 @@ type derived struct {
 }
 
 // derive returns the derived data, computing it if needed.
-func (b *Builder) derive() *derived {
-	b.flush()
-	if b.cache != nil {
-		return b.cache
+func (g *graph) derive() *derived {
+	if g.cache != nil {
+		return g.cache
 	}
-	b.init()
-	n := b.nNodes
+	n := g.nNodes
 	// A view's arrays are overwritten whole below: its self chunks cover every node.
 	alloc := func() []uint64 {
-		if b.view {
+		if g.snapshot {
 			return getSlice(n)
 		}
 		return make([]uint64, n)
 	}
 	d := &derived{value: alloc()}
-	for c := range b.selfs {
-		copy(d.value[c<<chunkBits:], b.selfs[c])
+	for c := range g.selfs {
+		copy(d.value[c<<chunkBits:], g.selfs[c])
 	}
-	if b.hasBase {
+	if g.hasBase {
 		d.base = alloc()
-		for c := range b.baseSelfs {
-			copy(d.base[c<<chunkBits:], b.baseSelfs[c])
+		for c := range g.baseSelfs {
+			copy(d.base[c<<chunkBits:], g.baseSelfs[c])
 		}
 	}
 	// Children have larger ids than their parents, so one downward pass
 	// sums every subtree.
-	for c := len(b.nodes) - 1; c >= 0; c-- {
-		chunk := b.nodes[c]
+	for c := len(g.nodes) - 1; c >= 0; c-- {
+		chunk := g.nodes[c]
 		lo := c << chunkBits
 		for i := min(n-lo, chunkSize) - 1; i >= 0; i-- {
 			if lo+i == 0 {
@@ -56,8 +125,8 @@ func (b *Builder) derive() *derived {
 			}
 		}
 	}
-	d.rank = b.nameRanks()
-	b.cache = d
+	d.rank = g.nameRanks()
+	g.cache = d
 	return d
 }
 
@@ -69,32 +138,31 @@ type ranks struct {
 
 // nameRanks returns the rank of each frame name in byte order. The views of a trie share it through the
 // trie while its names do not change, instead of sorting them per view.
-func (b *Builder) nameRanks() []uint32 {
-	if b.trie != nil {
-		if r := b.trie.ranks.Load(); r != nil && r.n == len(b.names) {
+func (g *graph) nameRanks() []uint32 {
+	if g.ranks != nil {
+		if r := g.ranks.Load(); r != nil && r.n == len(g.names) {
 			return r.rank
 		}
 	}
-	order := make([]uint32, len(b.names))
+	order := make([]uint32, len(g.names))
 	for i := range order {
 		order[i] = uint32(i)
 	}
-	slices.SortFunc(order, func(x, y uint32) int { return strings.Compare(b.names[x], b.names[y]) })
-	rank := make([]uint32, len(b.names))
+	slices.SortFunc(order, func(x, y uint32) int { return strings.Compare(g.names[x], g.names[y]) })
+	rank := make([]uint32, len(g.names))
 	for r, id := range order {
 		rank[id] = uint32(r)
 	}
-	if b.trie != nil {
-		if old := b.trie.ranks.Load(); old == nil || old.n < len(b.names) {
-			b.trie.ranks.CompareAndSwap(old, &ranks{len(b.names), rank})
+	if g.ranks != nil {
+		if old := g.ranks.Load(); old == nil || old.n < len(g.names) {
+			g.ranks.CompareAndSwap(old, &ranks{len(g.names), rank})
 		}
 	}
 	return rank
 }
 
 // live reports whether node n has samples on either side. Every node of a
-// Builder fed by Add has; a node of a view has only when a stack under it
-// was counted.
+// Builder has; a node of a view has only when a stack under it was counted.
 // Nodes added to a trie after a view was made are not the view's.
 func (d *derived) live(n uint32) bool {
 	if int(n) >= len(d.value) {
@@ -104,8 +172,8 @@ func (d *derived) live(n uint32) bool {
 }
 
 // hasKids reports whether node n has a live child.
-func (b *Builder) hasKids(d *derived, n uint32) bool {
-	for c := b.node(n).first; c != 0; c = b.node(c).next {
+func (g *graph) hasKids(d *derived, n uint32) bool {
+	for c := g.node(n).first; c != 0; c = g.node(c).next {
 		if d.live(c) {
 			return true
 		}
@@ -114,16 +182,16 @@ func (b *Builder) hasKids(d *derived, n uint32) bool {
 }
 
 // kidsOf appends the live children of node n, sorted by frame name, to dst.
-func (b *Builder) kidsOf(d *derived, dst []uint32, n uint32) []uint32 {
+func (g *graph) kidsOf(d *derived, dst []uint32, n uint32) []uint32 {
 	start := len(dst)
-	for c := b.node(n).first; c != 0; c = b.node(c).next {
+	for c := g.node(n).first; c != 0; c = g.node(c).next {
 		if d.live(c) {
 			dst = append(dst, c)
 		}
 	}
 	if k := dst[start:]; len(k) > 1 {
 		slices.SortFunc(k, func(x, y uint32) int {
-			return cmp.Compare(d.rank[b.frameOf(x)], d.rank[b.frameOf(y)])
+			return cmp.Compare(d.rank[g.frameOf(x)], d.rank[g.frameOf(y)])
 		})
 	}
 	return dst
@@ -144,80 +212,54 @@ func (d *derived) weight(n uint32) uint64 {
 	return w
 }
 
-// Tree returns the flame-graph tree of everything that was added, with a
-// root named "root" whose Value is the total count.
-//
-// Children are sorted by frame name (byte-wise), and the synthetic "other"
-// child, when there is one, comes last. When maxNodes > 0 and the tree has
-// more than maxNodes nodes, Tree keeps the heaviest nodes: it grows the tree
-// from the root, always adding the candidate with the largest Value (plus
-// Base in a diff; ties go to the candidate seen first in name order, so the
-// result depends only on the data) while the result, "other" nodes
-// included, stays within maxNodes nodes. The children that a node loses are
-// merged into one child named "other" with Other set, whose Value, Self,
-// Base and BaseSelf are the exact sums of what was cut, so every node still
-// has Value == Self + sum of its children's Values and the root's Value is
-// exact. The result never has more than max(maxNodes, 2) nodes.
-//
-// When the Builder holds a baseline (see AddBase), nodes carry Base and
-// BaseSelf and the root carries Total and BaseTotal.
-func (b *Builder) Tree(maxNodes int) *Node {
-	return b.tree(0, rootName, maxNodes)
-}
-
-// Focus returns the tree under the node reached by path, a frame path from
-// the root whose first element is the process name, with the same shape
-// and truncation rules as Tree. The returned root is named after the last
-// frame of path and holds the inclusive counts of that node. An empty path
-// is the same as Tree. Focus returns nil when no added stack starts with
-// path.
-func (b *Builder) Focus(path []string, maxNodes int) *Node {
+// focus returns the tree under the node of path (see Builder.Focus).
+func (g *graph) focus(path []string, maxNodes int) *Node {
 	if len(path) == 0 {
-		return b.Tree(maxNodes)
+		return g.tree(0, rootName, maxNodes)
 	}
-	n, ok := b.find(path)
-	if !ok || !b.derive().live(n) {
+	n, ok := g.find(path)
+	if !ok || !g.derive().live(n) {
 		return nil
 	}
-	return b.tree(n, path[len(path)-1], maxNodes)
+	return g.tree(n, path[len(path)-1], maxNodes)
 }
 
 // find returns the node of a frame path.
-func (b *Builder) find(path []string) (uint32, bool) {
-	b.flush()
+func (g *graph) find(path []string) (uint32, bool) {
 	cur := uint32(0)
 	for _, f := range path {
-		id, ok := b.lookupName(f)
+		id, ok := g.lookupName(f)
 		if !ok {
 			return 0, false
 		}
-		if cur, ok = b.lookupChild(cur, id); !ok {
+		if cur, ok = g.lookupChild(cur, id); !ok {
 			return 0, false
 		}
 	}
 	return cur, true
 }
 
-func (b *Builder) tree(root uint32, name string, maxNodes int) *Node {
-	d := b.derive()
+// tree returns the tree under root, named name (see Builder.Tree).
+func (g *graph) tree(root uint32, name string, maxNodes int) *Node {
+	d := g.derive()
 	var keep map[uint32]int32
-	if maxNodes > 0 && !b.fits(d, root, maxNodes) {
-		keep = b.selectNodes(d, root, maxNodes)
+	if maxNodes > 0 && !g.fits(d, root, maxNodes) {
+		keep = g.selectNodes(d, root, maxNodes)
 	}
-	out := b.build(d, root, keep)
+	out := g.build(d, root, keep)
 	out.Name = name
 	if d.base != nil {
 		out.Total = out.Value
 		out.BaseTotal = out.Base
-		b.shares(out)
+		g.shares(out)
 	}
 	return out
 }
 
 // fits reports whether the subtree of root has at most limit live nodes.
-func (b *Builder) fits(d *derived, root uint32, limit int) bool {
-	if root == 0 && !b.view && !b.trieOnly {
-		return b.Nodes() <= limit
+func (g *graph) fits(d *derived, root uint32, limit int) bool {
+	if root == 0 && !g.snapshot {
+		return g.liveNodes() <= limit // every node of a Builder is live
 	}
 	count := 0
 	stack := []uint32{root}
@@ -228,7 +270,7 @@ func (b *Builder) fits(d *derived, root uint32, limit int) bool {
 		if count > limit {
 			return false
 		}
-		for c := b.node(n).first; c != 0; c = b.node(c).next {
+		for c := g.node(n).first; c != 0; c = g.node(c).next {
 			if d.live(c) {
 				stack = append(stack, c)
 			}
@@ -297,13 +339,13 @@ func (h *candHeap) pop() candidate {
 
 // selectNodes picks the nodes of a truncated tree under root. The result
 // maps every kept node to the number of its children that were not kept.
-func (b *Builder) selectNodes(d *derived, root uint32, maxNodes int) map[uint32]int32 {
+func (g *graph) selectNodes(d *derived, root uint32, maxNodes int) map[uint32]int32 {
 	keep := make(map[uint32]int32, maxNodes)
 	var h candHeap
 	seq := uint32(0)
 	var scratch []uint32
 	expand := func(n uint32) int32 {
-		scratch = b.kidsOf(d, scratch[:0], n)
+		scratch = g.kidsOf(d, scratch[:0], n)
 		k := scratch
 		for _, c := range k {
 			h.push(candidate{weight: d.weight(c), seq: seq, node: c})
@@ -318,9 +360,9 @@ func (b *Builder) selectNodes(d *derived, root uint32, maxNodes int) map[uint32]
 	}
 	for len(h) > 0 {
 		c := h.pop()
-		p := b.node(c.node).parent
+		p := g.node(c.node).parent
 		cost := 1
-		if b.hasKids(d, c.node) {
+		if g.hasKids(d, c.node) {
 			cost++ // its own "other" until all its children are kept
 		}
 		if keep[p] == 1 {
@@ -339,8 +381,8 @@ func (b *Builder) selectNodes(d *derived, root uint32, maxNodes int) map[uint32]
 // build converts the subtree of root to Nodes. With a nil keep everything
 // is converted; otherwise only the kept nodes, plus one "other" child per
 // node that lost children.
-func (b *Builder) build(d *derived, root uint32, keep map[uint32]int32) *Node {
-	out := b.outNode(d, root)
+func (g *graph) build(d *derived, root uint32, keep map[uint32]int32) *Node {
+	out := g.outNode(d, root)
 	type item struct {
 		n   uint32
 		out *Node
@@ -350,7 +392,7 @@ func (b *Builder) build(d *derived, root uint32, keep map[uint32]int32) *Node {
 	for len(stack) > 0 {
 		it := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		kids = b.kidsOf(d, kids[:0], it.n)
+		kids = g.kidsOf(d, kids[:0], it.n)
 		if len(kids) == 0 {
 			continue
 		}
@@ -374,7 +416,7 @@ func (b *Builder) build(d *derived, root uint32, keep map[uint32]int32) *Node {
 					continue
 				}
 			}
-			cn := b.outNode(d, c)
+			cn := g.outNode(d, c)
 			it.out.Children = append(it.out.Children, cn)
 			stack = append(stack, item{c, cn})
 		}
@@ -387,31 +429,31 @@ func (b *Builder) build(d *derived, root uint32, keep map[uint32]int32) *Node {
 	return out
 }
 
-func (b *Builder) outNode(d *derived, n uint32) *Node {
-	out := &Node{Value: d.value[n], Self: b.selfOf(n)}
+func (g *graph) outNode(d *derived, n uint32) *Node {
+	out := &Node{Value: d.value[n], Self: g.selfOf(n)}
 	if n != 0 {
-		out.Name = b.names[b.frameOf(n)]
+		out.Name = g.names[g.frameOf(n)]
 	}
 	if d.base != nil {
 		out.Base = d.base[n]
-		out.BaseSelf = b.baseSelfOf(n)
+		out.BaseSelf = g.baseSelfOf(n)
 	}
 	return out
 }
 
 // shares sets Share, BaseShare and Delta on every node of a diff tree, to six significant digits: they are
 // for display and sorting (the exact counts are in the node), and shorter numbers keep a diff's JSON small.
-func (b *Builder) shares(root *Node) {
+func (g *graph) shares(root *Node) {
 	stack := []*Node{root}
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		var share, baseShare float64
-		if b.total > 0 {
-			share = float64(n.Value) / float64(b.total)
+		if g.total > 0 {
+			share = float64(n.Value) / float64(g.total)
 		}
-		if b.baseTotal > 0 {
-			baseShare = float64(n.Base) / float64(b.baseTotal)
+		if g.baseTotal > 0 {
+			baseShare = float64(n.Base) / float64(g.baseTotal)
 		}
 		n.Share, n.BaseShare, n.Delta = sixDigits(share), sixDigits(baseShare), sixDigits(share-baseShare)
 		stack = append(stack, n.Children...)
@@ -452,4 +494,43 @@ func sixDigits(x float64) float64 {
 		return x
 	}
 	return r
+}
+
+// lookupName returns the id of frame name f and whether it is known.
+func (g *graph) lookupName(f string) (uint32, bool) {
+	if g.nameTab == nil {
+		return 0, false
+	}
+	h := maphash.String(g.seed, f)
+	mask := uint64(len(g.nameTab) - 1)
+	i := h & mask
+	for {
+		v := g.nameTab[i]
+		if v == 0 {
+			return 0, false
+		}
+		// A view does not know the names added to its trie after it.
+		if (v^h)>>32 == 0 {
+			if id := uint32(v) - 1; int(id) < len(g.names) && g.names[id] == f {
+				return id, true
+			}
+		}
+		i = (i + 1) & mask
+	}
+}
+
+// lookupChild returns the child of parent for frame and whether it exists.
+func (g *graph) lookupChild(parent, frame uint32) (uint32, bool) {
+	pr := g.node(parent)
+	// A view walks the list: its trie may have made a hub after it.
+	if pr.frame&hubBit != 0 && !g.snapshot {
+		e := g.edges[g.findEdge(parent, frame)]
+		return e.child, e.child != 0
+	}
+	for c := pr.first; c != 0; c = g.node(c).next {
+		if g.frameOf(c) == frame {
+			return c, true
+		}
+	}
+	return 0, false
 }
