@@ -25,7 +25,7 @@ func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) 
 }
 
 // load returns a flame builder holding a selection's stacks; it must be used before release is called.
-func (s *Server) load(ctx context.Context, sel Selection) (b *flame.Builder, release func(), err error) {
+func (s *Server) load(ctx context.Context, sel Selection) (b *flame.View, release func(), err error) {
 	counts, err := s.stackCounts(ctx, sel)
 	if err != nil {
 		return nil, nil, err
@@ -35,7 +35,7 @@ func (s *Server) load(ctx context.Context, sel Selection) (b *flame.Builder, rel
 
 // loadDiff returns a flame builder holding both sides of a diff, read by one ClickHouse query; it must be
 // used before release is called.
-func (s *Server) loadDiff(ctx context.Context, sel, base Selection) (b *flame.Builder, release func(), err error) {
+func (s *Server) loadDiff(ctx context.Context, sel, base Selection) (b *flame.View, release func(), err error) {
 	counts, err := s.diffCounts(ctx, sel, base)
 	if err != nil {
 		return nil, nil, err

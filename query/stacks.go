@@ -57,7 +57,7 @@ type serviceTrie struct {
 	service  string
 	id       uint64 // unique among the tries of the process: segment leaf memos name their trie by it
 	mu       sync.RWMutex
-	trie     *flame.Builder
+	trie     *flame.Trie
 	leaf     map[uint64]uint32
 	nodes    atomic.Int64
 	used     atomic.Int64
@@ -120,7 +120,7 @@ func (t *tries) of(service string) *serviceTrie {
 // the answer is built (before it is written to a client that may be slow). Release may be called more than
 // once. Segments remember the leaves of their stacks (see segEntry.leaves), so a repeated view costs array
 // additions, not a map lookup per stack.
-func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (v *flame.Builder, release func(), err error) {
+func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (v *flame.View, release func(), err error) {
 	st := s.tries.of(service)
 	leaves := make([][]uint32, len(segs))
 	for learned := false; ; learned = true {
