@@ -24,23 +24,14 @@ func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) 
 	return context.WithTimeoutCause(r.Context(), s.cfg.Timeout, errTimeout)
 }
 
-// load returns a flame builder holding a selection's stacks; it must be used before release is called.
-func (s *Server) load(ctx context.Context, sel Selection) (b *flame.View, release func(), err error) {
-	counts, err := s.stackCounts(ctx, sel)
+// load returns a view of the service's trie holding the stacks of a selection and, for a diff, those of its
+// baseline on the baseline side, all read by one ClickHouse query; it must be used before release is called.
+func (s *Server) load(ctx context.Context, sel Selection, base ...Selection) (v *flame.View, release func(), err error) {
+	sums, err := s.sums(ctx, append([]Selection{sel}, base...)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	return s.view(ctx, sel.Service, counts)
-}
-
-// loadDiff returns a flame builder holding both sides of a diff, read by one ClickHouse query; it must be
-// used before release is called.
-func (s *Server) loadDiff(ctx context.Context, sel, base Selection) (b *flame.View, release func(), err error) {
-	counts, err := s.diffCounts(ctx, sel, base)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s.view(ctx, sel.Service, counts)
+	return s.view(ctx, sel.Service, sums)
 }
 
 // widen moves the edges of a selection that are older than the raw retention out to whole hours or days
@@ -155,7 +146,7 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	if err := s.widen(ctx, w, &base, "Base-"); err != nil {
 		return err
 	}
-	b, release, err := s.loadDiff(ctx, sel, base)
+	b, release, err := s.load(ctx, sel, base)
 	if err != nil {
 		return err
 	}

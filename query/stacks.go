@@ -115,69 +115,82 @@ func (t *tries) of(service string) *serviceTrie {
 	return st
 }
 
-// view returns a view of the service's trie with the sums of segs added to their stacks' leaves. The view
+// view returns a view of the service's trie with the sums of segs merged into their stacks' leaves. The view
 // holds the trie's read lock: it must be used before release is called, and release should come as soon as
 // the answer is built (before it is written to a client that may be slow). Release may be called more than
-// once. Segments remember the leaves of their stacks (see segEntry.leaves), so a repeated view costs array
-// additions, not a map lookup per stack.
+// once. Stacks the trie does not know yet are learned first (see learn).
 func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (v *flame.View, release func(), err error) {
 	st := s.tries.of(service)
 	leaves := make([][]uint32, len(segs))
 	for learned := false; ; learned = true {
 		st.mu.RLock()
-		var missing []uint64
-		for i, sg := range segs {
-			if leaves[i] != nil {
+		if missing := st.leavesOf(segs, leaves); len(missing) > 0 {
+			st.mu.RUnlock()
+			if err := s.learn(ctx, st, missing); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if learned {
+			s.tries.misses.Add(1)
+		} else {
+			s.tries.hits.Add(1)
+		}
+		v := st.trie.View()
+		if n := merge(v, segs, leaves); n > 0 {
+			// Only rows written into a settled bucket while the query read it can do this.
+			s.log.Warn("stack counts below zero, left out", "stacks", n, "service", service)
+		}
+		var once sync.Once // release may be called early and again by a defer
+		return v, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
+	}
+}
+
+// leavesOf sets leaves[i], where it is nil, to the trie leaves of the stacks of segs[i], unless the trie
+// lacks some of them: it returns the stacks it lacks. Segments remember the leaves of their stacks (see
+// segEntry.leaves), so a repeated view costs array additions, not a map lookup per stack. The caller holds
+// the read lock.
+func (st *serviceTrie) leavesOf(segs []segmentSums, leaves [][]uint32) (missing []uint64) {
+	for i, sg := range segs {
+		if leaves[i] != nil {
+			continue
+		}
+		if sg.entry != nil {
+			if m := sg.entry.leaves.Load(); m != nil && m.trie == st.id {
+				leaves[i] = m.leaves
 				continue
 			}
+		}
+		ls := make([]uint32, len(sg.sums))
+		complete := true
+		for k, x := range sg.sums {
+			n, ok := st.leaf[x.stack]
+			if !ok {
+				missing = append(missing, x.stack)
+				complete = false
+			}
+			ls[k] = n
+		}
+		if complete {
+			leaves[i] = ls
 			if sg.entry != nil {
-				if m := sg.entry.leaves.Load(); m != nil && m.trie == st.id {
-					leaves[i] = m.leaves
-					continue
-				}
+				sg.entry.leaves.Store(&leafMemo{trie: st.id, leaves: ls})
 			}
-			ls := make([]uint32, len(sg.sums))
-			complete := true
-			for k, x := range sg.sums {
-				n, ok := st.leaf[x.stack]
-				if !ok {
-					missing = append(missing, x.stack)
-					complete = false
-				}
-				ls[k] = n
-			}
-			if complete {
-				leaves[i] = ls
-				if sg.entry != nil {
-					sg.entry.leaves.Store(&leafMemo{trie: st.id, leaves: ls})
-				}
-			}
-		}
-		if len(missing) == 0 {
-			if learned {
-				s.tries.misses.Add(1)
-			} else {
-				s.tries.hits.Add(1)
-			}
-			v := st.trie.View()
-			for i, sg := range segs {
-				base := sg.side == 1
-				for k, x := range sg.sums {
-					v.AddLeafDelta(leaves[i][k], sg.sign*x.sum, base)
-				}
-			}
-			if n := v.DropNegative(); n > 0 {
-				// Only rows written into a settled bucket while the query read it can do this.
-				s.log.Warn("stack counts below zero, left out", "stacks", n, "service", service)
-			}
-			var once sync.Once // release may be called early and again by a defer
-			return v, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
-		}
-		st.mu.RUnlock()
-		if err := s.learn(ctx, st, missing); err != nil {
-			return nil, nil, err
 		}
 	}
+	return missing
+}
+
+// merge adds the signed sums of segs, on their side, to the leaves of their stacks in v (leaves[i][k] is
+// the leaf of segs[i].sums[k]), and returns how many leaves ended below zero and were left out.
+func merge(v *flame.View, segs []segmentSums, leaves [][]uint32) int {
+	for i, sg := range segs {
+		base := sg.side == baseline
+		for k, x := range sg.sums {
+			v.AddLeafDelta(leaves[i][k], sg.sign*x.sum, base)
+		}
+	}
+	return v.DropNegative()
 }
 
 // learnChunk is how many stack texts learn holds at once: it sorts them (the trie merges sorted stacks
@@ -357,123 +370,6 @@ func (s *Server) minuteEpoch(ctx context.Context) time.Time {
 	t := time.Unix(int64(since[0]), 0).UTC()
 	s.log.Info("minute rollup in use", "since", t)
 	return t
-}
-
-// segmentSums is the per-stack sums of one segment of a plan, to be added (sign 1) or subtracted (-1) on
-// one side of an answer: 0 the comparison, 1 a diff's baseline.
-type segmentSums struct {
-	side  int
-	sign  int64
-	sums  []stackSum
-	entry *segEntry // the cache entry holding sums, nil when they are not cached
-}
-
-// stackCounts returns the segment sums of a selection.
-func (s *Server) stackCounts(ctx context.Context, sel Selection) ([]segmentSums, error) {
-	return s.sums(ctx, sel)
-}
-
-// diffCounts returns the segment sums of both sides of a diff.
-func (s *Server) diffCounts(ctx context.Context, sel, base Selection) ([]segmentSums, error) {
-	return s.sums(ctx, sel, base)
-}
-
-// sums returns the segment sums of one or two selections (sides 0 and 1), read in one pass: the segments of
-// every selection's plan (see Plan) that the cache does not hold, with their current version, go into one
-// ClickHouse query.
-func (s *Server) sums(ctx context.Context, sels ...Selection) ([]segmentSums, error) {
-	r, err := s.rollupsFor(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r = s.horizons(r, time.Now())
-	type job struct {
-		side    int
-		seg     Segment
-		table   string
-		from    string // segmentFrom, also the cache key
-		version string // for settled segments when the cache is on
-		sums    []stackSum
-		cached  bool
-		entry   *segEntry
-		settled bool
-	}
-	var jobs []job
-	var tables []string
-	var lo, hi time.Time
-	for side, sel := range sels {
-		for _, seg := range Plan(sel.From, sel.To, r.ForSelection(sel)) {
-			j := job{side: side, seg: seg, table: seg.Table(sel.HasFilters()), from: s.segmentFrom(sel, seg)}
-			j.settled = s.cache != nil && s.cacheable && !seg.To.After(r.Settled)
-			if j.settled {
-				if !slices.Contains(tables, j.table) {
-					tables = append(tables, j.table)
-				}
-				if lo.IsZero() || seg.From.Before(lo) {
-					lo = seg.From
-				}
-				if seg.To.After(hi) {
-					hi = seg.To
-				}
-			}
-			jobs = append(jobs, j)
-		}
-	}
-	if len(tables) > 0 {
-		parts, err := s.parts(ctx, tables, lo, hi)
-		if err != nil {
-			return nil, err
-		}
-		for i := range jobs {
-			j := &jobs[i]
-			if j.settled {
-				j.version = version(parts, j.table, j.seg.From, j.seg.To)
-				if j.entry, j.cached = s.cache.get(j.from, j.version); j.cached {
-					j.sums = j.entry.sums
-				}
-			}
-		}
-	}
-	var missing []int
-	var froms []string
-	for i, j := range jobs {
-		if !j.cached {
-			missing = append(missing, i)
-			froms = append(froms, j.from)
-		}
-	}
-	if len(missing) > 0 {
-		var seg proto.ColUInt32
-		var hash proto.ColUInt64
-		var count proto.ColInt64
-		err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
-			Body:   s.segmentsSQL(froms),
-			Result: proto.Results{{Name: "seg", Data: &seg}, {Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
-			OnResult: func(ctx context.Context, b proto.Block) error {
-				for i, k := range seg {
-					if int(k) >= len(missing) {
-						return fmt.Errorf("segment %d of %d", k, len(missing))
-					}
-					j := &jobs[missing[k]]
-					j.sums = append(j.sums, stackSum{hash[i], count[i]})
-				}
-				return nil
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("stack counts: %w", err)
-		}
-		for _, i := range missing {
-			if j := &jobs[i]; j.settled {
-				j.entry = s.cache.put(j.from, j.version, j.sums)
-			}
-		}
-	}
-	out := make([]segmentSums, len(jobs))
-	for i, j := range jobs {
-		out[i] = segmentSums{side: j.side, sign: int64(j.seg.Sign), sums: j.sums, entry: j.entry}
-	}
-	return out, nil
 }
 
 // warmWindow is how far back Warm looks for the services and stacks to learn.
