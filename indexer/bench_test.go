@@ -49,7 +49,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 			samples += int(agg.Samples())
 			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
 		}
-		for h := range ln.w.build(items, known) {
+		for h := range ln.w.build(1, items, known) {
 			known[h] = struct{}{}
 		}
 	}
@@ -93,7 +93,7 @@ func BenchmarkBuildColumns(b *testing.B) {
 		for i, agg := range aggs {
 			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
 		}
-		for h := range ln.w.build(items, known) {
+		for h := range ln.w.build(1, items, known) {
 			known[h] = struct{}{}
 		}
 		// build hands the aggregates to the pool, which leaves them intact: nothing else takes from it here.

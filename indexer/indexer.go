@@ -69,6 +69,15 @@ type Indexer struct {
 	// Their sum stays within the consumer's ack wait.
 	batchTimeout, settleTimeout time.Duration
 	ackWait                     time.Duration
+
+	// tz is the ClickHouse server's time zone (see serverLocation).
+	tzMu sync.Mutex
+	tz   *time.Location
+	// repairMu makes one repair at a time in this process; claims is the bucket of repair claims
+	// between processes (see ledger.go).
+	repairMu sync.Mutex
+	claimMu  sync.Mutex
+	claims   jetstream.KeyValue
 }
 
 // lane is what one batch at a time writes with: its columns, and the stacks it already wrote (so a
@@ -628,6 +637,19 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	if len(items) == 0 {
 		return nil, nil
 	}
+	// A redelivered event's profile may have been written by an earlier attempt whose insert the server
+	// is still finishing: wait for it before concluding that the profile is missing.
+	var again []*item
+	for _, it := range items {
+		if md, err := it.msg.Metadata(); err == nil && md.NumDelivered > 1 {
+			again = append(again, it)
+		}
+	}
+	if len(again) > 0 {
+		if err := ix.waitEarlier(ctx, again); err != nil {
+			return nil, err
+		}
+	}
 	ids := make(proto.ColUInt64, 0, len(items))
 	lo, hi := items[0].ev.Start, items[0].ev.Start
 	for _, it := range items {
@@ -652,6 +674,18 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("check indexed profiles: %w", err)
+	}
+	var indexed []*item
+	for _, it := range items {
+		if seen[it.id] {
+			indexed = append(indexed, it)
+		}
+	}
+	if len(indexed) > 0 {
+		// Their batch is in samples; a view may have missed it.
+		if err := ix.completeRollups(ctx, indexed); err != nil {
+			return nil, err
+		}
 	}
 	var out []*item
 	for _, it := range items {

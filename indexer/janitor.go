@@ -43,6 +43,7 @@ var retentionTables = []struct {
 	{"samples_1h_all", byDay, func(r Retention) int { return r.HourDays }},
 	{"samples_1d", byMonth, func(r Retention) int { return r.DayDays }},
 	{"samples_1d_all", byMonth, func(r Retention) int { return r.DayDays }},
+	{BatchesTable, byDay, func(r Retention) int { return r.RawDays }},
 }
 
 // ServiceSettings is where the janitor reads the services' own retention (pgdb.DB implements it).
@@ -301,6 +302,9 @@ func (j *Janitor) deleteExpired(ctx context.Context, service string, days int, n
 	*where = " WHERE service = " + chdb.String(service) + " AND ts < " + chdb.Time(before)
 	var deleted []Deletion
 	for _, t := range retentionTables {
+		if t.name == BatchesTable {
+			continue // no rows of the service's samples: a ledger row without them is never read
+		}
 		if global := t.days(j.retention); global > 0 && days >= global {
 			continue // the partition drops already keep no more than this
 		}

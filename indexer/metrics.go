@@ -15,6 +15,7 @@ type metrics struct {
 	dlq           prometheus.Counter
 	failures      prometheus.Counter
 	pending       prometheus.Gauge
+	repairs       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Batches that failed and were Nak'ed for a retry with backoff (ClickHouse or object store down)."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flamestream_indexer_consumer_pending",
 			Help: "Events not yet delivered to the indexer consumer (lag)."}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_rollup_repairs_total",
+			Help: "Rollups completed with a batch their materialized view had missed (ClickHouse failed mid-insert)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.failures, m.pending)
+		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.failures, m.pending, m.repairs)
 	}
 	return m
 }

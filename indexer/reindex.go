@@ -35,7 +35,10 @@ type ReindexResult struct {
 }
 
 // reindexTables are the tables Reindex deletes the range from: samples and every rollup.
-var reindexTables = []string{"samples", "totals_1m", MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
+//
+// The batch ledger's rows of the range go too: a batch a view missed, completed later from the ledger,
+// must not count the profiles the replay writes again under a new batch.
+var reindexTables = []string{"samples", "totals_1m", MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all", BatchesTable}
 
 // alignDays widens [from, to) to whole UTC days. A day rollup row covers a whole day and cannot be split;
 // deleting and replaying whole days keeps every rollup row equal to the sum of its samples.

@@ -170,7 +170,7 @@ func drained(t *testing.T, cons jetstream.Consumer, within time.Duration) {
 }
 
 // tables are samples and every rollup.
-var tables = []string{"samples", "totals_1m", "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
+var tables = []string{"samples", "totals_1m", indexer.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
 
 // fingerprint is, per table, the total count of a service and a count-weighted hash of (ts, stack): two
 // fingerprints are equal when the query results (what every flame graph and timeline sums) are equal.

@@ -77,6 +77,13 @@ var migrations = []migration{
 		{name: StacksTable, columns: "service String, hash UInt64, frames String", engine: "ReplacingMergeTree",
 			order: "service, hash", shard: shardByService},
 	}},
+	// Every write is a numbered batch whose marker row the views carry into each rollup, so that a rollup
+	// a failed insert left short is found and completed (see ledger.go). The ledger says which batch
+	// wrote which profile.
+	{version: 5, name: "batch ledger", tables: []table{
+		{name: BatchesTable, columns: "ts DateTime, service String, batch UInt64, profile UInt64", engine: "MergeTree",
+			partition: "toYYYYMMDD(ts)", order: "profile", shard: shardByService},
+	}},
 }
 
 // StacksTable holds each service's stack texts, keyed by (service, hash). LegacyStacksTable is the

@@ -21,6 +21,11 @@ type writer struct {
 	profile, stack                             proto.ColUInt64
 	count                                      proto.ColUInt32
 
+	// The batch ledger's columns.
+	ledgerTS                   proto.ColDateTime
+	ledgerService              proto.ColStr
+	ledgerBatch, ledgerProfile proto.ColUInt64
+
 	containers map[string][2]string
 }
 
@@ -37,6 +42,10 @@ func (w *writer) reset() {
 	w.profile.Reset()
 	w.stack.Reset()
 	w.count.Reset()
+	w.ledgerTS.Reset()
+	w.ledgerService.Reset()
+	w.ledgerBatch.Reset()
+	w.ledgerProfile.Reset()
 }
 
 // containerInfo caches profile.ContainerInfo, which every row needs.
@@ -52,10 +61,10 @@ func (w *writer) containerInfo(raw string) (string, string) {
 	return c, k
 }
 
-// build fills the columns with a batch: the stacks not in known, then one sample row per (profile,
-// container, stack). It returns the stacks it added. The aggregates stay with the items: a batch that
+// build fills the columns with batch: its ledger, the stacks not in known, then one sample row per
+// (profile, container, stack) and the batch's marker row (see ledger.go). It returns the stacks it added. The aggregates stay with the items: a batch that
 // ClickHouse refused is written again in smaller groups (Index releases them at the end).
-func (w *writer) build(items []*item, known map[serviceStack]struct{}) map[serviceStack]struct{} {
+func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struct{}) map[serviceStack]struct{} {
 	w.reset()
 	newStacks := map[serviceStack]struct{}{}
 	for _, it := range items {
@@ -74,6 +83,10 @@ func (w *writer) build(items []*item, known map[serviceStack]struct{}) map[servi
 			w.stackText.AppendBytes(text)
 		}
 		ts := it.ev.Start.Truncate(time.Second)
+		w.ledgerTS.Append(ts)
+		w.ledgerService.Append(it.ev.Service)
+		w.ledgerBatch.Append(batch)
+		w.ledgerProfile.Append(it.id)
 		for _, e := range agg.Entries() {
 			container, k8s := w.containerInfo(e.Container)
 			w.ts.Append(ts)
@@ -87,32 +100,64 @@ func (w *writer) build(items []*item, known map[serviceStack]struct{}) map[servi
 			w.count.Append(uint32(min(e.Count, 1<<32-1)))
 		}
 	}
+	if len(items) > 0 {
+		w.ts.Append(items[0].ev.Start.Truncate(time.Second)) // the batch's day, like every row of it
+		w.service.Append(MarkerService)
+		w.host.Append(batchHex(batch))
+		w.container.Append("")
+		w.itype.Append("")
+		w.k8sObject.Append("")
+		w.profile.Append(0)
+		w.stack.Append(batch)
+		w.count.Append(1)
+	}
 	return newStacks
 }
 
-// write inserts the batch: new stacks first, then the sample rows, each as one native columnar block. A
-// crash between the two leaves only unreferenced stacks, which are harmless.
+// write inserts the items as batches of one day each (see ledger.go), and returns the sample rows written.
 func (ix *Indexer) write(ctx context.Context, ln *lane, items []*item) (rows int, err error) {
+	batches, err := ix.days(ctx, items)
+	if err != nil {
+		return 0, err
+	}
+	for _, batch := range batches {
+		n, err := ix.writeBatch(ctx, ln, batch)
+		if err != nil {
+			return rows, err
+		}
+		rows += n
+	}
+	return rows, nil
+}
+
+// writeBatch inserts one batch: its ledger rows, its new stacks, then its sample rows with its marker,
+// each as one native columnar block. A crash between them leaves only ledger rows of a batch that is not
+// in samples, or unreferenced stacks, which are both harmless.
+func (ix *Indexer) writeBatch(ctx context.Context, ln *lane, items []*item) (rows int, err error) {
 	w := &ln.w
-	newStacks := w.build(items, ln.knownStacks)
+	batch := newBatchID()
+	newStacks := w.build(batch, items, ln.knownStacks)
 	t0 := time.Now()
+	ledger := proto.Input{{Name: "ts", Data: &w.ledgerTS}, {Name: "service", Data: &w.ledgerService},
+		{Name: "batch", Data: &w.ledgerBatch}, {Name: "profile", Data: &w.ledgerProfile}}
+	if err := ix.db.Insert(ctx, BatchesTable, ledger); err != nil {
+		return 0, fmt.Errorf("insert batch ledger: %w", err)
+	}
 	if w.stackHash.Rows() > 0 {
 		in := proto.Input{{Name: "service", Data: &w.stackService}, {Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}
 		if err := ix.db.Insert(ctx, StacksTable, in); err != nil {
 			return 0, fmt.Errorf("insert stacks: %w", err)
 		}
 	}
-	rows = w.ts.Rows()
-	if rows > 0 {
-		in := proto.Input{
-			{Name: "ts", Data: &w.ts}, {Name: "service", Data: &w.service}, {Name: "host", Data: &w.host},
-			{Name: "container", Data: &w.container}, {Name: "instance_type", Data: &w.itype},
-			{Name: "k8s_object", Data: &w.k8sObject}, {Name: "profile", Data: &w.profile},
-			{Name: "stack", Data: &w.stack}, {Name: "count", Data: &w.count},
-		}
-		if err := ix.db.Insert(ctx, "samples", in); err != nil {
-			return 0, fmt.Errorf("insert samples: %w", err)
-		}
+	rows = w.ts.Rows() - 1 // without the marker
+	in := proto.Input{
+		{Name: "ts", Data: &w.ts}, {Name: "service", Data: &w.service}, {Name: "host", Data: &w.host},
+		{Name: "container", Data: &w.container}, {Name: "instance_type", Data: &w.itype},
+		{Name: "k8s_object", Data: &w.k8sObject}, {Name: "profile", Data: &w.profile},
+		{Name: "stack", Data: &w.stack}, {Name: "count", Data: &w.count},
+	}
+	if err := ix.db.InsertAs(ctx, batchQueryID(batch), "samples", in); err != nil {
+		return 0, fmt.Errorf("insert samples: %w", err)
 	}
 	ix.metrics.insertLatency.Observe(time.Since(t0).Seconds())
 	if len(ln.knownStacks)+len(newStacks) > maxKnownStacks/ix.cfg.Workers {

@@ -1,0 +1,49 @@
+package indexer
+
+import (
+	"testing"
+	"time"
+)
+
+// The repair of a rollup writes what its materialized view would have written: the shape's query must be
+// the view's, letter for letter, and every view must have a shape.
+func TestRollupShapesAreTheViews(t *testing.T) {
+	views := map[string]string{}
+	for _, m := range migrations {
+		for _, v := range m.views {
+			views[v.to] = v.query
+		}
+	}
+	if len(views) != len(rollupShapes) {
+		t.Errorf("%d views, %d rollup shapes", len(views), len(rollupShapes))
+	}
+	for _, r := range rollupShapes {
+		q, ok := views[r.table]
+		if !ok {
+			t.Errorf("no view writes %s", r.table)
+			continue
+		}
+		if got := r.query("{src}"); got != q {
+			t.Errorf("%s:\nshape %s\nview  %s", r.table, got, q)
+		}
+	}
+}
+
+// A batch is one day of the server's clock: one part in every table, each partitioned by day or month.
+func TestDayStartFollowsTheServerZone(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skip(err)
+	}
+	ts := time.Date(2026, 3, 8, 4, 30, 0, 0, time.UTC) // 23:30 on the 7th in New York
+	if got, want := dayStart(ts, ny), time.Date(2026, 3, 7, 0, 0, 0, 0, ny); !got.Equal(want) {
+		t.Errorf("dayStart in New York = %s, want %s", got, want)
+	}
+	if got, want := dayStart(ts, time.UTC), time.Date(2026, 3, 8, 0, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("dayStart in UTC = %s, want %s", got, want)
+	}
+	// The day after a change to summer time has 23 hours.
+	if d := dayStart(ts, ny).AddDate(0, 0, 2).Sub(dayStart(ts, ny).AddDate(0, 0, 1)); d != 23*time.Hour {
+		t.Errorf("8 March 2026 in New York lasts %s", d)
+	}
+}
