@@ -17,12 +17,13 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/ingest"
 	"github.com/flamestream/flamestream/internal/config"
 )
 
 // flamestreamServices are the compose services that run the Flamestream image.
-var flamestreamServices = []string{"migrate", "ingest", "indexer", "query"}
+var flamestreamServices = []string{"migrate", "ingest", "indexer", "janitor", "query"}
 
 // composeDefaults lists the variables the compose file may leave at their built-in default, each with the
 // reason that default is right inside compose. The rule the tests enforce:
@@ -136,7 +137,7 @@ func envExample(t *testing.T) map[string]string {
 
 func schema() map[string]config.Var {
 	out := map[string]config.Var{}
-	for _, v := range config.Schema() {
+	for _, v := range roles.AllVars() {
 		out[v.Env] = v
 	}
 	return out
@@ -149,7 +150,7 @@ func isFlamestreamVar(name string) bool {
 
 func TestComposeSetsEveryVariableTheBinaryReads(t *testing.T) {
 	c := loadCompose(t)
-	for _, v := range config.Schema() {
+	for _, v := range roles.AllVars() {
 		t.Run(v.Env, func(t *testing.T) {
 			mustSet := loopback.MatchString(v.Default) || loopback.MatchString(v.Help) || credential.MatchString(v.Env)
 			reason, defaultOK := composeDefaults[v.Env]
@@ -265,7 +266,8 @@ func TestComposeServicesDependOnWhatTheyUse(t *testing.T) {
 	}{
 		{"migrate", "migrate", map[string]string{"postgres": "service_healthy", "clickhouse": "service_healthy"}},
 		{"ingest", "ingest", map[string]string{"migrate": "service_completed_successfully", "postgres": "service_healthy", "nats": "service_healthy", "minio": "service_healthy"}},
-		{"indexer", "indexer", map[string]string{"migrate": "service_completed_successfully", "postgres": "service_healthy", "clickhouse": "service_healthy", "nats": "service_healthy", "minio": "service_healthy"}},
+		{"indexer", "indexer", map[string]string{"migrate": "service_completed_successfully", "clickhouse": "service_healthy", "nats": "service_healthy", "minio": "service_healthy"}},
+		{"janitor", "janitor", map[string]string{"migrate": "service_completed_successfully", "postgres": "service_healthy", "clickhouse": "service_healthy"}},
 		{"query", "query", map[string]string{"migrate": "service_completed_successfully", "postgres": "service_healthy", "clickhouse": "service_healthy"}},
 		{"caddy", "", map[string]string{"ingest": "service_started", "query": "service_started"}},
 	}
@@ -552,7 +554,7 @@ func TestKubernetesManifestsUseOnlyKnownVariables(t *testing.T) {
 			}
 		}
 	}
-	for _, d := range []string{"flamestream-ingest", "flamestream-indexer", "flamestream-query"} {
+	for _, d := range []string{"flamestream-ingest", "flamestream-indexer", "flamestream-janitor", "flamestream-query"} {
 		if !deployments[d] {
 			t.Errorf("no Deployment %s in k8s/", d)
 		}
@@ -578,7 +580,7 @@ func TestKubernetesManifestsUseOnlyKnownVariables(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range config.Schema() {
+	for _, v := range roles.AllVars() {
 		if (loopback.MatchString(v.Default) || loopback.MatchString(v.Help)) && !cm[v.Env] {
 			t.Errorf("k8s ConfigMap/Secret does not set %s (default %q is loopback)", v.Env, v.Default)
 		}
@@ -595,7 +597,7 @@ func metricNames(t *testing.T) map[string]bool {
 	t.Helper()
 	re := regexp.MustCompile(`Name:\s*"(flamestream_[a-z0-9_]+)"`)
 	out := map[string]bool{}
-	for _, dir := range []string{"../ingest", "../indexer", "../query", "../internal/app"} {
+	for _, dir := range []string{"../ingest", "../indexer", "../query", "../cmd/flamestream/roles"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
 		for _, f := range files {
 			for _, m := range re.FindAllStringSubmatch(string(readFile(t, f)), -1) {

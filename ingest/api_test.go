@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // gzipBomb returns about 1 MiB of gzip that inflates to 1 GiB of zeros: 16 gzip members of 64 MiB each

@@ -15,13 +15,13 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
 	"github.com/flamestream/flamestream/internal/profile"
-	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // The input contract of the upload API (see the ingest package doc): what cannot be stored exactly is

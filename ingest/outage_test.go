@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 const outageStoreTimeout = 2 * time.Second

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flamestream/flamestream/internal/testenv"
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 )
 
 // TestFailedLoginsAreLimitedPerUserAndPerAddress runs against a whole stack's HTTP server: after 5 wrong

@@ -25,10 +25,10 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/pprof/profile"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/query"
 )
 

@@ -16,10 +16,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/query"
 )
 

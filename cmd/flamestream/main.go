@@ -1,131 +1,87 @@
-// Command flamestream is the one Flamestream binary: every role and every operator tool is a subcommand.
+// Command flamestream is the Flamestream server binary: each role (see package roles) and each operator
+// tool is a subcommand. The tools that measure it (bench, backfill, loadgen, soak) are flamestream-dev's.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/flamestream/flamestream/internal/app"
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
+	"github.com/flamestream/flamestream/cmd/internal/cli"
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
-	"github.com/flamestream/flamestream/internal/logging"
 )
 
-const usage = `usage: flamestream <command> [flags]
+// noFlags is a command without flags of its own.
+func noFlags(run cli.Runner) func(*flag.FlagSet) cli.Runner {
+	return func(*flag.FlagSet) cli.Runner { return run }
+}
 
-roles:
-  all        every role in one process (NATS embedded unless NATS_URL is set)
-  ingest     the agent-facing API
-  indexer    the JetStream consumer that writes ClickHouse
-  query      the query API and the web UI
+// roleCommands are the server roles, from the role table.
+func roleCommands() []cli.Command {
+	var out []cli.Command
+	for _, r := range roles.Table() {
+		out = append(out, cli.Command{Name: r.Name, Summary: r.Summary + "; opens " + r.Opens.String(), Vars: r.Vars,
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return roles.Run(ctx, in.Config, in.Log, r.Name) })})
+	}
+	return out
+}
 
-tools:
-  migrate    create or upgrade the PostgreSQL and ClickHouse schemas (--cluster NAME, --print)
-  reindex    rebuild one service's time range from the stream (--service S --from T1 --to T2)
-  token      create | list | revoke API tokens
-  user       add a UI user (or change a password)
-  demo       send demo profiles to an ingest address
-  backfill   write a deterministic month of profiles straight into ClickHouse (for bench)
-  bench      bench query: p50/p95 of flame graph, diff, top and timeline queries
-  loadgen    offer agent-shaped load to an ingest address and report throughput and ack latency
-  soak       steady load while indexer, ClickHouse, NATS and S3 are killed at random; checks exact totals and flat memory
-  service    list | set NAME --sample-threshold X --retention-days N
-  config     print every configuration variable (markdown)
+// toolCommands are the operator tools; each reads only the configuration of what it opens.
+func toolCommands() []cli.Command {
+	meta := func() []config.Var { return config.Join(config.Postgres(), config.Logging()) }
+	return []cli.Command{
+		{Name: "migrate", Summary: "create or upgrade the PostgreSQL and ClickHouse schemas (--cluster NAME, --print)",
+			Vars: func() []config.Var { return config.Join(config.Postgres(), config.ClickHouse(), config.Logging()) },
+			Flags: func(fs *flag.FlagSet) cli.Runner {
+				o := migrateFlags(fs)
+				return func(ctx context.Context, in cli.Invocation) error {
+					return runMigrate(ctx, in.Config, in.Log, o, in.Out)
+				}
+			}},
+		{Name: "reindex", Summary: "rebuild one service's time range from the stream (--service S --from T1 --to T2)",
+			Vars: func() []config.Var {
+				return config.Join(config.ClickHouse(), config.S3(), config.NATS(), indexer.Vars(), config.Logging())
+			},
+			Flags: func(fs *flag.FlagSet) cli.Runner {
+				o := reindexFlags(fs)
+				return func(ctx context.Context, in cli.Invocation) error {
+					return runReindex(ctx, in.Config, in.Log, o, in.Out)
+				}
+			}},
+		{Name: "token", Summary: "create | list | revoke API tokens", Vars: meta,
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return runToken(ctx, in.Config, in.Args, in.Out) })},
+		{Name: "user", Summary: "add a UI user (or change a password): user add NAME PASSWORD", Vars: meta,
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return runUser(ctx, in.Config, in.Args, in.Out) })},
+		{Name: "service", Summary: "list | set NAME --sample-threshold X --retention-days N",
+			// A service's retention is bounded by the global raw retention.
+			Vars:  func() []config.Var { return config.Join(config.Postgres(), indexer.RetentionVars(), config.Logging()) },
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return runService(ctx, in.Config, in.Args, in.Out) })},
+		{Name: "demo", Summary: "send demo profiles to an ingest address",
+			Flags: func(fs *flag.FlagSet) cli.Runner {
+				o := demoFlags(fs)
+				return func(ctx context.Context, in cli.Invocation) error { return runDemo(ctx, o, in.Out) }
+			}},
+		{Name: "config", Summary: "print every configuration variable (markdown)",
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error {
+				return config.WriteMarkdown(in.Out, roles.AllVars())
+			})},
+	}
+}
 
-Every flag can also be set by its environment variable; run "flamestream <command> -h" for the list.
-`
+func program() cli.Program {
+	rs, tools := roleCommands(), toolCommands()
+	return cli.Program{Name: "flamestream", Commands: append(rs, tools...),
+		Usage: "usage: flamestream <command> [flags]\n\nroles:\n" + cli.Usage(rs) + "\ntools:\n" + cli.Usage(tools) +
+			"\nEach command reads only its own configuration; every flag can also be set by its environment variable.\n" +
+			"Run \"flamestream <command> -h\" for the list. Benchmarks, backfill, loadgen and soak are flamestream-dev's.\n"}
+}
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(program().Run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// invocation is what a command runs with: the configuration, the logger, the arguments left after the
-// flags, and where to write.
-type invocation struct {
-	cfg       config.Config
-	log       *slog.Logger
-	rest      []string
-	out, diag io.Writer
-}
-
-// runner runs a command once its flags are parsed.
-type runner func(ctx context.Context, in invocation) error
-
-// command declares a command's own flags on fs, next to the configuration flags, and returns how to run it.
-// It reports false for an unknown name.
-func command(name string, fs *flag.FlagSet) (runner, bool) {
-	switch name {
-	case "all", "ingest", "indexer", "query":
-		return func(ctx context.Context, in invocation) error { return app.Run(ctx, in.cfg, in.log, name) }, true
-	case "loadgen":
-		o := loadgenFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runLoadgen(ctx, o, in.out, in.diag) }, true
-	case "soak":
-		o := soakFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runSoak(ctx, in.cfg, o, in.out, in.diag) }, true
-	case "service":
-		return func(ctx context.Context, in invocation) error { return runService(ctx, in.cfg, in.rest, in.out) }, true
-	case "migrate":
-		o := migrateFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runMigrate(ctx, in.cfg, in.log, o, in.out) }, true
-	case "reindex":
-		o := reindexFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runReindex(ctx, in.cfg, in.log, o, in.out) }, true
-	case "token":
-		return func(ctx context.Context, in invocation) error { return runToken(ctx, in.cfg, in.rest, in.out) }, true
-	case "user":
-		return func(ctx context.Context, in invocation) error { return runUser(ctx, in.cfg, in.rest, in.out) }, true
-	case "demo":
-		o := demoFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runDemo(ctx, o, in.out) }, true
-	case "backfill":
-		o := backfillFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runBackfill(ctx, in.cfg, in.log, o, in.out) }, true
-	case "bench":
-		o := benchFlags(fs)
-		return func(ctx context.Context, in invocation) error { return runBench(ctx, in.cfg, in.log, o, in.out) }, true
-	case "config":
-		return func(ctx context.Context, in invocation) error { return config.WriteMarkdown(in.out) }, true
-	}
-	return nil, false
-}
-
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	cmd := args[0]
-	if cmd == "bench" && len(args) > 1 && args[1] == "query" { // "bench query" is the only benchmark so far
-		args = append([]string{cmd}, args[2:]...)
-	}
-	fs := flag.NewFlagSet("flamestream "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	runCmd, ok := command(cmd, fs)
-	if !ok {
-		fmt.Fprintf(stderr, "flamestream: unknown command %q\n\n%s", cmd, usage)
-		return 2
-	}
-	cfg, err := config.Load(fs, args[1:], nil)
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "flamestream:", err)
-		return 2
-	}
-	log := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat).With("cmd", cmd)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := runCmd(ctx, invocation{cfg: cfg, log: log, rest: fs.Args(), out: stdout, diag: stderr}); err != nil {
-		fmt.Fprintln(stderr, "flamestream "+cmd+":", err)
-		return 1
-	}
-	return 0
-}
+// run runs the binary on args, as main does, and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int { return program().Run(args, stdout, stderr) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/internal/config"
 )
 
@@ -22,7 +23,7 @@ func TestREADMEConfigTableIsCurrent(t *testing.T) {
 		t.Fatal("README.md lacks the <!-- config-table --> markers")
 	}
 	var want bytes.Buffer
-	if err := config.WriteMarkdown(&want); err != nil {
+	if err := config.WriteMarkdown(&want, roles.AllVars()); err != nil {
 		t.Fatal(err)
 	}
 	if os.Getenv("UPDATE_README") != "" {
@@ -52,7 +53,7 @@ func TestRunConfigPrintsEveryVariable(t *testing.T) {
 	if code := run([]string{"config"}, &out, &errb); code != 0 {
 		t.Fatalf("exit code %d: %s", code, errb.String())
 	}
-	for _, v := range config.Schema() {
+	for _, v := range roles.AllVars() {
 		if !strings.Contains(out.String(), "`"+v.Env+"`") {
 			t.Errorf("config output lacks %s", v.Env)
 		}

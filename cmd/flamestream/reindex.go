@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/indexer"
-	"github.com/flamestream/flamestream/internal/app"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/objstore"
@@ -59,7 +59,7 @@ func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *rei
 	if err != nil {
 		return err
 	}
-	db, err := app.OpenCH(ctx, cfg, log)
+	db, err := roles.OpenCH(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func printSchema(cfg config.Config, o *migrateOptions, out io.Writer) error {
 
 // migrateCluster applies the PostgreSQL migrations and the cluster variant of the ClickHouse schema.
 func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cluster string, out io.Writer) error {
-	pg, err := app.OpenPG(ctx, cfg, log)
+	pg, err := roles.OpenPG(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

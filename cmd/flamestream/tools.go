@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flamestream/flamestream/internal/app"
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
@@ -23,12 +23,12 @@ func runMigrate(ctx context.Context, cfg config.Config, log *slog.Logger, o *mig
 	if *o.cluster != "" {
 		return migrateCluster(ctx, cfg, log, *o.cluster, out)
 	}
-	pg, err := app.OpenPG(ctx, cfg, log)
+	pg, err := roles.OpenPG(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	pg.Close()
-	ch, err := app.OpenCH(ctx, cfg, log)
+	ch, err := roles.OpenCH(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -119,5 +119,5 @@ func runUser(ctx context.Context, cfg config.Config, args []string, out io.Write
 
 // openMeta opens PostgreSQL for an operator command, its schema migrated (the same path the roles take).
 func openMeta(ctx context.Context, cfg config.Config) (*pgdb.DB, error) {
-	return app.OpenPG(ctx, cfg, slog.New(slog.DiscardHandler))
+	return roles.OpenPG(ctx, cfg, slog.New(slog.DiscardHandler))
 }

@@ -22,13 +22,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/query"
 	"github.com/flamestream/flamestream/stream"
 )

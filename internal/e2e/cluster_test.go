@@ -22,11 +22,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/stream"
 )
 

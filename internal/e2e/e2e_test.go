@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // expected computes, independently of the parser, the totals the flame graph must show for a profile text:

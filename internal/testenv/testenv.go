@@ -1,6 +1,7 @@
-// Package testenv starts Flamestream against the real local servers for integration and end-to-end tests:
-// ClickHouse, PostgreSQL and versitygw from deploy/local, NATS embedded in the process. Each Stack gets its
-// own PostgreSQL database, ClickHouse database, bucket and JetStream store, so tests never see each other.
+// Package testenv gives integration tests the real local servers (ClickHouse, PostgreSQL and versitygw from
+// deploy/local): it checks they answer, and hands out fresh databases, names and ports so tests never see
+// each other. It runs no role: a test that needs a whole role running starts it with the testenv package
+// under cmd/flamestream, which wires the roles (nothing under internal/ may import them).
 package testenv
 
 import (
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -16,21 +16,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/flamestream/flamestream/internal/app"
-	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
-	"github.com/flamestream/flamestream/internal/pgdb"
 )
 
-// Stack is a running `flamestream all` with its own databases.
-type Stack struct {
-	URL    string
-	Config config.Config
-	PG     *pgdb.DB
-	CH     *chdb.DB
-}
-
-// Servers checks that the local servers answer. Without them the test is skipped, unless CI is set: in CI
+// Servers checks that the local servers answer and returns the shared configuration (connections,
+// addresses) at its defaults. Without them the test is skipped, unless CI is set: in CI
 // a missing server is a failure.
 func Servers(t testing.TB) config.Config {
 	t.Helper()
@@ -93,92 +83,9 @@ func NewPostgres(t testing.TB, base string) string {
 	return strings.Replace(base, "/flamestream?", "/"+name+"?", 1)
 }
 
-// Options adjust a Stack before it starts.
-type Options struct {
-	// Role is the role to run ("all" by default).
-	Role string
-	// Edit changes the configuration.
-	Edit func(*config.Config)
-}
-
-// Start runs Flamestream in-process and waits until /readyz answers.
-func Start(t testing.TB, o Options) *Stack {
-	t.Helper()
-	cfg := Servers(t)
-	cfg.PostgresURL = NewPostgres(t, cfg.PostgresURL)
-	cfg.ClickHouseDatabase = Name("fs_test")
-	cfg.S3Bucket = strings.ReplaceAll(Name("fs-test"), "_", "-")
-	cfg.NATSURL = ""
-	cfg.DataDir = t.TempDir()
-	cfg.IngestAddr = FreeAddr(t)
-	cfg.QueryAddr = FreeAddr(t)
-	cfg.BatchWait = 200 * time.Millisecond
-	cfg.RateLimit = 0
-	if o.Edit != nil {
-		o.Edit(&cfg)
-	}
-	role := o.Role
-	if role == "" {
-		role = "all"
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: testLogLevel()}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, log, role) }()
-	st := &Stack{URL: "http://" + cfg.IngestAddr, Config: cfg}
-	if role == "query" {
-		st.URL = "http://" + cfg.QueryAddr
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(st.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("flamestream %s stopped: %v", role, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("flamestream %s not ready after 60s (last error %v)", role, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	var err error
-	if st.PG, err = pgdb.Open(ctx, cfg.PostgresURL); err != nil {
-		t.Fatal(err)
-	}
-	if st.CH, err = chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Database: cfg.ClickHouseDatabase}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("flamestream %s did not stop within 30s", role)
-		}
-		_ = st.CH.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.ClickHouseDatabase)
-		st.CH.Close()
-		st.PG.Close()
-	})
-	return st
-}
-
-// Token creates an API token in the stack's database.
-func (s *Stack) Token(t testing.TB, kind, service string) string {
-	t.Helper()
-	_, secret, err := s.PG.CreateToken(context.Background(), "test", kind, service)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return secret
+// Logger returns a logger writing to the test's log at warn level, or at FLAMESTREAM_TEST_LOG_LEVEL.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: testLogLevel()}))
 }
 
 type testWriter struct{ t testing.TB }

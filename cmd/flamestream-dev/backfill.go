@@ -17,7 +17,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/flamestream/flamestream/indexer"
-	"github.com/flamestream/flamestream/internal/app"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 )
@@ -252,12 +251,12 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 	if err != nil {
 		return err
 	}
-	ch, err := app.OpenCH(ctx, cfg, log)
+	ch, err := openCH(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	pg, err := app.OpenPG(ctx, cfg, log)
+	pg, err := openPG(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
-// Package app wires the roles together: it opens the connections a role needs, mounts its HTTP routes and
-// runs it until its context ends. The binary and the end-to-end tests both start roles through it.
-package app
+// Package roles is the role table of the flamestream binary: what each server role opens (PostgreSQL,
+// ClickHouse, the object store, NATS), which configuration variables it reads, and how Run starts its
+// parts and stops them. It is the only package that imports every role (ingest, indexer, query, webui);
+// the binary and the tests that run a whole role start them through it.
+package roles
 
 import (
 	"context"
@@ -23,14 +25,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flamestream/flamestream/indexer"
-	"github.com/flamestream/flamestream/ingest"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/pgdb"
-	"github.com/flamestream/flamestream/query"
 	"github.com/flamestream/flamestream/stream"
-	"github.com/flamestream/flamestream/webui"
 )
 
 // deps are the connections a role needs; each is opened only when needed.
@@ -132,98 +131,40 @@ func openStore(ctx context.Context, cfg config.Config) (*objstore.Store, error) 
 	return st, st.EnsureBucket(sctx)
 }
 
-// Run starts the role named by cmd ("all" for every role) and blocks until ctx ends.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger, cmd string) error {
-	all := cmd == "all"
+// Run starts the role named name ("all" for every role) and blocks until ctx ends. It opens exactly what
+// the role's table entry declares, and closes it only after every goroutine of the role ended.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, name string) error {
+	role, ok := Lookup(name)
+	if !ok {
+		return fmt.Errorf("unknown role %q", name)
+	}
 	d := &deps{}
 	defer d.close()
-	var err error
-	if d.pg, err = OpenPG(ctx, cfg, log); err != nil {
+	if err := d.open(ctx, cfg, log, role.Opens); err != nil {
 		return err
 	}
-	if cfg.AdminUser != "" && cfg.AdminPassword != "" {
+	if d.pg != nil && cfg.AdminUser != "" && cfg.AdminPassword != "" {
 		if err := d.pg.SetUser(ctx, cfg.AdminUser, cfg.AdminPassword); err != nil {
-			return err
-		}
-	}
-	if all || cmd == "indexer" || cmd == "query" {
-		if d.ch, err = OpenCH(ctx, cfg, log); err != nil {
-			return err
-		}
-	}
-	if all || cmd == "ingest" || cmd == "indexer" {
-		if d.store, err = openStore(ctx, cfg); err != nil {
-			return err
-		}
-		if err := openNATS(ctx, cfg, log, all, d); err != nil {
 			return err
 		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Every goroutine of the roles belongs to g: the first to fail stops the others through gctx, and Run
-	// returns only after all of them ended, before the deferred d.close closes the pools they use.
-	// Everything that can fail is set up before the first goroutine starts.
+	// Every goroutine of the role is one of tasks, started in g below: the first to fail stops the others
+	// through gctx, and Run returns only after all of them ended, before the deferred d.close closes the
+	// pools they use. Everything that can fail is set up before the first goroutine starts.
 	var tasks []func(ctx context.Context) error
-	if all || cmd == "indexer" {
-		cons, err := stream.EnsureConsumer(ctx, d.js, cfg.Consumer, consumerAckWait)
+	r := opsRouter(d, reg, log)
+	for _, p := range role.parts {
+		t, err := p.start(ctx, cfg, log, d, reg, r)
 		if err != nil {
 			return err
 		}
-		// The batch deadline derives from the consumer's own ack wait (an operator's replay consumer may
-		// have another one).
-		ix := indexer.New(indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
-			FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes, BatchTimeout: batchTimeout},
-			d.ch, d.store, d.js, cons, log, reg)
-		tasks = append(tasks, ix.Run)
-		if cfg.JanitorInterval > 0 {
-			jan := indexer.NewJanitor(d.ch, indexer.Retention{RawDays: cfg.RetentionRawDays,
-				HourDays: cfg.RetentionHourDays, DayDays: cfg.RetentionDayDays}, log)
-			jan.Services = d.pg // per-service retention
-			tasks = append(tasks, func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) })
-		}
-		if cmd == "indexer" {
-			r := opsRouter(d, reg, log)
-			tasks = append(tasks, func(ctx context.Context) error { return serve(ctx, log, cfg.QueryAddr, r) })
-		}
+		tasks = append(tasks, t...)
 	}
-	if all || cmd == "ingest" || cmd == "query" {
-		r := opsRouter(d, reg, log)
-		if all || cmd == "ingest" {
-			ingest.New(ingest.Config{MaxBodyBytes: cfg.MaxBodyBytes, MaxDecompressedBytes: cfg.MaxDecompressedBytes,
-				StoreTimeout: cfg.StoreTimeout, RateLimit: cfg.RateLimit,
-				AuthCacheTTL: cfg.AuthCacheTTL, AgentLogsMaxRows: cfg.AgentLogsMaxRows},
-				d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
-		}
-		if all || cmd == "query" {
-			qs := query.New(query.Config{CookieSecure: cfg.CookieSecure, Timeout: cfg.QueryTimeout,
-				MaxQueryMemory: uint64(max(cfg.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(cfg.QueryMaxRows, 0)),
-				MaxNodes: cfg.QueryMaxNodes, TrieNodes: cfg.QueryTrieNodes,
-				RawDays: cfg.RetentionRawDays, HourDays: cfg.RetentionHourDays, CacheBytes: cacheBytes(cfg.QueryCacheMB)}, d.ch, d.pg, log)
-			qs.Routes(r)
-			// Learn the recent stacks in the background, so that the first graphs after a start are fast.
-			// A failed warm-up is logged, not fatal: queries learn the stacks themselves.
-			tasks = append(tasks, func(ctx context.Context) error {
-				wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-				defer cancel()
-				t0 := time.Now()
-				n, err := qs.Warm(wctx)
-				if err != nil && ctx.Err() == nil {
-					log.Warn("query warm-up stopped", "err", err, "stacks", n)
-					return nil
-				}
-				log.Info("query warm-up done", "stacks", n, "took", time.Since(t0).Round(time.Millisecond))
-				return nil
-			})
-			r.Handle("/*", webui.Handler())
-		}
-		addr := cfg.IngestAddr
-		if cmd == "query" {
-			addr = cfg.QueryAddr
-		}
-		tasks = append(tasks, func(ctx context.Context) error { return serve(ctx, log, addr, r) })
-	}
+	addr := role.Addr(cfg)
+	tasks = append(tasks, func(ctx context.Context) error { return serve(ctx, log, addr, r) })
 	g, gctx := errgroup.WithContext(ctx)
 	for _, task := range tasks {
 		g.Go(func() error { return task(gctx) })
@@ -344,13 +285,4 @@ func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler) e
 		return fmt.Errorf("shut down %s: %w", addr, err)
 	}
 	return nil
-}
-
-// cacheBytes converts FLAMESTREAM_QUERY_CACHE_MB to query.Config.CacheBytes, where 0 means the default and a
-// negative value turns the cache off.
-func cacheBytes(mb int) int {
-	if mb <= 0 {
-		return -1
-	}
-	return mb << 20
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flamestream/flamestream/internal/testenv"
+	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
 )
 
 func TestParseProcStatusReadsMemoryFigures(t *testing.T) {

@@ -21,7 +21,6 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/go-chi/chi/v5"
 
-	"github.com/flamestream/flamestream/internal/app"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
@@ -32,15 +31,17 @@ type benchOptions struct {
 	service, host, to, json, manyPrefix *string
 	runs, many, manyRounds              *int
 	noCache, fresh, goalsOnly           *bool
+	server                              *string
 }
 
 // benchFlags declares the bench command's own flags next to the configuration flags.
 func benchFlags(fs *flag.FlagSet) *benchOptions {
 	return &benchOptions{
-		service: fs.String("service", "bench", "service to query (written by flamestream backfill)"),
+		service: fs.String("service", "bench", "service to query (written by flamestream-dev backfill)"),
 		host:    fs.String("host", "", "host of the filtered queries (default: the service's busiest host)"),
 		to:      fs.String("to", "", "end of every range (RFC 3339; default: one second after the service's last sample)"),
 		runs:    fs.Int("runs", 30, "runs of each query"),
+		server:  serverFlag(fs),
 		noCache: fs.Bool("no-cache", false, "turn the query server's segment cache off, so that every call reads ClickHouse"),
 		json:    fs.String("json", "", "also write the figures to this JSON file"),
 		fresh: fs.Bool("fresh", true, "measure the goals on a freshly started `flamestream query` child process: "+
@@ -157,12 +158,12 @@ func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *bench
 	if *o.runs < 1 || *o.many < 0 || *o.many > 999 {
 		return errors.New("-runs must be positive and -many within 0…999")
 	}
-	ch, err := app.OpenCH(ctx, cfg, log)
+	ch, err := openCH(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	pg, err := app.OpenPG(ctx, cfg, log)
+	pg, err := openPG(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -399,7 +400,7 @@ func benchScope(ctx context.Context, db *chdb.DB, o *benchOptions) (time.Time, s
 		return time.Time{}, "", fmt.Errorf("bench: last sample: %w", err)
 	}
 	if len(last) == 0 || last[0] == 0 {
-		return time.Time{}, "", fmt.Errorf("bench: no samples of service %q in %s (run flamestream backfill)", *o.service, db.Database)
+		return time.Time{}, "", fmt.Errorf("bench: no samples of service %q in %s (run flamestream-dev backfill)", *o.service, db.Database)
 	}
 	to := time.Unix(int64(last[0]), 0).UTC().Add(time.Minute + time.Second)
 	if *o.to != "" {

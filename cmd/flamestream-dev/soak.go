@@ -23,6 +23,7 @@ type soakOptions struct {
 	targets, jsonOut, dir                      *string
 	natsServer, versitygw, clickhouse          *string
 	keep                                       *bool
+	server                                     *string
 }
 
 // soakFlags declares the soak command's flags next to the configuration flags.
@@ -47,13 +48,14 @@ func soakFlags(fs *flag.FlagSet) *soakOptions {
 		natsServer:  fs.String("nats-server", "", "nats-server binary (default: PATH, then .bin/)"),
 		versitygw:   fs.String("versitygw", "", "versitygw binary (default: PATH, then .bin/)"),
 		clickhouse:  fs.String("clickhouse-server", "", "clickhouse-server binary (default: PATH, then /usr/sbin)"),
+		server:      serverFlag(fs),
 	}
 }
 
-// runSoak runs the soak with its own ClickHouse, NATS, versitygw and Flamestream roles (this binary),
+// runSoak runs the soak with its own ClickHouse, NATS, versitygw and Flamestream roles (the flamestream binary, see serverBinary),
 // prints the table and fails when the soak found anything.
 func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag io.Writer) error {
-	self, err := os.Executable()
+	self, err := serverBinary(*o.server)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package app_test
+package roles_test
 
 import (
 	"context"
@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flamestream/flamestream/internal/app"
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/testenv"
+	"github.com/flamestream/flamestream/stream"
 )
 
 type testWriter struct{ t testing.TB }
@@ -27,7 +28,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// running is one app.Run on the local servers with its own databases, bucket and embedded NATS.
+// running is one roles.Run on the local servers with its own databases, bucket and embedded NATS.
 type running struct {
 	url    string
 	cancel context.CancelFunc
@@ -37,8 +38,8 @@ type running struct {
 
 func start(t *testing.T, role string, edit func(*config.Config)) *running {
 	t.Helper()
-	cfg := testenv.Servers(t)
-	chAddr := cfg.ClickHouseAddr
+	chAddr := testenv.Servers(t).ClickHouseAddr
+	cfg := roles.Defaults()
 	cfg.PostgresURL = testenv.NewPostgres(t, cfg.PostgresURL)
 	cfg.ClickHouseDatabase = testenv.Name("fs_test")
 	cfg.S3Bucket = strings.ReplaceAll(testenv.Name("fs-test"), "_", "-")
@@ -59,12 +60,13 @@ func start(t *testing.T, role string, edit func(*config.Config)) *running {
 	})
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{url: "http://" + cfg.IngestAddr, cancel: cancel, done: make(chan struct{})}
-	if role == "query" {
-		r.url = "http://" + cfg.QueryAddr
+	rl, ok := roles.Lookup(role)
+	if !ok {
+		t.Fatalf("no role %q", role)
 	}
+	r := &running{url: "http://" + rl.Addr(cfg), cancel: cancel, done: make(chan struct{})}
 	go func() {
-		r.err = app.Run(ctx, cfg, log, role)
+		r.err = roles.Run(ctx, cfg, log, role)
 		close(r.done)
 	}()
 	t.Cleanup(func() {
@@ -72,7 +74,7 @@ func start(t *testing.T, role string, edit func(*config.Config)) *running {
 		select {
 		case <-r.done:
 		case <-time.After(30 * time.Second):
-			t.Error("app.Run did not return within 30s")
+			t.Error("roles.Run did not return within 30s")
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -82,7 +84,7 @@ func start(t *testing.T, role string, edit func(*config.Config)) *running {
 		}
 		select {
 		case <-r.done:
-			t.Fatalf("app.Run %s stopped: %v", role, r.err)
+			t.Fatalf("roles.Run %s stopped: %v", role, r.err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -139,22 +141,22 @@ func TestRunReturnsOnlyAfterItsGoroutinesEnded(t *testing.T) {
 	select {
 	case <-r.done:
 		if r.err != nil {
-			t.Errorf("app.Run returned %v after its context ended", r.err)
+			t.Errorf("roles.Run returned %v after its context ended", r.err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("app.Run did not return within 30s")
+		t.Fatal("roles.Run did not return within 30s")
 	}
 	// At once, not eventually: every goroutine Run started (roles, janitor, warm-up, the indexer's lag
 	// watcher, the HTTP servers' listeners) must have ended before it returned.
 	if gs := flamestreamGoroutines(); len(gs) > 0 {
-		t.Fatalf("%d goroutines running Flamestream code after app.Run returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
+		t.Fatalf("%d goroutines running Flamestream code after roles.Run returned:\n%s", len(gs), strings.Join(gs, "\n\n"))
 	}
 	// The clients' own goroutines (a draining NATS connection, pgx's pool) end shortly after.
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > base+2 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines 10s after app.Run returned, %d before it started:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("%d goroutines 10s after roles.Run returned, %d before it started:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -261,4 +263,51 @@ func TestReadyzNamesTheDependencyNotReadyWithoutItsErrorAndRecoversWithClickHous
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("/readyz ready %s after ClickHouse came back", time.Since(t0).Round(time.Millisecond))
+}
+
+// TestTableRolesOpenOnlyWhatTheyDeclare pins the role table: the indexer opens neither PostgreSQL nor
+// an embedded NATS, and each role's configuration holds the variables of what it opens and nothing else.
+func TestTableRolesOpenOnlyWhatTheyDeclare(t *testing.T) {
+	want := map[string]roles.Opens{
+		"all":     roles.Postgres | roles.ClickHouse | roles.S3 | roles.NATS | roles.EmbeddedNATS,
+		"ingest":  roles.Postgres | roles.S3 | roles.NATS,
+		"indexer": roles.ClickHouse | roles.S3 | roles.NATS,
+		"query":   roles.Postgres | roles.ClickHouse,
+		"janitor": roles.Postgres | roles.ClickHouse,
+	}
+	for _, r := range roles.Table() {
+		if r.Opens != want[r.Name] {
+			t.Errorf("%s opens %v, want %v", r.Name, r.Opens, want[r.Name])
+		}
+		vars := map[string]bool{}
+		for _, v := range r.Vars() {
+			vars[v.Env] = true
+		}
+		for env, dep := range map[string]roles.Opens{"FLAMESTREAM_PG_URL": roles.Postgres, "FLAMESTREAM_CH_ADDR": roles.ClickHouse,
+			"FLAMESTREAM_S3_ENDPOINT": roles.S3, "NATS_URL": roles.NATS, "FLAMESTREAM_DATA_DIR": roles.EmbeddedNATS} {
+			if vars[env] != (r.Opens&dep != 0) {
+				t.Errorf("%s reads %s: %v, but opens %v", r.Name, env, vars[env], r.Opens)
+			}
+		}
+	}
+	if len(roles.Table()) != len(want) {
+		t.Errorf("%d roles, want %d", len(roles.Table()), len(want))
+	}
+}
+
+// TestIndexerRunsWithoutPostgres starts the indexer with PostgreSQL pointing at a closed port: it must come
+// up ready and index nothing from PostgreSQL, because it never opens it (nor runs its migrations).
+func TestIndexerRunsWithoutPostgres(t *testing.T) {
+	ns, err := stream.StartEmbedded(t.TempDir(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown) // after the role stopped: cleanups run last registered first
+	r := start(t, "indexer", func(c *config.Config) {
+		c.PostgresURL = "postgres://flamestream:x@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
+		c.NATSURL = ns.URL()
+	})
+	if code, body := readyz(t, r.url); code != http.StatusOK || strings.Contains(body, "postgres") {
+		t.Fatalf("indexer /readyz %d %s", code, body)
+	}
 }

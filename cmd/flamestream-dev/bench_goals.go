@@ -58,14 +58,14 @@ func (f *benchFresh) goals() []benchGoal {
 // rather than cut at the default 60 s.
 const benchChildTimeout = 10 * time.Minute
 
-// benchFreshProcess starts this binary's `query` role as a child process on a free loopback port with the
+// benchFreshProcess starts the flamestream binary's `query` role as a child process on a free loopback port with the
 // bench's ClickHouse and PostgreSQL settings, times its first 24h flame graph (which finds the stack tries
 // empty, while the process's own warm-up runs as after any start), then the warm 1h and 24h graphs, and
 // reads the child's resident memory from /proc. The child is stopped with SIGTERM at the end.
 func benchFreshProcess(ctx context.Context, cfg config.Config, o *benchOptions, to time.Time, secret string, out io.Writer) (*benchFresh, error) {
-	exe, err := os.Executable()
+	exe, err := serverBinary(*o.server)
 	if err != nil {
-		return nil, fmt.Errorf("bench: own executable: %w", err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,57 @@
+package indexer
+
+import (
+	"time"
+
+	"github.com/flamestream/flamestream/internal/config"
+)
+
+// Defaults of the indexer's and the janitor's settings, declared once: Vars prints them and New falls
+// back to them.
+const (
+	DefaultBatchSize            = 256
+	DefaultBatchWait            = time.Second
+	DefaultFetchParallel        = 8
+	DefaultMaxDecompressedBytes = 128 << 20
+	DefaultRetentionRawDays     = 30
+	DefaultRetentionHourDays    = 30
+	DefaultRetentionDayDays     = 365
+	DefaultJanitorInterval      = time.Hour
+)
+
+// Vars declares the indexer role's own configuration variables.
+func Vars() []config.Var {
+	return []config.Var{
+		config.Int("FLAMESTREAM_BATCH_SIZE", "batch-size", DefaultBatchSize, "events the indexer pulls per batch", func(c *config.Config) *int { return &c.BatchSize }),
+		config.Duration("FLAMESTREAM_BATCH_WAIT", "batch-wait", DefaultBatchWait, "longest wait to fill a batch", func(c *config.Config) *time.Duration { return &c.BatchWait }),
+		config.Int("FLAMESTREAM_FETCH_PARALLEL", "fetch-parallel", DefaultFetchParallel, "objects the indexer downloads concurrently", func(c *config.Config) *int { return &c.FetchParallel }),
+		config.Int64("FLAMESTREAM_MAX_DECOMPRESSED_BYTES", "max-decompressed-bytes", DefaultMaxDecompressedBytes, "largest decompressed upload accepted (413 above; gzip bombs)", func(c *config.Config) *int64 { return &c.MaxDecompressedBytes }),
+	}
+}
+
+// RetentionVars declares how long each table keeps its rows: the janitor drops what is older, and the
+// query role widens ranges that reach past it.
+func RetentionVars() []config.Var {
+	return []config.Var{
+		config.Int("FLAMESTREAM_RETENTION_RAW_DAYS", "retention-raw-days", DefaultRetentionRawDays, "days of raw samples and minute rollups kept", func(c *config.Config) *int { return &c.RetentionRawDays }),
+		config.Int("FLAMESTREAM_RETENTION_HOUR_DAYS", "retention-hour-days", DefaultRetentionHourDays, "days of hour rollups kept", func(c *config.Config) *int { return &c.RetentionHourDays }),
+		config.Int("FLAMESTREAM_RETENTION_DAY_DAYS", "retention-day-days", DefaultRetentionDayDays, "days of day rollups kept", func(c *config.Config) *int { return &c.RetentionDayDays }),
+	}
+}
+
+// JanitorVars declares the janitor role's own variables (with RetentionVars).
+func JanitorVars() []config.Var {
+	return []config.Var{
+		config.Duration("FLAMESTREAM_JANITOR_INTERVAL", "janitor-interval", DefaultJanitorInterval, "how often the janitor role (part of `all`) drops ClickHouse partitions past retention (0 disables)", func(c *config.Config) *time.Duration { return &c.JanitorInterval }),
+	}
+}
+
+// ConfigOf returns the indexer Config the loaded variables describe.
+func ConfigOf(c config.Config) Config {
+	return Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, FetchParallel: c.FetchParallel, MaxDecompressedBytes: c.MaxDecompressedBytes}
+}
+
+// RetentionOf returns the Retention the loaded variables describe.
+func RetentionOf(c config.Config) Retention {
+	return Retention{RawDays: c.RetentionRawDays, HourDays: c.RetentionHourDays, DayDays: c.RetentionDayDays}
+}
