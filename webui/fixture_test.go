@@ -218,7 +218,7 @@ type fixtureAPI struct {
 
 func newFixtureAPI(t testing.TB) *fixtureAPI {
 	return &fixtureAPI{
-		demo:     parseCollapsed(t, "testdata/gprofiler-agent-profile.collapsed"),
+		demo:     parseCollapsed(t, "../internal/demo/agent-profile.collapsed"), // the one stored copy of the real agent profile,
 		settings: map[string]map[string]any{},
 		tokens:   []fixtureToken{{ID: 1, Name: "bootstrap", CreatedAt: time.Now().Add(-48 * time.Hour).UTC().Format(time.RFC3339)}},
 	}

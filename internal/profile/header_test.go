@@ -9,7 +9,8 @@ import (
 	"testing"
 )
 
-const realProfilePath = "testdata/gprofiler-agent-profile.collapsed"
+// realProfilePath is the one stored copy of the real agent profile: internal/demo embeds it for the demo.
+const realProfilePath = "../demo/agent-profile.collapsed"
 
 func readRealProfile(tb testing.TB) []byte {
 	tb.Helper()
