@@ -103,16 +103,16 @@ const maxKnownStacks = 4 << 20
 // New returns an indexer reading from cons.
 func New(cfg Config, db *chdb.DB, objects Objects, js jetstream.JetStream, cons jetstream.Consumer, log *slog.Logger, reg prometheus.Registerer) *Indexer {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 256
+		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = time.Second
+		cfg.BatchWait = DefaultBatchWait
 	}
 	if cfg.FetchParallel <= 0 {
-		cfg.FetchParallel = 8
+		cfg.FetchParallel = DefaultFetchParallel
 	}
 	if cfg.MaxDecompressedBytes <= 0 {
-		cfg.MaxDecompressedBytes = 128 << 20
+		cfg.MaxDecompressedBytes = DefaultMaxDecompressedBytes
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2

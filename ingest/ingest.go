@@ -112,16 +112,16 @@ type Server struct {
 // New returns a ready ingest server. reg may be nil.
 func New(cfg Config, meta Metadata, store ObjectPutter, publish Publisher, log *slog.Logger, reg prometheus.Registerer) *Server {
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 16 << 20
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.MaxDecompressedBytes <= 0 {
-		cfg.MaxDecompressedBytes = 128 << 20
+		cfg.MaxDecompressedBytes = DefaultMaxDecompressedBytes
 	}
 	if cfg.StoreTimeout <= 0 {
-		cfg.StoreTimeout = 10 * time.Second
+		cfg.StoreTimeout = DefaultStoreTimeout
 	}
 	if cfg.AgentLogsMaxRows <= 0 {
-		cfg.AgentLogsMaxRows = 100_000
+		cfg.AgentLogsMaxRows = DefaultAgentLogsMaxRows
 	}
 	return &Server{cfg: cfg, meta: meta, store: store, publish: publish, log: log.With("role", "ingest"),
 		metrics: newMetrics(reg), limiters: map[int64]*rate.Limiter{}, logBatches: map[string]int{},

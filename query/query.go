@@ -60,24 +60,24 @@ type Server struct {
 // New returns a ready query server.
 func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 	if cfg.MaxNodes <= 0 {
-		cfg.MaxNodes = 8192
+		cfg.MaxNodes = DefaultMaxNodes
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 60 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxQueryMemory == 0 {
-		cfg.MaxQueryMemory = 2 << 30
+		cfg.MaxQueryMemory = DefaultMaxQueryMemory
 	}
 	if cfg.MaxQueryRows == 0 {
-		cfg.MaxQueryRows = 5_000_000
+		cfg.MaxQueryRows = DefaultMaxQueryRows
 	}
 	if cfg.TrieNodes <= 0 {
-		cfg.TrieNodes = 20_000_000
+		cfg.TrieNodes = DefaultTrieNodes
 	}
 	srv := &Server{cfg: cfg, ch: ch, meta: meta, log: log.With("role", "query"), tries: newTries(cfg.TrieNodes),
 		logins: newLoginLimiter(loginLimitEntries, time.Now)}
 	if cfg.CacheBytes == 0 {
-		cfg.CacheBytes = 256 << 20
+		cfg.CacheBytes = DefaultCacheBytes
 	}
 	if cfg.CacheBytes > 0 {
 		srv.cache = newSegCache(cfg.CacheBytes)
