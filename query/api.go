@@ -34,19 +34,47 @@ func (s *Server) load(ctx context.Context, sel Selection, base ...Selection) (v 
 	return s.view(ctx, sel.Service, sums)
 }
 
+// reading is a call of a read endpoint once it is open (see startReading): its selection, a context bounded
+// by the API timeout, and the rollups as of the call, retention horizons included.
+type reading struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	sel     Selection
+	rollups Rollups
+}
+
+// startReading opens a call of a read endpoint, the same way for each. It parses the selection, then the
+// endpoint's own parameters with params (nil for none), so that a bad request is a 400 before anything is
+// read; then it bounds the call by the API timeout, reads the rollups and widens the selection (see widen).
+// The caller must call cancel on the reading returned.
+func (s *Server) startReading(w http.ResponseWriter, r *http.Request, params func(sel *Selection) error) (*reading, error) {
+	sel, err := selectionOf(r)
+	if err != nil {
+		return nil, err
+	}
+	if params != nil {
+		if err := params(&sel); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := s.bounded(r)
+	ru, err := s.rollupsFor(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	rd := &reading{ctx: ctx, cancel: cancel, sel: sel, rollups: s.horizons(ru, time.Now())}
+	rd.widen(w, &rd.sel, "")
+	return rd, nil
+}
+
 // widen moves the edges of a selection that are older than the raw retention out to whole hours or days
 // (see Rollups.Widen) and reports the range the answer covers in the response headers Flamestream-From and
 // Flamestream-To (Flamestream-Base-From and -To for a diff's baseline, prefix "Base-").
-func (s *Server) widen(ctx context.Context, w http.ResponseWriter, sel *Selection, prefix string) error {
-	r, err := s.rollupsFor(ctx)
-	if err != nil {
-		return err
-	}
-	r = s.horizons(r, time.Now())
-	sel.From, sel.To = r.Widen(sel.From, sel.To)
+func (rd *reading) widen(w http.ResponseWriter, sel *Selection, prefix string) {
+	sel.From, sel.To = rd.rollups.Widen(sel.From, sel.To)
 	w.Header().Set("Flamestream-"+prefix+"From", sel.From.UTC().Format(time.RFC3339Nano))
 	w.Header().Set("Flamestream-"+prefix+"To", sel.To.UTC().Format(time.RFC3339Nano))
-	return nil
 }
 
 // settleTime is how long after its end a rollup bucket is read whole past the edge of a range (see
@@ -87,20 +115,16 @@ func focusParam(r *http.Request) []string {
 }
 
 func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	var maxNodes int
+	rd, err := s.startReading(w, r, func(*Selection) (err error) {
+		maxNodes, err = intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	maxNodes, err := intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	b, release, err := s.load(ctx, sel)
+	defer rd.cancel()
+	b, release, err := s.load(rd.ctx, rd.sel)
 	if err != nil {
 		return err
 	}
@@ -121,32 +145,26 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	var base Selection
+	var maxNodes int
+	rd, err := s.startReading(w, r, func(sel *Selection) (err error) {
+		q := r.URL.Query()
+		// The baseline defaults to the same filters over the given base range.
+		if base, err = parseSelection(q, "base_", time.Now().UTC()); err != nil {
+			return err
+		}
+		if !hasAny(q, "base_", dimensions) {
+			base.Include, base.Exclude = sel.Include, sel.Exclude
+		}
+		maxNodes, err = intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	// The baseline defaults to the same filters over the given base range.
-	base, err := parseSelection(q, "base_", time.Now().UTC())
-	if err != nil {
-		return err
-	}
-	if !hasAny(q, "base_", dimensions) {
-		base.Include, base.Exclude = sel.Include, sel.Exclude
-	}
-	maxNodes, err := intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	if err := s.widen(ctx, w, &base, "Base-"); err != nil {
-		return err
-	}
-	b, release, err := s.load(ctx, sel, base)
+	defer rd.cancel()
+	rd.widen(w, &base, "Base-")
+	b, release, err := s.load(rd.ctx, rd.sel, base)
 	if err != nil {
 		return err
 	}
@@ -170,27 +188,26 @@ func hasAny(q map[string][]string, prefix string, dims []string) bool {
 }
 
 func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	var limit int
+	var sortBy string
+	rd, err := s.startReading(w, r, func(*Selection) (err error) {
+		if limit, err = intParam(r, "limit", 100, 1, 100000); err != nil {
+			return err
+		}
+		sortBy = r.URL.Query().Get("sort")
+		if sortBy == "" {
+			sortBy = "self"
+		}
+		if sortBy != "self" && sortBy != "total" {
+			return badRequest("bad sort", errors.New("self or total"))
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	limit, err := intParam(r, "limit", 100, 1, 100000)
-	if err != nil {
-		return err
-	}
-	sortBy := r.URL.Query().Get("sort")
-	if sortBy == "" {
-		sortBy = "self"
-	}
-	if sortBy != "self" && sortBy != "total" {
-		return badRequest("bad sort", errors.New("self or total"))
-	}
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	b, release, err := s.load(ctx, sel)
+	defer rd.cancel()
+	b, release, err := s.load(rd.ctx, rd.sel)
 	if err != nil {
 		return err
 	}
@@ -212,20 +229,12 @@ func timelineStep(d time.Duration) int64 {
 }
 
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	rd, err := s.startReading(w, r, nil)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	ru, err := s.rollupsFor(ctx)
-	if err != nil {
-		return err
-	}
-	ru = s.horizons(ru, time.Now())
+	defer rd.cancel()
+	ctx, sel, ru := rd.ctx, rd.sel, rd.rollups
 	// Past the raw retention only hours or days are kept: the step is at least that long.
 	step := timelineStep(sel.To.Sub(sel.From))
 	old, _ := ru.PastRaw(sel.From, sel.To)
@@ -271,20 +280,12 @@ type FilterValue struct {
 }
 
 func (s *Server) filterOptions(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	rd, err := s.startReading(w, r, nil)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	ru, err := s.rollupsFor(ctx)
-	if err != nil {
-		return err
-	}
-	ru = s.horizons(ru, time.Now())
+	defer rd.cancel()
+	ctx, sel, ru := rd.ctx, rd.sel, rd.rollups
 	// Filter options ignore the selection's own filters: they list what can be picked.
 	all := Selection{Service: sel.Service, From: sel.From, To: sel.To}
 	out := make(map[string][]FilterValue, len(dimensions))
@@ -423,17 +424,13 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
-	sel, err := selectionOf(r)
+	rd, err := s.startReading(w, r, nil)
 	if err != nil {
 		return err
 	}
-	format := r.URL.Query().Get("format")
-	ctx, cancel := s.bounded(r)
-	defer cancel()
-	if err := s.widen(ctx, w, &sel, ""); err != nil {
-		return err
-	}
-	b, release, err := s.load(ctx, sel)
+	defer rd.cancel()
+	sel, format := rd.sel, r.URL.Query().Get("format")
+	b, release, err := s.load(rd.ctx, sel)
 	if err != nil {
 		return err
 	}
