@@ -365,14 +365,13 @@ func (b *Batch) Ack() {
 // is one part per partition, and a profile's rows all share one timestamp, so they are all there or none.
 // Before inserting, skipIndexed drops the profiles that already have rows, so a redelivery after a crash
 // between insert and ack, a re-published event or a full replay never adds a sample twice. The rollups are
-// written by materialized views inside the same INSERT and are covered by the same guard.
+// written by materialized views inside the same INSERT, part after part: when the server fails between
+// them, the batch's marker shows which rollups missed it, and the guard completes them (see ledger.go).
 //
-// Known weaknesses: (1) materialized views are pushed after the source part is written and not atomically
-// with it (ClickHouse 18.16 and current versions alike): if the server fails between the samples part and
-// a view's part, the INSERT errors, the batch is retried, the guard sees the samples rows and skips the
-// profile, and that rollup misses it; `flamestream reindex` over the range repairs it. (2) Two indexers can
-// hold the same event only if the ack wait expires while the first is still indexing it, without in-progress acks; both
-// then pass the guard. Batches finish in well under a second, so this needs a stalled process.
+// Known weaknesses: (1) two indexers can hold the same event only if the ack wait expires while the first
+// is still indexing it, without in-progress acks; both then pass the guard. Batches finish in well under
+// a second, so this needs a stalled process. (2) A single profile of more than about a million sample rows
+// may leave a view's output in two parts; its batch marker then vouches for one of them only.
 func (ix *Indexer) Index(ctx context.Context, msgs []jetstream.Msg) (*Batch, error) {
 	t0 := time.Now()
 	items := make([]*item, 0, len(msgs))
