@@ -44,44 +44,6 @@ import (
 	"time"
 )
 
-// rootName is the name of the root node of a full tree.
-const rootName = "root"
-
-// otherName is the name of the synthetic node that holds the values of
-// the children that were cut by truncation.
-const otherName = "other"
-
-// Node is one node of a flame-graph tree as it is served by the query API.
-//
-// Value is the inclusive count of the node (its own samples plus those of
-// all its descendants) and Self the count of the samples whose leaf is this
-// node, so Value always equals Self plus the sum of the children's values.
-// Base and BaseSelf carry the same two sums for the baseline side of a diff
-// and are zero when the Builder holds no baseline. Other marks the synthetic
-// child named "other" that holds the children cut by truncation. Total and
-// BaseTotal are set on the root of a diff tree only; they repeat the root's
-// Value and Base as the API's top-level "total" and "base_total" fields.
-// Zero Base, BaseSelf, Total and BaseTotal, a false Other and empty Children
-// are left out of the JSON encoding.
-type Node struct {
-	Name      string `json:"name"`
-	Value     uint64 `json:"value"`
-	Self      uint64 `json:"self"`
-	Base      uint64 `json:"base,omitempty"`
-	BaseSelf  uint64 `json:"base_self,omitempty"`
-	Other     bool   `json:"other,omitempty"`
-	Total     uint64 `json:"total,omitempty"`
-	BaseTotal uint64 `json:"base_total,omitempty"`
-	// Share and BaseShare are, in a diff, Value and Base as fractions of their side's total (the whole
-	// graph's, also in a Focus subtree), and Delta is Share minus BaseShare: the normalized change a diff
-	// view colours by, positive where the comparison spends a larger part of its samples; all three to six
-	// significant digits. Zero ones are left out of the JSON encoding.
-	Share     float64 `json:"share,omitempty"`
-	BaseShare float64 `json:"base_share,omitempty"`
-	Delta     float64 `json:"delta,omitempty"`
-	Children  []*Node `json:"children,omitempty"`
-}
-
 // Builder accumulates stacks and their counts into a prefix tree of frames,
 // optionally with a second set of counts for the baseline of a diff.
 // The zero value is ready to use.

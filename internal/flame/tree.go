@@ -9,6 +9,44 @@ import (
 	"sync/atomic"
 )
 
+// rootName is the name of the root node of a full tree.
+const rootName = "root"
+
+// otherName is the name of the synthetic node that holds the values of
+// the children that were cut by truncation.
+const otherName = "other"
+
+// Node is one node of a flame-graph tree as it is served by the query API.
+//
+// Value is the inclusive count of the node (its own samples plus those of
+// all its descendants) and Self the count of the samples whose leaf is this
+// node, so Value always equals Self plus the sum of the children's values.
+// Base and BaseSelf carry the same two sums for the baseline side of a diff
+// and are zero when the Builder holds no baseline. Other marks the synthetic
+// child named "other" that holds the children cut by truncation. Total and
+// BaseTotal are set on the root of a diff tree only; they repeat the root's
+// Value and Base as the API's top-level "total" and "base_total" fields.
+// Zero Base, BaseSelf, Total and BaseTotal, a false Other and empty Children
+// are left out of the JSON encoding.
+type Node struct {
+	Name      string `json:"name"`
+	Value     uint64 `json:"value"`
+	Self      uint64 `json:"self"`
+	Base      uint64 `json:"base,omitempty"`
+	BaseSelf  uint64 `json:"base_self,omitempty"`
+	Other     bool   `json:"other,omitempty"`
+	Total     uint64 `json:"total,omitempty"`
+	BaseTotal uint64 `json:"base_total,omitempty"`
+	// Share and BaseShare are, in a diff, Value and Base as fractions of their side's total (the whole
+	// graph's, also in a Focus subtree), and Delta is Share minus BaseShare: the normalized change a diff
+	// view colours by, positive where the comparison spends a larger part of its samples; all three to six
+	// significant digits. Zero ones are left out of the JSON encoding.
+	Share     float64 `json:"share,omitempty"`
+	BaseShare float64 `json:"base_share,omitempty"`
+	Delta     float64 `json:"delta,omitempty"`
+	Children  []*Node `json:"children,omitempty"`
+}
+
 // graph is what trees, tables and exports are read from: a shape and counts
 // on its nodes. A Builder's graph counts on every node of its own shape. A
 // View's is a snapshot of its trie's shape (see snapshot), counts on the
@@ -128,12 +166,6 @@ func (g *graph) derive() *derived {
 	d.rank = g.nameRanks()
 	g.cache = d
 	return d
-}
-
-// ranks is the rank of each frame id in the byte order of the first n names.
-type ranks struct {
-	n    int
-	rank []uint32
 }
 
 // nameRanks returns the rank of each frame name in byte order. The views of a trie share it through the

@@ -140,21 +140,6 @@ func (t *Trie) Leaf(stack string) uint32 {
 // Nodes returns the number of nodes of the trie, root included.
 func (t *Trie) Nodes() int { return max(t.nNodes, 1) }
 
-// View returns a View that shares the trie's nodes as they are now and holds
-// its own counts, added with AddLeaf and AddBaseLeaf. Its count memory comes
-// from a pool: Release gives it back.
-func (t *Trie) View() *View {
-	v := &View{}
-	v.shape = t.shape
-	v.snapshot = true
-	v.ranks = &t.ranks
-	v.selfs = make([][]uint64, len(t.nodes))
-	for i := range v.selfs {
-		v.selfs[i] = getChunk()
-	}
-	return v
-}
-
 // commonPrefix returns the length of the longest common prefix of a and b.
 func commonPrefix(a, b string) int {
 	n := min(len(a), len(b))
@@ -362,4 +347,10 @@ func (t *shape) growEdges(size int) {
 			t.edges[t.findEdge(e.parent, e.frame)] = e
 		}
 	}
+}
+
+// ranks is the rank of each frame id in the byte order of the first n names.
+type ranks struct {
+	n    int
+	rank []uint32
 }

@@ -2,7 +2,6 @@ package flame
 
 import (
 	"io"
-	"sync"
 	"time"
 )
 
@@ -19,6 +18,21 @@ import (
 // Release gives its memory back once its answers are built.
 type View struct {
 	graph
+}
+
+// View returns a View that shares the trie's nodes as they are now and holds
+// its own counts, added with AddLeaf and AddBaseLeaf. Its count memory comes
+// from a pool: Release gives it back.
+func (t *Trie) View() *View {
+	v := &View{}
+	v.shape = t.shape
+	v.snapshot = true
+	v.ranks = &t.ranks
+	v.selfs = make([][]uint64, len(t.nodes))
+	for i := range v.selfs {
+		v.selfs[i] = getChunk()
+	}
+	return v
 }
 
 // AddLeaf adds count samples of the stack whose node, returned by the
@@ -76,35 +90,6 @@ func (v *View) DropNegative() int {
 	fix(v.baseSelfs, &v.baseTotal)
 	v.cache = nil
 	return dropped
-}
-
-// A query server makes a view per request: the views' count chunks and derived arrays come from pools, and
-// Release gives them back, so that a busy server does not allocate (and collect) megabytes per request.
-var (
-	chunkPool = sync.Pool{New: func() any { return new([chunkSize]uint64) }}
-	slicePool sync.Pool // of *[]uint64
-)
-
-// getChunk returns a zeroed count chunk.
-func getChunk() []uint64 { return chunkPool.Get().(*[chunkSize]uint64)[:] }
-
-func putChunk(c []uint64) {
-	clear(c)
-	chunkPool.Put((*[chunkSize]uint64)(c))
-}
-
-// getSlice returns a slice of n values that are not zeroed.
-func getSlice(n int) []uint64 {
-	if p, ok := slicePool.Get().(*[]uint64); ok && cap(*p) >= n {
-		return (*p)[:n]
-	}
-	return make([]uint64, n)
-}
-
-func putSlice(s []uint64) {
-	if s != nil {
-		slicePool.Put(&s)
-	}
 }
 
 // Release gives the memory of the view back for other views to reuse. Trees and tables already returned
