@@ -10,6 +10,25 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 )
 
+// sums returns the segment sums of one or two selections (the comparison, then a diff's baseline). It goes
+// in stages: planReads splits each selection into segments (see Plan); readCached takes from the cache the
+// settled segments whose data has not changed; readFresh reads all the others from ClickHouse in one query
+// and caches the settled ones; results hands them on, to be merged into a view of the service's trie (see
+// view).
+func (s *Server) sums(ctx context.Context, sels ...Selection) ([]segmentSums, error) {
+	reads, err := s.planReads(ctx, sels)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.readCached(ctx, reads); err != nil {
+		return nil, err
+	}
+	if err := s.readFresh(ctx, reads); err != nil {
+		return nil, err
+	}
+	return results(reads), nil
+}
+
 // side is the side of an answer that counts go to.
 type side int
 
@@ -40,25 +59,6 @@ type segmentRead struct {
 	sums    []stackSum
 	entry   *segEntry // the cache entry of sums
 	cached  bool      // sums came from the cache
-}
-
-// sums returns the segment sums of one or two selections (the comparison, then a diff's baseline). It goes
-// in stages: planReads splits each selection into segments (see Plan); readCached takes from the cache the
-// settled segments whose data has not changed; readFresh reads all the others from ClickHouse in one query
-// and caches the settled ones; results hands them on, to be merged into a view of the service's trie (see
-// view).
-func (s *Server) sums(ctx context.Context, sels ...Selection) ([]segmentSums, error) {
-	reads, err := s.planReads(ctx, sels)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.readCached(ctx, reads); err != nil {
-		return nil, err
-	}
-	if err := s.readFresh(ctx, reads); err != nil {
-		return nil, err
-	}
-	return results(reads), nil
 }
 
 // planReads returns the segments of the selections' plans, as of now, side by side.
