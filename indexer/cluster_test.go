@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ func TestClusterSchemaRoutesInsertsThroughDistributedTablesIntoShardRollups(t *t
 		db.Close()
 	})
 	const cluster = "test_shard_localhost"
-	stmts, err := indexer.Layout{Database: db.Database, Cluster: cluster}.SQL()
+	stmts, err := schema.Layout{Database: db.Database, Cluster: cluster}.SQL()
 	if err != nil {
 		t.Fatal(err)
 	}

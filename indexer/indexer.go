@@ -20,6 +20,7 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -90,7 +91,7 @@ type lane struct {
 
 func newLane() *lane { return &lane{knownStacks: map[serviceStack]struct{}{}} }
 
-// serviceStack names a row of StacksTable.
+// serviceStack names a row of schema.Stacks.
 type serviceStack struct {
 	service string
 	hash    uint64
@@ -658,7 +659,7 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	seen := map[uint64]bool{}
 	var col proto.ColUInt64
 	err := ix.db.Do(ctx, ch.Query{
-		Body: "SELECT DISTINCT profile FROM " + ix.db.Table("samples") +
+		Body: "SELECT DISTINCT profile FROM " + ix.db.Table(schema.Samples) +
 			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
 			" AND profile GLOBAL IN (SELECT id FROM _ids)",
 		// The ids go as an external table, so the statement's size does not follow the batch's.

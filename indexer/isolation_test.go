@@ -15,6 +15,7 @@ import (
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -27,7 +28,7 @@ const refuseMarker = "REFUSE_ME"
 func refuseMarkedStacks(t *testing.T, db *chdb.DB) {
 	t.Helper()
 	err := db.Exec(context.Background(), "CREATE MATERIALIZED VIEW "+db.Table("refuse_marked")+
-		" ENGINE = Null AS SELECT throwIf(position(frames, "+chdb.String(refuseMarker)+") > 0) AS refused FROM "+db.Table(indexer.StacksTable))
+		" ENGINE = Null AS SELECT throwIf(position(frames, "+chdb.String(refuseMarker)+") > 0) AS refused FROM "+db.Table(schema.Stacks))
 	if err != nil {
 		t.Fatal(err)
 	}

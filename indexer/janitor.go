@@ -12,6 +12,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // Retention is how many days of each kind of table are kept; 0 keeps everything. ClickHouse 18.16 has no
@@ -36,14 +37,14 @@ var retentionTables = []struct {
 	unit partitionUnit
 	days func(Retention) int
 }{
-	{"samples", byDay, func(r Retention) int { return r.RawDays }},
-	{"totals_1m", byDay, func(r Retention) int { return r.RawDays }},
-	{MinuteRollup, byDay, func(r Retention) int { return r.RawDays }},
-	{"samples_1h", byDay, func(r Retention) int { return r.HourDays }},
-	{"samples_1h_all", byDay, func(r Retention) int { return r.HourDays }},
-	{"samples_1d", byMonth, func(r Retention) int { return r.DayDays }},
-	{"samples_1d_all", byMonth, func(r Retention) int { return r.DayDays }},
-	{BatchesTable, byDay, func(r Retention) int { return r.RawDays }},
+	{schema.Samples, byDay, func(r Retention) int { return r.RawDays }},
+	{schema.Totals1m, byDay, func(r Retention) int { return r.RawDays }},
+	{schema.MinuteRollup, byDay, func(r Retention) int { return r.RawDays }},
+	{schema.Hour, byDay, func(r Retention) int { return r.HourDays }},
+	{schema.HourAll, byDay, func(r Retention) int { return r.HourDays }},
+	{schema.Day, byMonth, func(r Retention) int { return r.DayDays }},
+	{schema.DayAll, byMonth, func(r Retention) int { return r.DayDays }},
+	{schema.Batches, byDay, func(r Retention) int { return r.RawDays }},
 }
 
 // ServiceSettings is where the janitor reads the services' own retention (pgdb.DB implements it).
@@ -302,7 +303,7 @@ func (j *Janitor) deleteExpired(ctx context.Context, service string, days int, n
 	*where = " WHERE service = " + chdb.String(service) + " AND ts < " + chdb.Time(before)
 	var deleted []Deletion
 	for _, t := range retentionTables {
-		if t.name == BatchesTable {
+		if t.name == schema.Batches {
 			continue // no rows of the service's samples: a ledger row without them is never read
 		}
 		if global := t.days(j.retention); global > 0 && days >= global {

@@ -14,11 +14,12 @@ import (
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // retentionTables are samples and every rollup: where a service's retention must apply.
-var retentionTables = []string{"samples", "totals_1m", indexer.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
+var retentionTables = []string{"samples", "totals_1m", schema.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
 
 // janitorStores opens a fresh ClickHouse database with the schema and a fresh PostgreSQL database.
 func janitorStores(t *testing.T) (*chdb.DB, *pgdb.DB) {
@@ -34,7 +35,7 @@ func janitorStores(t *testing.T) (*chdb.DB, *pgdb.DB) {
 		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
 		db.Close()
 	})
-	if _, err := indexer.Migrate(ctx, db); err != nil {
+	if _, err := schema.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
 	pg, err := pgdb.Open(ctx, testenv.NewPostgres(t, cfg.PostgresURL))
@@ -200,7 +201,7 @@ func TestJanitorServiceSweepsAreBoundedAndIsolated(t *testing.T) {
 	want := func(table string) map[dayKey]uint64 {
 		out := map[dayKey]uint64{}
 		keep := 365
-		if table == "samples" || table == "totals_1m" || table == indexer.MinuteRollup {
+		if table == "samples" || table == "totals_1m" || table == schema.MinuteRollup {
 			keep = global.RawDays
 		}
 		for ago := 1; ago <= 10; ago++ {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/testenv"
 )
 
@@ -47,7 +48,7 @@ func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
 		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
 		db.Close()
 	})
-	if _, err := indexer.Migrate(context.Background(), db); err != nil {
+	if _, err := schema.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)

@@ -10,8 +10,8 @@ package indexer
 //
 // So every write is a numbered batch (an unpredictable 64-bit id):
 //
-//  1. The batch ledger (BatchesTable) gets one row per profile: (ts, service, batch, profile).
-//  2. The INSERT into samples carries one marker row next to the profiles' rows: service MarkerService,
+//  1. The batch ledger (schema.Batches) gets one row per profile: (ts, service, batch, profile).
+//  2. The INSERT into samples carries one marker row next to the profiles' rows: service schema.MarkerService,
 //     host the batch id in hex, stack the batch id, count 1. Every view aggregates it into its own part, so
 //     a table holds the marker exactly when it holds the batch's rows, because a part is written whole or
 //     not at all. For that, one batch is one part per table: its profiles share one day of the server's
@@ -40,14 +40,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 const (
-	// BatchesTable is the batch ledger: which batch wrote which profile.
-	BatchesTable = "batches"
-	// MarkerService is the service of marker rows. It holds a NUL byte, which no service name can (see
-	// pgdb.ValidName), so markers never mix with a service's rows; readers always select a service.
-	MarkerService = "\x00batch"
 	// maxBatchRows bounds the sample rows of one batch (a single larger profile is one batch of its own).
 	maxBatchRows = 500_000
 	// queryIDPrefix starts the query id of every insert of a batch and of every repair.
@@ -58,52 +54,9 @@ const (
 	repairClaimTTL = 2 * time.Minute
 )
 
-// rollupShape is one table a materialized view on samples feeds: its time bucket, whether it keeps the
-// dimension columns and whether it keeps the stack.
-type rollupShape struct {
-	table, bucket string
-	dims, stack   bool
-}
-
-// rollupShapes are every rollup fed by a view on samples. TestRollupShapesAreTheViews checks that each
-// shape's query is, letter for letter, the query of its view.
-var rollupShapes = []rollupShape{
-	{"samples_1h", "toStartOfHour(ts)", true, true},
-	{"samples_1h_all", "toStartOfHour(ts)", false, true},
-	{"samples_1d", "toStartOfDay(ts)", true, true},
-	{"samples_1d_all", "toStartOfDay(ts)", false, true},
-	{"totals_1m", "toStartOfMinute(ts)", true, false},
-	{MinuteRollup, "toStartOfMinute(ts)", false, true},
-}
-
-// keys are the shape's grouping columns after ts.
-func (r rollupShape) keys() string {
-	k := "service"
-	if r.dims {
-		k += ", " + dimColumns
-	}
-	if r.stack {
-		k += ", stack"
-	}
-	return k
-}
-
-// query is the view's SELECT over src.
-func (r rollupShape) query(src string) string {
-	return "SELECT " + r.bucket + " AS ts, " + r.keys() + ", toUInt64(sum(count)) AS count FROM " + src + " GROUP BY ts, " + r.keys()
-}
-
-// markerColumn is the column of the table that carries the batch id of a marker row.
-func (r rollupShape) markerColumn() string {
-	if r.stack {
-		return "stack"
-	}
-	return "host"
-}
-
 // markedTables are samples and the rollups: every table a batch leaves a marker in.
-func markedTables() []rollupShape {
-	return append([]rollupShape{{table: "samples", dims: true, stack: true}}, rollupShapes...)
+func markedTables() []schema.Rollup {
+	return append([]schema.Rollup{{Table: schema.Samples, Dims: true, Stack: true}}, schema.Rollups...)
 }
 
 func newBatchID() uint64 {
@@ -218,7 +171,7 @@ func (ix *Indexer) ledgerBatches(ctx context.Context, items []*item) ([]ledgerBa
 		return nil, err
 	}
 	err = ix.db.Do(ctx, ch.Query{
-		Body: "SELECT batch, min(ts) AS first FROM " + ix.db.Table(BatchesTable) +
+		Body: "SELECT batch, min(ts) AS first FROM " + ix.db.Table(schema.Batches) +
 			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
 			" AND profile GLOBAL IN (SELECT id FROM _ids) GROUP BY batch",
 		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
@@ -284,7 +237,7 @@ func (ix *Indexer) waitEarlier(ctx context.Context, items []*item) error {
 }
 
 // markers returns, per table, which of the batches' markers it holds.
-func (ix *Indexer) markers(ctx context.Context, batches []ledgerBatch, tables []rollupShape) (map[string]map[uint64]bool, error) {
+func (ix *Indexer) markers(ctx context.Context, batches []ledgerBatch, tables []schema.Rollup) (map[string]map[uint64]bool, error) {
 	lo, hi := batches[0].day, batches[0].day
 	ids := make(proto.ColUInt64, 0, len(batches))
 	hexes := new(proto.ColStr)
@@ -297,13 +250,13 @@ func (ix *Indexer) markers(ctx context.Context, batches []ledgerBatch, tables []
 	out := map[string]map[uint64]bool{}
 	for _, t := range tables {
 		found := map[uint64]bool{}
-		out[t.table] = found
-		where := " WHERE service = " + chdb.String(MarkerService) + " AND ts >= " + chdb.Time(lo) + " AND ts < " + chdb.Time(hi)
+		out[t.Table] = found
+		where := " WHERE service = " + chdb.String(schema.MarkerService) + " AND ts >= " + chdb.Time(lo) + " AND ts < " + chdb.Time(hi)
 		var q ch.Query
-		if t.stack {
+		if t.Stack {
 			var col proto.ColUInt64
 			q = ch.Query{
-				Body:           "SELECT DISTINCT stack FROM " + ix.db.Table(t.table) + where + " AND stack GLOBAL IN (SELECT id FROM _b)",
+				Body:           "SELECT DISTINCT stack FROM " + ix.db.Table(t.Table) + where + " AND stack GLOBAL IN (SELECT id FROM _b)",
 				ExternalTables: []ch.ExternalTable{{Name: "_b", Data: proto.Input{{Name: "id", Data: &ids}}}},
 				Result:         proto.Results{{Name: "stack", Data: &col}},
 				OnResult: func(ctx context.Context, b proto.Block) error {
@@ -316,7 +269,7 @@ func (ix *Indexer) markers(ctx context.Context, batches []ledgerBatch, tables []
 		} else {
 			var col proto.ColStr
 			q = ch.Query{
-				Body:           "SELECT DISTINCT host FROM " + ix.db.Table(t.table) + where + " AND host GLOBAL IN (SELECT h FROM _b)",
+				Body:           "SELECT DISTINCT host FROM " + ix.db.Table(t.Table) + where + " AND host GLOBAL IN (SELECT h FROM _b)",
 				ExternalTables: []ch.ExternalTable{{Name: "_b", Data: proto.Input{{Name: "h", Data: hexes}}}},
 				Result:         proto.Results{{Name: "host", Data: &col}},
 				OnResult: func(ctx context.Context, b proto.Block) error {
@@ -332,7 +285,7 @@ func (ix *Indexer) markers(ctx context.Context, batches []ledgerBatch, tables []
 			}
 		}
 		if err := ix.db.Do(ctx, q); err != nil {
-			return nil, fmt.Errorf("read batch markers of %s: %w", t.table, err)
+			return nil, fmt.Errorf("read batch markers of %s: %w", t.Table, err)
 		}
 	}
 	return out, nil
@@ -350,11 +303,11 @@ func (ix *Indexer) completeRollups(ctx context.Context, items []*item) error {
 		return err
 	}
 	for _, b := range batches {
-		if !have["samples"][b.id] {
+		if !have[schema.Samples][b.id] {
 			continue // the batch never reached samples: its profiles were written by another one
 		}
-		for _, t := range rollupShapes {
-			if have[t.table][b.id] {
+		for _, t := range schema.Rollups {
+			if have[t.Table][b.id] {
 				continue
 			}
 			if err := ix.repair(ctx, b, t); err != nil {
@@ -367,18 +320,18 @@ func (ix *Indexer) completeRollups(ctx context.Context, items []*item) error {
 
 // repair writes batch b's rows into rollup t, which misses them: aggregated from samples as t's view
 // does, with the batch's marker, as one block.
-func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t rollupShape) error {
+func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t schema.Rollup) error {
 	ix.repairMu.Lock()
 	defer ix.repairMu.Unlock()
-	if err := ix.claimRepair(ctx, b.id, t.table); err != nil {
+	if err := ix.claimRepair(ctx, b.id, t.Table); err != nil {
 		return err
 	}
 	// Checked again under the claim: another indexer may have repaired it meanwhile.
-	have, err := ix.markers(ctx, []ledgerBatch{b}, []rollupShape{t})
+	have, err := ix.markers(ctx, []ledgerBatch{b}, []schema.Rollup{t})
 	if err != nil {
 		return err
 	}
-	if have[t.table][b.id] {
+	if have[t.Table][b.id] {
 		return nil
 	}
 	run, err := ix.running(ctx, []ledgerBatch{b})
@@ -390,20 +343,20 @@ func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t rollupShape) err
 	}
 	d0, d1 := chdb.Time(b.day), chdb.Time(b.day.AddDate(0, 0, 1))
 	inDay := " AND ts >= " + d0 + " AND ts < " + d1
-	samples := "SELECT ts, service, " + dimColumns + ", stack, count FROM " + ix.db.Table("samples") + " WHERE "
+	samples := "SELECT ts, service, " + schema.DimColumns + ", stack, count FROM " + ix.db.Table(schema.Samples) + " WHERE "
 	ledger := func(col string) string {
-		return " GLOBAL IN (SELECT " + col + " FROM " + ix.db.Table(BatchesTable) + " WHERE batch = " + chdb.Uint(b.id) + inDay + ")"
+		return " GLOBAL IN (SELECT " + col + " FROM " + ix.db.Table(schema.Batches) + " WHERE batch = " + chdb.Uint(b.id) + inDay + ")"
 	}
 	var acc, got rollupRows
 	for _, src := range []string{
 		// The batch's rows, found by its profiles (a profile is in samples once: the guard).
 		samples + "service" + ledger("service") + inDay + " AND profile" + ledger("profile"),
 		// Its marker, aggregated the same way.
-		samples + "service = " + chdb.String(MarkerService) + " AND host = " + chdb.String(batchHex(b.id)) + inDay +
+		samples + "service = " + chdb.String(schema.MarkerService) + " AND host = " + chdb.String(batchHex(b.id)) + inDay +
 			" AND stack = " + chdb.Uint(b.id),
 	} {
 		err := ix.db.Do(ctx, ch.Query{
-			Body:   t.query("(" + src + ")"),
+			Body:   t.Query("(" + src + ")"),
 			Result: got.results(t),
 			OnResult: func(ctx context.Context, _ proto.Block) error {
 				acc.appendFrom(&got, t)
@@ -411,22 +364,22 @@ func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t rollupShape) err
 			},
 		})
 		if err != nil {
-			return fmt.Errorf("read batch %s for %s: %w", batchHex(b.id), t.table, err)
+			return fmt.Errorf("read batch %s for %s: %w", batchHex(b.id), t.Table, err)
 		}
 	}
 	if acc.count.Rows() == 0 {
-		return fmt.Errorf("batch %s: no rows in samples to complete %s with", batchHex(b.id), t.table)
+		return fmt.Errorf("batch %s: no rows in samples to complete %s with", batchHex(b.id), t.Table)
 	}
-	if err := ix.db.InsertAs(ctx, repairQueryID(b.id, t.table), t.table, acc.input(t)); err != nil {
-		return fmt.Errorf("complete %s with batch %s: %w", t.table, batchHex(b.id), err)
+	if err := ix.db.InsertAs(ctx, repairQueryID(b.id, t.Table), t.Table, acc.input(t)); err != nil {
+		return fmt.Errorf("complete %s with batch %s: %w", t.Table, batchHex(b.id), err)
 	}
 	var total uint64
 	for _, c := range acc.count {
 		total += c
 	}
 	ix.metrics.repairs.Inc()
-	ix.log.Warn("rollup completed: a view had missed a batch", "table", t.table, "batch", batchHex(b.id),
-		"rows", acc.count.Rows(), "samples", total-1)
+	ix.log.Warn("rollup completed: a view had missed a batch", "table", t.Table, "batch", batchHex(b.id),
+		"rows", acc.count.Rows(), schema.Samples, total-1)
 	return nil
 }
 
@@ -466,21 +419,21 @@ type rollupRows struct {
 	stack, count                            proto.ColUInt64
 }
 
-func (r *rollupRows) named(t rollupShape) []proto.InputColumn {
+func (r *rollupRows) named(t schema.Rollup) []proto.InputColumn {
 	cols := []proto.InputColumn{{Name: "ts", Data: &r.ts}, {Name: "service", Data: &r.service}}
-	if t.dims {
+	if t.Dims {
 		cols = append(cols, proto.InputColumn{Name: "host", Data: &r.host}, proto.InputColumn{Name: "container", Data: &r.container},
 			proto.InputColumn{Name: "instance_type", Data: &r.itype}, proto.InputColumn{Name: "k8s_object", Data: &r.k8sObj})
 	}
-	if t.stack {
+	if t.Stack {
 		cols = append(cols, proto.InputColumn{Name: "stack", Data: &r.stack})
 	}
 	return append(cols, proto.InputColumn{Name: "count", Data: &r.count})
 }
 
-func (r *rollupRows) input(t rollupShape) proto.Input { return proto.Input(r.named(t)) }
+func (r *rollupRows) input(t schema.Rollup) proto.Input { return proto.Input(r.named(t)) }
 
-func (r *rollupRows) results(t rollupShape) proto.Results {
+func (r *rollupRows) results(t schema.Rollup) proto.Results {
 	var out proto.Results
 	for _, c := range r.named(t) {
 		out = append(out, proto.ResultColumn{Name: c.Name, Data: c.Data.(proto.ColResult)})
@@ -489,17 +442,17 @@ func (r *rollupRows) results(t rollupShape) proto.Results {
 }
 
 // appendFrom appends the rows of one result block.
-func (r *rollupRows) appendFrom(o *rollupRows, t rollupShape) {
+func (r *rollupRows) appendFrom(o *rollupRows, t schema.Rollup) {
 	for i := range o.count.Rows() {
 		r.ts.Append(o.ts.Row(i))
 		r.service.Append(o.service.Row(i))
-		if t.dims {
+		if t.Dims {
 			r.host.Append(o.host.Row(i))
 			r.container.Append(o.container.Row(i))
 			r.itype.Append(o.itype.Row(i))
 			r.k8sObj.Append(o.k8sObj.Row(i))
 		}
-		if t.stack {
+		if t.Stack {
 			r.stack.Append(o.stack[i])
 		}
 		r.count.Append(o.count[i])

@@ -5,30 +5,6 @@ import (
 	"time"
 )
 
-// The repair of a rollup writes what its materialized view would have written: the shape's query must be
-// the view's, letter for letter, and every view must have a shape.
-func TestRollupShapesAreTheViews(t *testing.T) {
-	views := map[string]string{}
-	for _, m := range migrations {
-		for _, v := range m.views {
-			views[v.to] = v.query
-		}
-	}
-	if len(views) != len(rollupShapes) {
-		t.Errorf("%d views, %d rollup shapes", len(views), len(rollupShapes))
-	}
-	for _, r := range rollupShapes {
-		q, ok := views[r.table]
-		if !ok {
-			t.Errorf("no view writes %s", r.table)
-			continue
-		}
-		if got := r.query("{src}"); got != q {
-			t.Errorf("%s:\nshape %s\nview  %s", r.table, got, q)
-		}
-	}
-}
-
 // A batch is one day of the server's clock: one part in every table, each partitioned by day or month.
 func TestDayStartFollowsTheServerZone(t *testing.T) {
 	ny, err := time.LoadLocation("America/New_York")

@@ -11,9 +11,9 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -98,7 +98,7 @@ func TestIndexerDeadLettersWhatItCannotStoreExactly(t *testing.T) {
 	got := map[string]uint64{}
 	err = r.st.CH.Do(ctx, ch.Query{
 		Body: "SELECT frames, container, toUInt64(count) AS n FROM " + r.st.CH.Table("samples") + " AS s ALL INNER JOIN (SELECT hash AS stack, frames FROM " +
-			r.st.CH.Table(indexer.StacksTable) + " WHERE service = " + chdb.String(service) + ") USING stack WHERE service = " + chdb.String(service),
+			r.st.CH.Table(schema.Stacks) + " WHERE service = " + chdb.String(service) + ") USING stack WHERE service = " + chdb.String(service),
 		Result: proto.Results{{Name: "frames", Data: &stack}, {Name: "container", Data: &cont}, {Name: "n", Data: &count}},
 		OnResult: func(context.Context, proto.Block) error {
 			for i := range stack.Rows() {

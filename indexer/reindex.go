@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -38,7 +39,7 @@ type ReindexResult struct {
 //
 // The batch ledger's rows of the range go too: a batch a view missed, completed later from the ledger,
 // must not count the profiles the replay writes again under a new batch.
-var reindexTables = []string{"samples", "totals_1m", MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all", BatchesTable}
+var reindexTables = []string{schema.Samples, schema.Totals1m, schema.MinuteRollup, schema.Hour, schema.HourAll, schema.Day, schema.DayAll, schema.Batches}
 
 // alignDays widens [from, to) to whole UTC days. A day rollup row covers a whole day and cannot be split;
 // deleting and replaying whole days keeps every rollup row equal to the sum of its samples.

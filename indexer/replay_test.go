@@ -12,6 +12,7 @@ import (
 
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/stream"
 )
@@ -59,7 +60,7 @@ func freshDatabase(t *testing.T, r *rig) *chdb.DB {
 		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
 		db.Close()
 	})
-	if _, err := indexer.Migrate(context.Background(), db); err != nil {
+	if _, err := schema.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	return db

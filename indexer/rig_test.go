@@ -27,6 +27,7 @@ import (
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/objstore"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -54,7 +55,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(ns.Shutdown)
 	st := testenv.Start(t, testenv.Options{Role: "ingest", Edit: func(c *config.Config) { c.NATSURL = ns.URL() }})
 	ctx := context.Background()
-	if _, err := indexer.Migrate(ctx, st.CH); err != nil {
+	if _, err := schema.Migrate(ctx, st.CH); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := nats.Connect(ns.URL())
@@ -170,7 +171,7 @@ func drained(t *testing.T, cons jetstream.Consumer, within time.Duration) {
 }
 
 // tables are samples and every rollup.
-var tables = []string{"samples", "totals_1m", indexer.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
+var tables = []string{"samples", "totals_1m", schema.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
 
 // fingerprint is, per table, the total count of a service and a count-weighted hash of (ts, stack): two
 // fingerprints are equal when the query results (what every flame graph and timeline sums) are equal.

@@ -8,19 +8,19 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // rollupOf is how each rollup buckets and groups samples, written out here independently of the
 // indexer's own description: the test compares every rollup row with its samples.
 var rollupOf = map[string]struct{ bucket, keys string }{
-	"samples_1h":         {"toStartOfHour(ts)", "host, container, instance_type, k8s_object, stack"},
-	"samples_1h_all":     {"toStartOfHour(ts)", "stack"},
-	"samples_1d":         {"toStartOfDay(ts)", "host, container, instance_type, k8s_object, stack"},
-	"samples_1d_all":     {"toStartOfDay(ts)", "stack"},
-	"totals_1m":          {"toStartOfMinute(ts)", "host, container, instance_type, k8s_object"},
-	indexer.MinuteRollup: {"toStartOfMinute(ts)", "stack"},
+	"samples_1h":        {"toStartOfHour(ts)", "host, container, instance_type, k8s_object, stack"},
+	"samples_1h_all":    {"toStartOfHour(ts)", "stack"},
+	"samples_1d":        {"toStartOfDay(ts)", "host, container, instance_type, k8s_object, stack"},
+	"samples_1d_all":    {"toStartOfDay(ts)", "stack"},
+	"totals_1m":         {"toStartOfMinute(ts)", "host, container, instance_type, k8s_object"},
+	schema.MinuteRollup: {"toStartOfMinute(ts)", "stack"},
 }
 
 // rollupsMatchSamples fails unless every row of every rollup of service holds the sum of its samples:

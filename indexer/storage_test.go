@@ -18,6 +18,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/profile"
@@ -153,7 +154,7 @@ func TestStorageFootprint(t *testing.T) {
 		}
 		db.Close()
 	}()
-	if _, err := Migrate(ctx, db); err != nil {
+	if _, err := schema.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Exec(ctx, fmt.Sprintf(originalSchema, db.Database)); err != nil {

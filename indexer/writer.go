@@ -8,6 +8,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // writer holds the columns of one batch; they are reused from batch to batch.
@@ -102,7 +103,7 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 	}
 	if len(items) > 0 {
 		w.ts.Append(items[0].ev.Start.Truncate(time.Second)) // the batch's day, like every row of it
-		w.service.Append(MarkerService)
+		w.service.Append(schema.MarkerService)
 		w.host.Append(batchHex(batch))
 		w.container.Append("")
 		w.itype.Append("")
@@ -140,12 +141,12 @@ func (ix *Indexer) writeBatch(ctx context.Context, ln *lane, items []*item) (row
 	t0 := time.Now()
 	ledger := proto.Input{{Name: "ts", Data: &w.ledgerTS}, {Name: "service", Data: &w.ledgerService},
 		{Name: "batch", Data: &w.ledgerBatch}, {Name: "profile", Data: &w.ledgerProfile}}
-	if err := ix.db.Insert(ctx, BatchesTable, ledger); err != nil {
+	if err := ix.db.Insert(ctx, schema.Batches, ledger); err != nil {
 		return 0, fmt.Errorf("insert batch ledger: %w", err)
 	}
 	if w.stackHash.Rows() > 0 {
 		in := proto.Input{{Name: "service", Data: &w.stackService}, {Name: "hash", Data: &w.stackHash}, {Name: "frames", Data: &w.stackText}}
-		if err := ix.db.Insert(ctx, StacksTable, in); err != nil {
+		if err := ix.db.Insert(ctx, schema.Stacks, in); err != nil {
 			return 0, fmt.Errorf("insert stacks: %w", err)
 		}
 	}
@@ -156,7 +157,7 @@ func (ix *Indexer) writeBatch(ctx context.Context, ln *lane, items []*item) (row
 		{Name: "k8s_object", Data: &w.k8sObject}, {Name: "profile", Data: &w.profile},
 		{Name: "stack", Data: &w.stack}, {Name: "count", Data: &w.count},
 	}
-	if err := ix.db.InsertAs(ctx, batchQueryID(batch), "samples", in); err != nil {
+	if err := ix.db.InsertAs(ctx, batchQueryID(batch), schema.Samples, in); err != nil {
 		return 0, fmt.Errorf("insert samples: %w", err)
 	}
 	ix.metrics.insertLatency.Observe(time.Since(t0).Seconds())

@@ -16,12 +16,12 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
 	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // The input contract of the upload API (see the ingest package doc): what cannot be stored exactly is
@@ -73,7 +73,7 @@ func storedRows(t *testing.T, db *chdb.DB, service string) []row {
 	var hash proto.ColUInt64
 	var text proto.ColStr
 	err := db.Do(ctx, ch.Query{
-		Body: "SELECT hash, frames FROM " + db.Table(indexer.StacksTable) + " WHERE service = " + chdb.String(service) + " AND hash IN (SELECT stack FROM " + db.Table("samples") +
+		Body: "SELECT hash, frames FROM " + db.Table(schema.Stacks) + " WHERE service = " + chdb.String(service) + " AND hash IN (SELECT stack FROM " + db.Table("samples") +
 			" WHERE service = " + chdb.String(service) + ")",
 		Result: proto.Results{{Name: "hash", Data: &hash}, {Name: "frames", Data: &text}},
 		OnResult: func(context.Context, proto.Block) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 func (s *Server) bounded(r *http.Request) (context.Context, context.CancelFunc) {
@@ -381,7 +382,7 @@ func (s *Server) services(w http.ResponseWriter, r *http.Request) error {
 	err = s.ch.Do(ctx, ch.Query{
 		// The window is whole hours, so totals_1m alone is exact.
 		Body: fmt.Sprintf("SELECT service, toUInt32(toStartOfHour(ts)) AS h, toUInt64(sum(count)) AS c, toUInt64(uniqExact(host)) AS hosts FROM %s WHERE ts >= %s AND ts < %s GROUP BY service, h",
-			s.ch.Table("totals_1m"), chdb.Time(from), chdb.Time(now)),
+			s.ch.Table(schema.Totals1m), chdb.Time(from), chdb.Time(now)),
 		Result: proto.Results{{Name: "service", Data: &name}, {Name: "h", Data: &hour}, {Name: "c", Data: &samples}, {Name: "hosts", Data: &hosts}},
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := 0; i < name.Rows(); i++ {

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // Granularity is the time resolution of a table a segment is read from.
@@ -39,21 +41,21 @@ func (s Segment) Table(filtered bool) string {
 	switch s.Gran {
 	case Hour:
 		if filtered {
-			return "samples_1h"
+			return schema.Hour
 		}
-		return "samples_1h_all"
+		return schema.HourAll
 	case Day:
 		if filtered {
-			return "samples_1d"
+			return schema.Day
 		}
-		return "samples_1d_all"
+		return schema.DayAll
 	case Minute:
 		// There is no per-dimension minute rollup; the raw rows of the same range give the same sums.
 		if !filtered {
-			return "samples_1m_all"
+			return schema.MinuteRollup
 		}
 	}
-	return "samples"
+	return schema.Samples
 }
 
 // Rollups says which rollup granularities the planner may use. The rollups bucket with the ClickHouse
@@ -61,7 +63,7 @@ func (s Segment) Table(filtered bool) string {
 // in another zone the day buckets (and the hour buckets of zones with a fractional offset) are not, and
 // using them would not be exact.
 //
-// MinuteSince is the epoch of the minute rollup (see indexer.EpochsTable): it holds every sample from that
+// MinuteSince is the epoch of the minute rollup (see schema.Epochs): it holds every sample from that
 // time on and none or only some before, so only whole minutes at or after it are read from it. Zero means
 // no minute rollup; it serves unfiltered selections only (see ForSelection).
 //
@@ -345,10 +347,10 @@ func (s *Server) totalsSQL(sel Selection, r Rollups, cols, groupBy string) strin
 	if rest.Before(sel.To) {
 		raw, m0, m1 := minuteSegments(rest, sel.To)
 		if m0.Before(m1) {
-			parts = append(parts, q("totals_1m", m0, m1))
+			parts = append(parts, q(schema.Totals1m, m0, m1))
 		}
 		for _, r := range raw {
-			parts = append(parts, q("samples", r[0], r[1]))
+			parts = append(parts, q(schema.Samples, r[0], r[1]))
 		}
 	}
 	if len(parts) == 1 {

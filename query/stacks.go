@@ -14,9 +14,9 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/flame"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // tries keeps, per service, a flame trie of every stack its queries have named, and the trie leaf of each
@@ -266,7 +266,7 @@ func (s *Server) learn(ctx context.Context, st *serviceTrie, hashes []uint64) er
 	}
 	// GLOBAL: on a cluster the tables are Distributed, and the shards need the hashes too. PREWHERE reads the
 	// texts of the matching rows only, within the service's range of the sort key.
-	err := read("SELECT hash, frames FROM "+s.ch.Table(indexer.StacksTable)+
+	err := read("SELECT hash, frames FROM "+s.ch.Table(schema.Stacks)+
 		" PREWHERE service = "+chdb.String(st.service)+" AND hash GLOBAL IN (SELECT hash FROM _hashes)", &missing)
 	if err != nil {
 		return fmt.Errorf("resolve stacks: %w", err)
@@ -282,7 +282,7 @@ func (s *Server) learn(ctx context.Context, st *serviceTrie, hashes []uint64) er
 	}
 	st.mu.RUnlock()
 	if len(old) > 0 {
-		err := read("SELECT hash, frames FROM "+s.ch.Table(indexer.LegacyStacksTable)+
+		err := read("SELECT hash, frames FROM "+s.ch.Table(schema.LegacyStacks)+
 			" PREWHERE hash GLOBAL IN (SELECT hash FROM _hashes)", &old)
 		if err != nil {
 			return fmt.Errorf("resolve stacks: %w", err)
@@ -355,8 +355,8 @@ func (s *Server) localTables(ctx context.Context) bool {
 func (s *Server) minuteEpoch(ctx context.Context) time.Time {
 	var n, since proto.ColUInt64
 	err := s.ch.Do(ctx, ch.Query{
-		Body: "SELECT count() AS n, toUInt64(min(toUInt32(since))) AS since FROM " + s.ch.Table("rollup_epochs") +
-			" WHERE name = " + chdb.String("samples_1m_all"),
+		Body: "SELECT count() AS n, toUInt64(min(toUInt32(since))) AS since FROM " + s.ch.Table(schema.Epochs) +
+			" WHERE name = " + chdb.String(schema.MinuteRollup),
 		Result: proto.Results{{Name: "n", Data: &n}, {Name: "since", Data: &since}},
 	})
 	if err != nil {
@@ -396,7 +396,7 @@ func (s *Server) Warm(ctx context.Context) (int, error) {
 		var hash proto.ColUInt64
 		var hashes []uint64
 		err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
-			Body: "SELECT DISTINCT stack FROM " + s.ch.Table("samples_1h_all") +
+			Body: "SELECT DISTINCT stack FROM " + s.ch.Table(schema.HourAll) +
 				" WHERE service = " + chdb.String(svc.Name) + " AND ts >= " + chdb.Time(since),
 			Result: proto.Results{{Name: "stack", Data: &hash}},
 			OnResult: func(ctx context.Context, b proto.Block) error {

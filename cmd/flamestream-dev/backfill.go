@@ -16,9 +16,9 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/cespare/xxhash/v2"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 type backfillOptions struct {
@@ -278,7 +278,7 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 				hash.Append(s.stackHash(j))
 				frames.AppendBytes(buf)
 			}
-			if err := ch.Insert(ctx, indexer.StacksTable, proto.Input{{Name: "service", Data: &service}, {Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}}); err != nil {
+			if err := ch.Insert(ctx, schema.Stacks, proto.Input{{Name: "service", Data: &service}, {Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}}); err != nil {
 				return fmt.Errorf("backfill stacks of %s: %w", s.serviceName(), err)
 			}
 			stacks += hash.Rows()
@@ -298,7 +298,7 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 			return nil
 		}
 		n := b.ts.Rows()
-		if err := ch.Insert(ctx, "samples", b.input()); err != nil {
+		if err := ch.Insert(ctx, schema.Samples, b.input()); err != nil {
 			return fmt.Errorf("backfill samples: %w", err)
 		}
 		rows += n

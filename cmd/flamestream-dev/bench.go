@@ -24,6 +24,7 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/query"
 )
 
@@ -393,7 +394,7 @@ func benchScope(ctx context.Context, db *chdb.DB, o *benchOptions) (time.Time, s
 	var last proto.ColUInt32
 	var busiest proto.ColStr
 	err := db.Do(ctx, ch.Query{
-		Body:   "SELECT toUInt32(max(ts)) AS last FROM " + db.Table("totals_1m") + " WHERE service = " + chdb.String(*o.service),
+		Body:   "SELECT toUInt32(max(ts)) AS last FROM " + db.Table(schema.Totals1m) + " WHERE service = " + chdb.String(*o.service),
 		Result: proto.Results{{Name: "last", Data: &last}},
 	})
 	if err != nil {
@@ -413,7 +414,7 @@ func benchScope(ctx context.Context, db *chdb.DB, o *benchOptions) (time.Time, s
 	host := *o.host
 	if host == "" {
 		err := db.Do(ctx, ch.Query{
-			Body: "SELECT host FROM " + db.Table("totals_1m") + " WHERE service = " + chdb.String(*o.service) +
+			Body: "SELECT host FROM " + db.Table(schema.Totals1m) + " WHERE service = " + chdb.String(*o.service) +
 				" AND ts >= " + chdb.Time(to.Add(-24*time.Hour)) + " GROUP BY host ORDER BY sum(count) DESC, host LIMIT 1",
 			Result: proto.Results{{Name: "host", Data: &busiest}},
 		})

@@ -27,6 +27,7 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/query"
 )
 
@@ -325,7 +326,7 @@ func benchManyServices(ctx context.Context, db *chdb.DB, pg *pgdb.DB, log *slog.
 func benchDistinctStacks(ctx context.Context, db *chdb.DB, service string, to time.Time) (uint64, error) {
 	var n proto.ColUInt64
 	err := db.Do(ctx, ch.Query{
-		Body: "SELECT uniqExact(stack) AS n FROM " + db.Table("samples_1h_all") + " WHERE service = " + chdb.String(service) +
+		Body: "SELECT uniqExact(stack) AS n FROM " + db.Table(schema.HourAll) + " WHERE service = " + chdb.String(service) +
 			" AND ts >= " + chdb.Time(to.Add(-24*time.Hour).Truncate(time.Hour)) + " AND ts < " + chdb.Time(to),
 		Result: proto.Results{{Name: "n", Data: &n}},
 	})

@@ -14,10 +14,10 @@ import (
 	"path/filepath"
 
 	"github.com/flamestream/flamestream/cmd/internal/cli"
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/query"
 )
 
@@ -79,7 +79,7 @@ func openCH(ctx context.Context, cfg config.Config, log *slog.Logger) (*chdb.DB,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := indexer.Migrate(ctx, db); err != nil {
+	if _, err := schema.Migrate(ctx, db); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/objstore"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 type reindexOptions struct {
@@ -107,7 +108,7 @@ func migrateFlags(fs *flag.FlagSet) *migrateOptions {
 
 // printSchema writes the ClickHouse statements of the layout, one per paragraph.
 func printSchema(cfg config.Config, o *migrateOptions, out io.Writer) error {
-	stmts, err := indexer.Layout{Database: cfg.ClickHouseDatabase, Cluster: *o.cluster}.SQL()
+	stmts, err := schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: *o.cluster}.SQL()
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cl
 		return err
 	}
 	defer db.Close()
-	applied, err := indexer.MigrateLayout(ctx, db, indexer.Layout{Database: cfg.ClickHouseDatabase, Cluster: cluster})
+	applied, err := schema.MigrateLayout(ctx, db, schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: cluster})
 	if err != nil {
 		return err
 	}

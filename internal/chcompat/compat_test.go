@@ -29,6 +29,7 @@ import (
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/query"
 	"github.com/flamestream/flamestream/stream"
 )
@@ -52,10 +53,10 @@ func TestCurrentClickHouseAnswersLikeTheOldServer(t *testing.T) {
 
 	// Migrate: every statement of the schema runs on both, in the same order.
 	h.rec.Phase("migrate")
-	if _, err := indexer.Migrate(ctx, h.db); err != nil {
+	if _, err := schema.Migrate(ctx, h.db); err != nil {
 		t.Fatal(err)
 	}
-	ddl, err := indexer.Layout{Database: h.db.Database}.SQL()
+	ddl, err := schema.Layout{Database: h.db.Database}.SQL()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestCurrentClickHouseAnswersLikeTheOldServer(t *testing.T) {
 	// moving its epoch back (what an operator does after backfilling it) lets plans read it.
 	now := time.Now().UTC()
 	base := now.Truncate(time.Hour)
-	h.oldExec(t, "INSERT INTO "+h.db.Table(indexer.EpochsTable)+" (name, since) SELECT '"+indexer.MinuteRollup+"', toDateTime("+
+	h.oldExec(t, "INSERT INTO "+h.db.Table(schema.Epochs)+" (name, since) SELECT '"+schema.MinuteRollup+"', toDateTime("+
 		strconv.FormatInt(base.Add(-72*time.Hour).Unix(), 10)+")")
 
 	// Index: uploads at raw, minute, hour and day distances from now, two services, three hosts.
@@ -422,7 +423,7 @@ var mvTarget = regexp.MustCompile(`CREATE MATERIALIZED VIEW .* TO [a-zA-Z0-9_]+\
 // did on 18.16 from the indexer's inserts.
 func (h *harness) copyRows(t *testing.T, where string) {
 	t.Helper()
-	ddl, _ := indexer.Layout{Database: h.db.Database}.SQL()
+	ddl, _ := schema.Layout{Database: h.db.Database}.SQL()
 	fed := map[string]bool{}
 	for _, s := range ddl {
 		if m := mvTarget.FindStringSubmatch(s); m != nil {
@@ -545,8 +546,8 @@ func checkShapes(t *testing.T, stmts []Statement, hours url.Values) {
 		"minute totals":            reads("totals_1m"),
 		"include filter":           func(s string) bool { return strings.Contains(s, "host IN (") },
 		"exclude filter":           func(s string) bool { return strings.Contains(s, "host NOT IN (") },
-		"stack texts":              func(s string) bool { return strings.Contains(s, "."+indexer.StacksTable) },
-		"rollup epoch":             func(s string) bool { return strings.Contains(s, "."+indexer.EpochsTable) },
+		"stack texts":              func(s string) bool { return strings.Contains(s, "."+schema.Stacks) },
+		"rollup epoch":             func(s string) bool { return strings.Contains(s, "."+schema.Epochs) },
 		"union of segments":        func(s string) bool { return strings.Contains(s, " UNION ALL ") },
 		// A bucket read whole past an edge of the hours range, whose outside part is subtracted.
 		"subtraction": func(s string) bool {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flamestream/flamestream/indexer"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // storageVariant rewrites the schema's column types the way current ClickHouse allows (18.16 does not):
@@ -36,7 +36,7 @@ func TestStorageVariantBytesPerSample(t *testing.T) {
 	const rows = 4 * 60 * 20 * 60
 	sizes := map[string]map[string]float64{}
 	for _, db := range []string{"fs_store_current", "fs_store_variant"} {
-		ddl, err := indexer.Layout{Database: db}.SQL()
+		ddl, err := schema.Layout{Database: db}.SQL()
 		if err != nil {
 			t.Fatal(err)
 		}

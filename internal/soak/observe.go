@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
 )
 
 // sample reads every role's RSS and goroutines, the indexer's pending count and how many profiles
@@ -149,7 +150,7 @@ func (s *soaker) indexedCount(ctx context.Context) (int64, error) {
 	var n proto.ColUInt64
 	err := s.withCH(ctx, func(db *chdb.DB) error {
 		return db.Do(ctx, ch.Query{
-			Body:   "SELECT toUInt64(uniqExact(host, ts)) AS n FROM " + db.Table("samples") + " WHERE service = " + chdb.String(s.cfg.Service),
+			Body:   "SELECT toUInt64(uniqExact(host, ts)) AS n FROM " + db.Table(schema.Samples) + " WHERE service = " + chdb.String(s.cfg.Service),
 			Result: proto.Results{{Name: "n", Data: &n}},
 		})
 	})
@@ -172,7 +173,7 @@ func (s *soaker) profiles(ctx context.Context) (map[string]profileRows, error) {
 	err := s.withCH(ctx, func(db *chdb.DB) error {
 		return db.Do(ctx, ch.Query{
 			Body: "SELECT host, toUInt32(ts) AS t, toUInt64(sum(count)) AS n, toUInt64(uniqExact(profile)) AS ids FROM " +
-				db.Table("samples") + " WHERE service = " + chdb.String(s.cfg.Service) + " GROUP BY host, ts",
+				db.Table(schema.Samples) + " WHERE service = " + chdb.String(s.cfg.Service) + " GROUP BY host, ts",
 			Result: proto.Results{{Name: "host", Data: &host}, {Name: "t", Data: &ts}, {Name: "n", Data: &sum}, {Name: "ids", Data: &ids}},
 		})
 	})

@@ -24,11 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -81,7 +81,7 @@ func OpenCH(ctx context.Context, cfg config.Config, log *slog.Logger) (*chdb.DB,
 	if err != nil {
 		return nil, err
 	}
-	applied, err := indexer.Migrate(ctx, db)
+	applied, err := schema.Migrate(ctx, db)
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -1,4 +1,7 @@
-package indexer
+// Package schema owns Flamestream's ClickHouse schema: the tables, their columns, the rollups and the
+// materialized views that feed them, and the migrations that create them. The indexer writes and the query
+// API reads by the names declared here.
+package schema
 
 import (
 	"context"
@@ -58,14 +61,14 @@ var migrationsTable = table{name: "schema_migrations", columns: "version UInt32,
 var migrations = []migration{
 	{version: 1, name: "stacks and samples", tables: []table{
 		{name: "stacks", columns: "hash UInt64, frames String", engine: "ReplacingMergeTree", order: "hash", shard: "hash"},
-		{name: "samples", columns: "ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32",
+		{name: Samples, columns: "ts DateTime, service String, host String, container String, instance_type String, k8s_object String, profile UInt64, stack UInt64, count UInt32",
 			engine: "MergeTree", partition: "toYYYYMMDD(ts)", order: "service, host, ts, container, stack", shard: shardByService},
 	}},
 	{version: 2, name: "rollups", tables: rollupTables(), views: rollupViews()},
 	{version: 3, name: "service-wide minute rollup", tables: []table{
 		{name: MinuteRollup, columns: "ts DateTime, service String, stack UInt64, count UInt64", engine: "SummingMergeTree",
 			engineArg: "count", partition: "toYYYYMMDD(ts)", order: "service, ts, stack", shard: shardByService},
-		{name: EpochsTable, columns: "name String, since DateTime", engine: "ReplacingMergeTree", order: "name", shard: "cityHash64(name)"},
+		{name: Epochs, columns: "name String, since DateTime", engine: "ReplacingMergeTree", order: "name", shard: "cityHash64(name)"},
 	}, views: []view{{name: MinuteRollup + "_mv", to: MinuteRollup,
 		query: "SELECT toStartOfMinute(ts) AS ts, service, stack, toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, service, stack"}},
 		after: recordEpoch(MinuteRollup)},
@@ -74,34 +77,53 @@ var migrations = []migration{
 	// 12 GB). Here a service's stacks are one range of the sort key. Stacks written before this step stay in
 	// stacks, which readers fall back to.
 	{version: 4, name: "stacks by service", tables: []table{
-		{name: StacksTable, columns: "service String, hash UInt64, frames String", engine: "ReplacingMergeTree",
+		{name: Stacks, columns: "service String, hash UInt64, frames String", engine: "ReplacingMergeTree",
 			order: "service, hash", shard: shardByService},
 	}},
 	// Every write is a numbered batch whose marker row the views carry into each rollup, so that a rollup
 	// a failed insert left short is found and completed (see ledger.go). The ledger says which batch
 	// wrote which profile.
 	{version: 5, name: "batch ledger", tables: []table{
-		{name: BatchesTable, columns: "ts DateTime, service String, batch UInt64, profile UInt64", engine: "MergeTree",
+		{name: Batches, columns: "ts DateTime, service String, batch UInt64, profile UInt64", engine: "MergeTree",
 			partition: "toYYYYMMDD(ts)", order: "profile", shard: shardByService},
 	}},
 }
 
-// StacksTable holds each service's stack texts, keyed by (service, hash). LegacyStacksTable is the
-// table of stacks written before schema step 4, keyed by hash alone.
+// Table names. Samples holds one row per (profile, container, stack); the others are fed from it by
+// materialized views, except the stack texts, the epochs and the batch ledger, which the indexer writes.
 const (
-	StacksTable       = "service_stacks"
-	LegacyStacksTable = "stacks"
+	// Samples is the raw table: time, service, dimensions, profile id, stack hash and count.
+	Samples = "samples"
+	// Hour and Day roll samples up per stack and every dimension; HourAll and DayAll per stack,
+	// service-wide; Totals1m per minute and dimension, without the stack (timelines, filter values, service
+	// overviews). MinuteRollup (below) is per stack and minute, service-wide.
+	Hour     = "samples_1h"
+	HourAll  = "samples_1h_all"
+	Day      = "samples_1d"
+	DayAll   = "samples_1d_all"
+	Totals1m = "totals_1m"
+	// Stacks holds each service's stack texts, keyed by (service, hash). LegacyStacks is the table of
+	// stacks written before schema step 4, keyed by hash alone.
+	Stacks       = "service_stacks"
+	LegacyStacks = "stacks"
+	// Batches is the batch ledger: which write (batch) put which profile into samples. See MarkerService.
+	Batches = "batches"
+	// MarkerService is the service of the marker row each batch adds to its INSERT into samples; the views
+	// carry it into every rollup with the batch's rows, so a rollup holds the marker exactly when it holds
+	// the batch. It holds a NUL byte, which no service name can (see pgdb.ValidName): readers that select
+	// a service never see it. The marker's host is the batch id in hex and its stack the batch id.
+	MarkerService = "\x00batch"
 )
 
 // MinuteRollup is the service-wide per-minute per-stack rollup. It is not backfilled when its migration
 // runs (an INSERT SELECT would race with concurrent inserts and count them twice): it is complete only
-// from its epoch on, see EpochsTable.
+// from its epoch on, see Epochs.
 const MinuteRollup = "samples_1m_all"
 
-// EpochsTable records, per rollup created after data may already exist, the first whole bucket (since) from
+// Epochs records, per rollup created after data may already exist, the first whole bucket (since) from
 // which the rollup holds every sample. Readers use a rollup only at or after its epoch and take the
 // smallest since of a name: an epoch may be moved earlier (after backfilling the rollup), never later.
-const EpochsTable = "rollup_epochs"
+const Epochs = "rollup_epochs"
 
 // recordEpoch returns the step that records the rollup's epoch: the start of the minute after its view
 // was created, by the server's clock. Samples inserted in the minute the view appeared may predate it.
@@ -121,7 +143,7 @@ func recordEpoch(rollup string) func(context.Context, *chdb.DB) error {
 		since.Append(time.Unix(int64(now[0]-now[0]%60+60), 0))
 		name := new(proto.ColStr)
 		name.Append(rollup)
-		if err := db.Insert(ctx, EpochsTable, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
+		if err := db.Insert(ctx, Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
 			return fmt.Errorf("record epoch of %s: %w", rollup, err)
 		}
 		return nil
@@ -141,13 +163,14 @@ var rollups = []struct {
 	table, bucket, partition string
 	dims                     bool
 }{
-	{"samples_1h", "toStartOfHour(ts)", "toYYYYMMDD(ts)", true},
-	{"samples_1h_all", "toStartOfHour(ts)", "toYYYYMMDD(ts)", false},
-	{"samples_1d", "toStartOfDay(ts)", "toYYYYMM(ts)", true},
-	{"samples_1d_all", "toStartOfDay(ts)", "toYYYYMM(ts)", false},
+	{Hour, "toStartOfHour(ts)", "toYYYYMMDD(ts)", true},
+	{HourAll, "toStartOfHour(ts)", "toYYYYMMDD(ts)", false},
+	{Day, "toStartOfDay(ts)", "toYYYYMM(ts)", true},
+	{DayAll, "toStartOfDay(ts)", "toYYYYMM(ts)", false},
 }
 
-const dimColumns = "host, container, instance_type, k8s_object"
+// DimColumns are the filter dimensions, in the order of the tables that keep them.
+const DimColumns = "host, container, instance_type, k8s_object"
 
 func rollupTables() []table {
 	var out []table
@@ -155,14 +178,14 @@ func rollupTables() []table {
 		cols, key := "ts DateTime, service String, ", "service, ts, stack"
 		if r.dims {
 			cols += "host String, container String, instance_type String, k8s_object String, "
-			key = "service, " + dimColumns + ", ts, stack"
+			key = "service, " + DimColumns + ", ts, stack"
 		}
 		out = append(out, table{name: r.table, columns: cols + "stack UInt64, count UInt64", engine: "SummingMergeTree",
 			engineArg: "count", partition: r.partition, order: key, shard: shardByService})
 	}
-	return append(out, table{name: "totals_1m",
+	return append(out, table{name: Totals1m,
 		columns: "ts DateTime, service String, host String, container String, instance_type String, k8s_object String, count UInt64",
-		engine:  "SummingMergeTree", engineArg: "count", partition: "toYYYYMMDD(ts)", order: "service, ts, " + dimColumns, shard: shardByService})
+		engine:  "SummingMergeTree", engineArg: "count", partition: "toYYYYMMDD(ts)", order: "service, ts, " + DimColumns, shard: shardByService})
 }
 
 func rollupViews() []view {
@@ -170,13 +193,13 @@ func rollupViews() []view {
 	for _, r := range rollups {
 		sel := "service, "
 		if r.dims {
-			sel += dimColumns + ", "
+			sel += DimColumns + ", "
 		}
 		out = append(out, view{name: r.table + "_mv", to: r.table,
 			query: "SELECT " + r.bucket + " AS ts, " + sel + "stack, toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, " + sel + "stack"})
 	}
-	return append(out, view{name: "totals_1m_mv", to: "totals_1m",
-		query: "SELECT toStartOfMinute(ts) AS ts, service, " + dimColumns + ", toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, service, " + dimColumns})
+	return append(out, view{name: Totals1m + "_mv", to: Totals1m,
+		query: "SELECT toStartOfMinute(ts) AS ts, service, " + DimColumns + ", toUInt64(sum(count)) AS count FROM {src} GROUP BY ts, service, " + DimColumns})
 }
 
 // Layout says where the schema goes: one server (Cluster empty) or every node of a ClickHouse cluster.
@@ -233,7 +256,7 @@ func (l Layout) tableSQL(t table) []string {
 
 // viewSQL returns the statement that creates v.
 func (l Layout) viewSQL(v view) string {
-	src, to := "samples", v.to
+	src, to := Samples, v.to
 	if l.Cluster != "" {
 		src, to = src+localSuffix, to+localSuffix
 	}
@@ -341,4 +364,48 @@ func MigrateLayout(ctx context.Context, db *chdb.DB, l Layout) (applied []string
 		applied = append(applied, fmt.Sprintf("%d %s", m.version, m.name))
 	}
 	return applied, nil
+}
+
+// Rollup is one table a materialized view on samples feeds: its time bucket, whether it keeps the
+// dimension columns and whether it keeps the stack.
+type Rollup struct {
+	Table, Bucket string
+	Dims, Stack   bool
+}
+
+// Rollups are every table a view on samples feeds. TestRollupsAreTheViews checks that each one's Query is,
+// letter for letter, its view's.
+var Rollups = []Rollup{
+	{Hour, "toStartOfHour(ts)", true, true},
+	{HourAll, "toStartOfHour(ts)", false, true},
+	{Day, "toStartOfDay(ts)", true, true},
+	{DayAll, "toStartOfDay(ts)", false, true},
+	{Totals1m, "toStartOfMinute(ts)", true, false},
+	{MinuteRollup, "toStartOfMinute(ts)", false, true},
+}
+
+// Keys are the rollup's grouping columns after ts.
+func (r Rollup) Keys() string {
+	k := "service"
+	if r.Dims {
+		k += ", " + DimColumns
+	}
+	if r.Stack {
+		k += ", stack"
+	}
+	return k
+}
+
+// Query is the view's SELECT over src (a table or a parenthesized subquery with the columns of samples).
+func (r Rollup) Query(src string) string {
+	return "SELECT " + r.Bucket + " AS ts, " + r.Keys() + ", toUInt64(sum(count)) AS count FROM " + src + " GROUP BY ts, " + r.Keys()
+}
+
+// MarkerColumn is the column that carries the batch id of a marker row: stack, or host where the table
+// keeps no stack.
+func (r Rollup) MarkerColumn() string {
+	if r.Stack {
+		return "stack"
+	}
+	return "host"
 }

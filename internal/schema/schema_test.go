@@ -1,9 +1,9 @@
-package indexer
+package schema
 
 import (
+	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestSingleServerSchemaCreatesPlainTablesAndViewsOnSamples(t *testing.T) {
@@ -22,7 +22,7 @@ func TestSingleServerSchemaCreatesPlainTablesAndViewsOnSamples(t *testing.T) {
 		"CREATE TABLE IF NOT EXISTS fs.rollup_epochs (name String, since DateTime) ENGINE = ReplacingMergeTree ORDER BY (name)",
 	}
 	for _, w := range want {
-		if !contains(stmts, w) {
+		if !slices.Contains(stmts, w) {
 			t.Errorf("schema lacks\n%s\ngot:\n%s", w, strings.Join(stmts, "\n"))
 		}
 	}
@@ -58,7 +58,7 @@ func TestClusterSchemaShardsReplicatedTablesBehindDistributedOnes(t *testing.T) 
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if !contains(stmts, tt.want) {
+			if !slices.Contains(stmts, tt.want) {
 				t.Errorf("cluster schema lacks\n%s\ngot:\n%s", tt.want, strings.Join(stmts, "\n"))
 			}
 		})
@@ -101,51 +101,26 @@ func TestSchemaRejectsNamesThatAreNotIdentifiers(t *testing.T) {
 	}
 }
 
-func TestExpiredPartitions(t *testing.T) {
-	cutoff := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		unit      partitionUnit
-		partition string
-		want      bool
-	}{
-		{byDay, "20260313", true},
-		{byDay, "20260314", true},  // ends at the 15th 00:00, before the cutoff
-		{byDay, "20260315", false}, // holds rows after the cutoff
-		{byDay, "20260316", false},
-		{byMonth, "202602", true},
-		{byMonth, "202603", false},
-	}
-	for _, tt := range tests {
-		got, err := expired(tt.unit, tt.partition, cutoff)
-		if err != nil || got != tt.want {
-			t.Errorf("expired(%v, %s) = %v, %v; want %v", tt.unit, tt.partition, got, err, tt.want)
+// The repair of a rollup writes what its materialized view would have written: the rollup's Query must be
+// the view's, letter for letter, and every view must have a shape.
+func TestRollupsAreTheViews(t *testing.T) {
+	views := map[string]string{}
+	for _, m := range migrations {
+		for _, v := range m.views {
+			views[v.to] = v.query
 		}
 	}
-	if _, err := expired(byDay, "tuple()", cutoff); err == nil {
-		t.Error("a non-date partition was accepted")
+	if len(views) != len(Rollups) {
+		t.Errorf("%d views, %d rollups", len(views), len(Rollups))
 	}
-}
-
-func TestAlignDaysWidensToWholeUTCDays(t *testing.T) {
-	d := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
-	tests := []struct{ from, to, wantFrom, wantTo string }{
-		{"2026-03-15T10:30:00Z", "2026-03-15T11:00:00Z", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z"},
-		{"2026-03-15T00:00:00Z", "2026-03-17T00:00:00Z", "2026-03-15T00:00:00Z", "2026-03-17T00:00:00Z"},
-		{"2026-03-15T23:59:59+02:00", "2026-03-16T01:00:00+02:00", "2026-03-15T00:00:00Z", "2026-03-16T00:00:00Z"},
-	}
-	for _, tt := range tests {
-		f, to := alignDays(d(tt.from), d(tt.to))
-		if !f.Equal(d(tt.wantFrom)) || !to.Equal(d(tt.wantTo)) {
-			t.Errorf("alignDays(%s, %s) = %s, %s; want %s, %s", tt.from, tt.to, f, to, tt.wantFrom, tt.wantTo)
+	for _, r := range Rollups {
+		q, ok := views[r.Table]
+		if !ok {
+			t.Errorf("no view writes %s", r.Table)
+			continue
+		}
+		if got := r.Query("{src}"); got != q {
+			t.Errorf("%s:\nshape %s\nview  %s", r.Table, got, q)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
