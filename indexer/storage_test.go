@@ -18,10 +18,10 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/flamestream/flamestream/internal/chdb"
-	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/internal/schema"
 	"github.com/flamestream/flamestream/stream"
 )
 
