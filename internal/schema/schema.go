@@ -29,9 +29,11 @@ type table struct {
 	shard     string // sharding key of the Distributed table in the cluster variant
 }
 
-// view is a materialized view on samples writing into a rollup table. Query selects FROM {src}.
+// view is a materialized view on samples (or on the table from) writing into a rollup table. Query
+// selects FROM {src}.
 type view struct {
 	name, to, query string
+	from            string // the source table; empty for samples
 }
 
 // migration is one versioned schema step: tables then views, created IF NOT EXISTS, then after (if set),
@@ -87,6 +89,43 @@ var migrations = []migration{
 		{name: Batches, columns: "ts DateTime, service String, batch UInt64, profile UInt64", engine: "MergeTree",
 			partition: "toYYYYMMDD(ts)", order: "profile", shard: shardByService},
 	}},
+	// The agent's host metrics (metrics.cpu_avg and mem_avg of each profile's header, and the host's
+	// metadata.processors), one row per profile, and their hour and day sums for exact averages over long
+	// ranges (an average is sum/n, never an average of averages). The indexer writes a profile's row after
+	// its samples and completes missing rows from the profiles its exactly-once guard finds in samples (see
+	// indexer/hostmetrics.go); the raw table is keyed by profile so that a row written twice (two indexers
+	// completing the same profile at once) merges away, and readers of it collapse rows by profile.
+	{version: 6, name: "host metrics", tables: []table{
+		{name: HostMetrics, columns: "ts DateTime, service String, host String, instance_type String, profile UInt64, cpu Float64, mem Float64, cores UInt32",
+			engine: "ReplacingMergeTree", partition: "toYYYYMMDD(ts)", order: "service, host, ts, profile", shard: shardByService},
+		hostMetricsRollup(HostMetricsHour, "toYYYYMMDD(ts)"),
+		hostMetricsRollup(HostMetricsDay, "toYYYYMM(ts)"),
+	}, views: []view{
+		hostMetricsView(HostMetricsHour, "toStartOfHour(ts)"),
+		hostMetricsView(HostMetricsDay, "toStartOfDay(ts)"),
+	}},
+}
+
+// Host metrics tables (schema step 6). HostMetrics has one row per profile: ts, service, host,
+// instance_type, profile, cpu and mem (percent, as the agent sent them) and cores (0 when the agent did not
+// say). HostMetricsHour and HostMetricsDay hold, per bucket, service, host and instance type, cpu_sum,
+// mem_sum and n (the number of profiles), fed by materialized views on HostMetrics.
+const (
+	HostMetrics     = "host_metrics"
+	HostMetricsHour = "host_metrics_1h"
+	HostMetricsDay  = "host_metrics_1d"
+)
+
+func hostMetricsRollup(name, partition string) table {
+	return table{name: name, columns: "ts DateTime, service String, host String, instance_type String, cpu_sum Float64, mem_sum Float64, n UInt64",
+		engine: "SummingMergeTree", engineArg: "(cpu_sum, mem_sum, n)", partition: partition, order: "service, host, instance_type, ts",
+		shard: shardByService}
+}
+
+func hostMetricsView(to, bucket string) view {
+	return view{name: to + "_mv", to: to, from: HostMetrics,
+		query: "SELECT " + bucket + " AS ts, service, host, instance_type, sum(cpu) AS cpu_sum, sum(mem) AS mem_sum, toUInt64(count()) AS n" +
+			" FROM {src} GROUP BY ts, service, host, instance_type"}
 }
 
 // Table names. Samples holds one row per (profile, container, stack); the others are fed from it by
@@ -257,6 +296,9 @@ func (l Layout) tableSQL(t table) []string {
 // viewSQL returns the statement that creates v.
 func (l Layout) viewSQL(v view) string {
 	src, to := Samples, v.to
+	if v.from != "" {
+		src = v.from
+	}
 	if l.Cluster != "" {
 		src, to = src+localSuffix, to+localSuffix
 	}

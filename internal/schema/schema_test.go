@@ -107,7 +107,9 @@ func TestRollupsAreTheViews(t *testing.T) {
 	views := map[string]string{}
 	for _, m := range migrations {
 		for _, v := range m.views {
-			views[v.to] = v.query
+			if v.from == "" { // views on other tables than samples are no rollups of samples
+				views[v.to] = v.query
+			}
 		}
 	}
 	if len(views) != len(Rollups) {
@@ -122,5 +124,28 @@ func TestRollupsAreTheViews(t *testing.T) {
 		if got := r.Query("{src}"); got != q {
 			t.Errorf("%s:\nshape %s\nview  %s", r.Table, got, q)
 		}
+	}
+}
+
+// The host metrics step keeps exact sums: a rollup's rows are summed per (service, host, instance type,
+// bucket), its view reads host_metrics (not samples), and the raw table collapses a row written twice.
+func TestHostMetricsStepSumsForExactAverages(t *testing.T) {
+	stmts, err := Layout{Database: "fs"}.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"CREATE TABLE IF NOT EXISTS fs.host_metrics (ts DateTime, service String, host String, instance_type String, profile UInt64, cpu Float64, mem Float64, cores UInt32) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, profile)",
+		"CREATE TABLE IF NOT EXISTS fs.host_metrics_1h (ts DateTime, service String, host String, instance_type String, cpu_sum Float64, mem_sum Float64, n UInt64) ENGINE = SummingMergeTree((cpu_sum, mem_sum, n)) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, instance_type, ts)",
+		"CREATE MATERIALIZED VIEW IF NOT EXISTS fs.host_metrics_1d_mv TO fs.host_metrics_1d AS SELECT toStartOfDay(ts) AS ts, service, host, instance_type, sum(cpu) AS cpu_sum, sum(mem) AS mem_sum, toUInt64(count()) AS n FROM fs.host_metrics GROUP BY ts, service, host, instance_type",
+	} {
+		if !slices.Contains(stmts, w) {
+			t.Errorf("schema lacks\n%s", w)
+		}
+	}
+	cluster, _ := Layout{Database: "fs", Cluster: "prod"}.SQL()
+	want := "CREATE MATERIALIZED VIEW IF NOT EXISTS fs.host_metrics_1h_mv ON CLUSTER prod TO fs.host_metrics_1h_local AS SELECT toStartOfHour(ts) AS ts, service, host, instance_type, sum(cpu) AS cpu_sum, sum(mem) AS mem_sum, toUInt64(count()) AS n FROM fs.host_metrics_local GROUP BY ts, service, host, instance_type"
+	if !slices.Contains(cluster, want) {
+		t.Errorf("cluster schema lacks\n%s", want)
 	}
 }
