@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
@@ -46,6 +47,20 @@ func commands() []cli.Command {
 				o := loadgenFlags(fs)
 				return func(ctx context.Context, in cli.Invocation) error { return runLoadgen(ctx, o, in.Out, in.Diag) }
 			}},
+		{Name: "pipeline", Summary: "pipeline bench: accepted/s, indexed/s, lag upload → queryable, CPU per profile of every process (-shape 60 or 2000)",
+			Vars: func() []config.Var { return config.Join(config.Postgres(), config.Logging()) },
+			Flags: func(fs *flag.FlagSet) cli.Runner {
+				o := pipelineFlags(fs)
+				return func(ctx context.Context, in cli.Invocation) error {
+					return runPipeline(ctx, in.Config, o, in.Out, in.Diag)
+				}
+			}},
+		{Name: "role", Summary: "run one server role in this process with /debug/pprof/ on -pprof ADDR (used by pipeline -pprof-role)",
+			Vars: roles.AllVars,
+			Flags: func(fs *flag.FlagSet) cli.Runner {
+				run := roleFlags(fs)
+				return func(ctx context.Context, in cli.Invocation) error { return run(ctx, in.Args, in.Log, in.Config) }
+			}},
 		{Name: "soak", Summary: "steady load while indexer, ClickHouse, NATS and S3 are killed at random; checks exact totals and flat memory",
 			Vars: func() []config.Var { return config.Join(config.Postgres(), config.Logging()) },
 			Flags: func(fs *flag.FlagSet) cli.Runner {
@@ -61,8 +76,11 @@ func program() cli.Program {
 		Usage: "usage: flamestream-dev <command> [flags]\n\n" + cli.Usage(cmds) +
 			"\nEvery configuration flag can also be set by its environment variable; run \"flamestream-dev <command> -h\" for the list.\n",
 		Alias: func(args []string) []string {
-			if args[0] == "bench" && len(args) > 1 && args[1] == "query" { // "bench query" is the only benchmark so far
+			if args[0] == "bench" && len(args) > 1 && args[1] == "query" {
 				return append([]string{"bench"}, args[2:]...)
+			}
+			if args[0] == "bench" && len(args) > 1 && args[1] == "pipeline" { // "bench pipeline" is "pipeline"
+				return append([]string{"pipeline"}, args[2:]...)
 			}
 			return args
 		}}

@@ -1,0 +1,706 @@
+package soak
+
+// The pipeline bench: how fast Flamestream takes profiles of one shape from upload to queryable, and what
+// that costs in CPU per profile in every process involved. It reuses the soak's own servers (ClickHouse,
+// NATS, versitygw on free ports, the roles as processes of the flamestream binary), without faults.
+//
+// Queryable means: the profile's rows are in samples. The indexer writes each batch with a marker row in
+// the same INSERT (see indexer/ledger.go), and the batch ledger says which profiles a batch holds, so a
+// poller that sees a batch's marker knows every profile of it became readable. After the run, samples say
+// which profile id each upload (host, start) got: each upload's lag is the time its batch's marker was
+// first seen minus the time its request was sent.
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/demo"
+	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/schema"
+)
+
+// PipelineShape is the shape of the profiles a pipeline bench uploads.
+type PipelineShape struct {
+	Name string `json:"name"`
+	// Lines is the stack lines per profile, Stacks the distinct stacks of the service they are drawn
+	// from, MinDepth and MaxDepth the frames per stack (see demo.Shape).
+	Lines    int `json:"lines"`
+	Stacks   int `json:"stacks"`
+	MinDepth int `json:"min_depth"`
+	MaxDepth int `json:"max_depth"`
+	// Pool is how many different sets of stack lines the uploads cycle through; Agents how many hosts
+	// send them (each upload is one host's minute, so Agents × minutes covers the run).
+	Pool   int `json:"pool"`
+	Agents int `json:"agents"`
+}
+
+// PipelineShapes are the presets: the two shapes of issue 15. "60" is an agent-shaped service profile;
+// "2000" the big profiles (≈ 830 KB of text each) whose end-to-end rate the issue measured at ≈ 53/s.
+// Depth 4–16 gives ≈ 440 bytes a line, like the real agent's profile (74 lines, 41 KB) and the issue's
+// 2,000-line one; the generator's usual 20–60 would make them three times larger.
+var PipelineShapes = map[string]PipelineShape{
+	"60":   {Name: "60", Lines: 60, Stacks: 2000, MinDepth: 4, MaxDepth: 16, Pool: 32, Agents: 2000},
+	"2000": {Name: "2000", Lines: 2000, Stacks: 5000, MinDepth: 4, MaxDepth: 16, Pool: 8, Agents: 500},
+}
+
+// PipelineConfig says what to offer and for how long.
+type PipelineConfig struct {
+	Shape PipelineShape
+	// Rate is the uploads per second offered; 0 offers at saturation: Workers uploads always in flight.
+	Rate    float64
+	Workers int
+	// Duration is how long uploads are offered; Drain bounds the wait after it for every accepted
+	// profile to become queryable; PollEvery is how often the poller looks for new batches.
+	Duration, Drain, PollEvery time.Duration
+	// Baseline is how long the processes' idle CPU is measured before the load.
+	Baseline time.Duration
+	Seed     uint64
+	Service  string
+	// Binary, NATSServer, VersityGW, ClickHouseServer and PostgresURL are as in Config.
+	Binary, NATSServer, VersityGW, ClickHouseServer, PostgresURL string
+	// Dir holds the servers' data and logs (a new temporary directory if empty; removed after the run
+	// unless Keep is set or it was given).
+	Dir  string
+	Keep bool
+	// ProfileRole, when set, runs that role as `RoleBinary role -pprof ADDR <role>` and writes a CPU
+	// profile of it over the load to ProfileOut.
+	ProfileRole, RoleBinary, ProfileOut string
+	// Progress receives a line every few seconds (nil: nothing).
+	Progress io.Writer
+}
+
+// ProcessCPU is what one process used over the measured window.
+type ProcessCPU struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"`
+	// Millis is the CPU time over the window, MsPerProfile that divided by the accepted profiles;
+	// IdleMsPerSec what it used per second before the load (background work, included in Millis).
+	Millis       float64 `json:"cpu_ms"`
+	MsPerProfile float64 `json:"cpu_ms_per_profile"`
+	IdleMsPerSec float64 `json:"idle_cpu_ms_per_s"`
+	Cores        float64 `json:"cores"` // Millis over the window: the average cores busy
+	Restarted    bool    `json:"restarted,omitempty"`
+}
+
+// PipelineReport is the outcome of a pipeline bench. Rates are per second of wall time; lags and
+// latencies in seconds and milliseconds.
+type PipelineReport struct {
+	Shape           PipelineShape    `json:"shape"`
+	Rate            float64          `json:"rate_offered"` // 0: saturation
+	Workers         int              `json:"workers"`
+	DurationSeconds float64          `json:"duration_s"`
+	BodyBytes       int              `json:"mean_body_bytes"`  // compressed, as sent
+	PlainBytes      int              `json:"mean_plain_bytes"` // decompressed
+	Offered         int64            `json:"offered"`
+	Missed          int64            `json:"missed"` // at a fixed rate: no worker free, never sent
+	Accepted        int64            `json:"accepted"`
+	Statuses        map[string]int64 `json:"statuses"`
+	AcceptedPerSec  float64          `json:"accepted_per_s"`
+	IngestP50Ms     float64          `json:"ingest_p50_ms"`
+	IngestP99Ms     float64          `json:"ingest_p99_ms"`
+	// Queryable is how many accepted uploads became queryable; Rows their sample rows.
+	Queryable int64 `json:"queryable"`
+	Rows      int64 `json:"rows"`
+	// IndexedPerSec and IndexedRowsPerSec count what became queryable during the load, over its
+	// duration; EndToEnd* count everything, from the first upload sent to the last one queryable.
+	IndexedPerSec          float64 `json:"indexed_per_s"`
+	IndexedRowsPerSec      float64 `json:"indexed_rows_per_s"`
+	EndToEndPerSec         float64 `json:"end_to_end_per_s"`
+	EndToEndRowsPerSec     float64 `json:"end_to_end_rows_per_s"`
+	AllQueryableAfterLoadS float64 `json:"all_queryable_after_load_s"` // -1: not within Drain
+	LagP50S                float64 `json:"lag_p50_s"`
+	LagP99S                float64 `json:"lag_p99_s"`
+	LagMaxS                float64 `json:"lag_max_s"`
+	// WindowSeconds is the CPU window: from the load's start until every accepted profile was queryable
+	// (or Drain ran out).
+	WindowSeconds float64      `json:"cpu_window_s"`
+	CPU           []ProcessCPU `json:"cpu"`
+	// PipelineMsPerProfile is the CPU per accepted profile of ingest, indexer, ClickHouse, S3 and NATS
+	// together (not the query role, not the bench's own client).
+	PipelineMsPerProfile float64  `json:"pipeline_cpu_ms_per_profile"`
+	Profile              string   `json:"pprof,omitempty"`
+	Dir                  string   `json:"dir"`
+	Notes                []string `json:"notes,omitempty"`
+}
+
+// pipelineProcs are the measured processes in table order; "bench" is this process (the load client).
+var pipelineProcs = []string{"ingest", "indexer", ClickHouse, S3, NATS, "query", "bench"}
+
+// inPipeline says whether a process counts towards PipelineMsPerProfile.
+func inPipeline(name string) bool { return name != "query" && name != "bench" }
+
+// pipeUpload is one upload offered by the pipeline bench.
+type pipeUpload struct {
+	a       int       // agent
+	start   time.Time // the profile's minute
+	at      time.Time // when its request was sent
+	latency time.Duration
+	status  int // 0: no answer
+}
+
+// RunPipeline runs the pipeline bench. It returns an error only when it could not run; a pipeline that
+// falls behind shows in the report (lags, AllQueryableAfterLoadS -1, Notes).
+func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineReport, error) {
+	sh := cfg.Shape
+	if sh.Lines < 1 || sh.Stacks < 1 || sh.Pool < 1 || sh.Agents < 1 || sh.MinDepth < 1 || sh.MaxDepth < sh.MinDepth {
+		return nil, errors.New("pipeline: shape needs positive Lines, Stacks, Pool, Agents and MinDepth ≤ MaxDepth")
+	}
+	if cfg.Duration <= 0 || cfg.Rate < 0 {
+		return nil, errors.New("pipeline: Duration must be positive and Rate not negative")
+	}
+	if cfg.Binary == "" || cfg.PostgresURL == "" {
+		return nil, errors.New("pipeline: Binary and PostgresURL are required")
+	}
+	cfg.Workers = cmp.Or(cfg.Workers, 32)
+	cfg.Drain = cmp.Or(cfg.Drain, 3*time.Minute)
+	cfg.PollEvery = cmp.Or(cfg.PollEvery, 250*time.Millisecond)
+	cfg.Baseline = cmp.Or(cfg.Baseline, 5*time.Second)
+	cfg.Seed = cmp.Or(cfg.Seed, 1)
+	cfg.Service = cmp.Or(cfg.Service, "pipeline")
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	dir, tmp := cfg.Dir, false
+	if dir == "" {
+		d, err := os.MkdirTemp("", "flamestream-pipeline-")
+		if err != nil {
+			return nil, err
+		}
+		dir, tmp = d, true
+	}
+	sc := Config{Binary: cfg.Binary, NATSServer: cfg.NATSServer, VersityGW: cfg.VersityGW,
+		ClickHouseServer: cfg.ClickHouseServer, PostgresURL: cfg.PostgresURL}
+	sc.Defaults()
+	fmt.Fprintf(progress, "pipeline: servers and roles under %s\n", dir)
+	st, err := startStack(ctx, sc, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		st.stop()
+		if tmp && !cfg.Keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	rep := &PipelineReport{Shape: sh, Rate: cfg.Rate, Workers: cfg.Workers, Dir: dir, Statuses: map[string]int64{},
+		AllQueryableAfterLoadS: -1}
+	if tmp && !cfg.Keep {
+		rep.Dir = ""
+	}
+	pprofAddr := ""
+	if cfg.ProfileRole != "" {
+		if pprofAddr, err = st.profiled(ctx, cfg.ProfileRole, cfg.RoleBinary); err != nil {
+			return nil, err
+		}
+	}
+
+	pg, err := pgdb.Open(ctx, st.pgURL)
+	if err != nil {
+		return nil, err
+	}
+	_, token, err := pg.CreateToken(ctx, "pipeline", pgdb.KindAgent, cfg.Service)
+	pg.Close()
+	if err != nil {
+		return nil, fmt.Errorf("create token: %w", err)
+	}
+	b := &pipeBench{cfg: cfg, st: st, rep: rep, progress: progress, token: token}
+	return b.run(ctx, pprofAddr)
+}
+
+// profiled restarts role under the dev binary's pprof wrapper and returns the wrapper's pprof address.
+func (st *stack) profiled(ctx context.Context, role, devBinary string) (string, error) {
+	p, ok := st.roles[role]
+	if !ok || devBinary == "" {
+		return "", fmt.Errorf("pipeline: cannot profile %q (roles: %v; the dev binary is required)", role, roles)
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p.kill()
+	p.mu.Lock()
+	p.path, p.args = devBinary, []string{"role", "-pprof", addr, role}
+	p.mu.Unlock()
+	if err := p.start(); err != nil {
+		return "", err
+	}
+	if err := p.waitReady(ctx, 90*time.Second); err != nil {
+		return "", fmt.Errorf("%w (log %s)", err, p.logPath)
+	}
+	return addr, nil
+}
+
+// pipeBench is one run in progress.
+type pipeBench struct {
+	cfg      PipelineConfig
+	st       *stack
+	rep      *PipelineReport
+	progress io.Writer
+	token    string
+	fleet    *demo.LoadFleet
+	base     time.Time
+	client   *http.Client
+
+	next     atomic.Int64 // the next upload's index
+	accepted atomic.Int64
+	mu       sync.Mutex
+	uploads  []pipeUpload
+
+	seenMu    sync.Mutex
+	seen      map[uint64]time.Time // batch → when its marker was first seen
+	queryable int64                // profiles in the batches seen (from the ledger)
+}
+
+func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport, error) {
+	cfg, rep := b.cfg, b.rep
+	fleet := demo.NewFleet(cfg.Seed, cfg.Service, demo.Shape{Stacks: cfg.Shape.Stacks, Lines: cfg.Shape.Lines,
+		MinDepth: cfg.Shape.MinDepth, MaxDepth: cfg.Shape.MaxDepth})
+	b.fleet = demo.NewLoadFleet(cfg.Seed, fleet, cfg.Shape.Agents, cfg.Shape.Pool)
+	b.base = time.Now().UTC().Truncate(time.Minute)
+	b.seen = map[uint64]time.Time{}
+	rep.PlainBytes = b.fleet.PlainBytes
+	for k := range cfg.Shape.Pool {
+		rep.BodyBytes += len(b.fleet.Body(0, k, b.base, ""))
+	}
+	rep.BodyBytes /= cfg.Shape.Pool
+	b.client = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers,
+		DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}}
+
+	// Idle CPU first: what every process does with nothing to do (ClickHouse's merges, the query role's
+	// warm-up, NATS's housekeeping) is part of what the window measures. The poller already runs: its
+	// queries' fixed cost on ClickHouse shows in the idle figure.
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Go(func() { b.pollLoop(pollCtx) })
+	idle0 := b.readCPU()
+	sleepCtx(ctx, cfg.Baseline)
+	idle1 := b.readCPU()
+
+	t0 := time.Now()
+	cpu0 := b.readCPU()
+	var pprofErr error
+	if pprofAddr != "" {
+		bg.Go(func() { pprofErr = fetchProfile(ctx, pprofAddr, cfg.Duration, cfg.ProfileOut) })
+	}
+	offerCtx, stopOffer := context.WithTimeout(ctx, cfg.Duration)
+	b.offer(offerCtx)
+	stopOffer()
+	loadEnd := time.Now()
+	rep.DurationSeconds = loadEnd.Sub(t0).Seconds()
+	fmt.Fprintf(b.progress, "pipeline %5.0fs  load over: %d offered, %d accepted\n", rep.DurationSeconds, len(b.uploads), b.accepted.Load())
+
+	// Drain: wait until the batches seen hold every accepted profile.
+	deadline := loadEnd.Add(cfg.Drain)
+	for ctx.Err() == nil {
+		b.seenMu.Lock()
+		q := b.queryable
+		b.seenMu.Unlock()
+		if q >= b.accepted.Load() {
+			rep.AllQueryableAfterLoadS = 0 // made exact by summarize, from the time each batch was seen
+			break
+		}
+		if time.Now().After(deadline) {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%d of %d accepted profiles still not queryable %s after the load", b.accepted.Load()-q, b.accepted.Load(), cfg.Drain))
+			break
+		}
+		sleepCtx(ctx, cfg.PollEvery)
+	}
+	windowEnd := time.Now()
+	cpu1 := b.readCPU()
+	stopPoll()
+	bg.Wait()
+	if pprofErr != nil {
+		rep.Notes = append(rep.Notes, "pprof: "+pprofErr.Error())
+	} else if pprofAddr != "" {
+		rep.Profile = cfg.ProfileOut
+	}
+	rep.WindowSeconds = windowEnd.Sub(t0).Seconds()
+	if err := b.summarize(ctx, t0, loadEnd); err != nil {
+		return rep, err
+	}
+	b.cpuTable(idle0, idle1, cpu0, cpu1, cfg.Baseline.Seconds())
+	return rep, nil
+}
+
+// readCPU reads every measured process's CPU time; a process without a pid is left out.
+func (b *pipeBench) readCPU() map[string]cpuUse {
+	out := map[string]cpuUse{}
+	for _, name := range pipelineProcs {
+		pid := os.Getpid()
+		if name != "bench" {
+			pid = b.st.proc(name).pid()
+		}
+		if ms, err := cpuMillis(pid); err == nil {
+			out[name] = cpuUse{pid: pid, start: ms, end: ms}
+		}
+	}
+	return out
+}
+
+// cpuTable fills the report's CPU rows from readings before and after the baseline and the window.
+func (b *pipeBench) cpuTable(idle0, idle1, cpu0, cpu1 map[string]cpuUse, baseline float64) {
+	rep := b.rep
+	n := float64(max(rep.Accepted, 1))
+	for _, name := range pipelineProcs {
+		a, okA := cpu0[name]
+		z, okZ := cpu1[name]
+		if !okA || !okZ {
+			rep.Notes = append(rep.Notes, name+": no CPU reading")
+			continue
+		}
+		u := cpuUse{pid: z.pid, start: a.start, end: z.end, restarted: a.pid != z.pid}
+		pc := ProcessCPU{Name: name, PID: z.pid, Millis: u.millis(), Restarted: u.restarted}
+		pc.MsPerProfile = pc.Millis / n
+		pc.Cores = pc.Millis / 1000 / max(rep.WindowSeconds, 1e-9)
+		if i0, ok := idle0[name]; ok {
+			if i1, ok := idle1[name]; ok && i0.pid == i1.pid {
+				pc.IdleMsPerSec = (i1.end - i0.start) / baseline
+			}
+		}
+		if u.restarted {
+			rep.Notes = append(rep.Notes, name+" restarted during the window: its CPU is a lower bound")
+		}
+		if inPipeline(name) {
+			rep.PipelineMsPerProfile += pc.MsPerProfile
+		}
+		rep.CPU = append(rep.CPU, pc)
+	}
+}
+
+// offer sends uploads until ctx ends: at saturation each worker sends its next upload as soon as the last
+// one was answered; at a fixed rate a ticker hands them out and an upload no worker is free for is missed.
+func (b *pipeBench) offer(ctx context.Context) {
+	cfg := b.cfg
+	var wg sync.WaitGroup
+	if cfg.Rate == 0 {
+		for range cfg.Workers {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					b.send(ctx, int(b.next.Add(1)-1))
+				}
+			})
+		}
+		wg.Wait()
+		return
+	}
+	jobs := make(chan int, cfg.Workers)
+	for range cfg.Workers {
+		wg.Go(func() {
+			for i := range jobs {
+				b.send(ctx, i)
+			}
+		})
+	}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	t0 := time.Now()
+	for i := 0; ; i++ {
+		if !sleepCtx(ctx, time.Until(t0.Add(time.Duration(i)*interval))) {
+			break
+		}
+		select {
+		case jobs <- int(b.next.Add(1) - 1):
+		default:
+			b.next.Add(-1)
+			b.rep.Missed++
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// send posts upload i once (no retry: a failure is a figure of the bench) and records it.
+func (b *pipeBench) send(ctx context.Context, i int) {
+	agents := b.cfg.Shape.Agents
+	a := i % agents
+	start := b.base.Add(-time.Duration(i/agents+1) * time.Minute)
+	host := b.fleet.Agents[a].Host
+	body := b.fleet.Body(a, i%b.cfg.Shape.Pool, start, "")
+	q := url.Values{"key": {b.token}, "service": {b.cfg.Service}, "hostname": {host}, "version": {"1.35.0"}}
+	req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, "http://"+b.st.addrs["ingest"]+"/api/v2/profiles?"+q.Encode(), bytes.NewReader(body))
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("GPROFILER-API-KEY", b.token)
+	req.Header.Set("GPROFILER-SERVICE-NAME", b.cfg.Service)
+	u := pipeUpload{a: a, start: start, at: time.Now()}
+	// The request is not cut short when the offer ends: an upload in flight then is still answered.
+	resp, err := b.client.Do(req)
+	u.latency = time.Since(u.at)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		u.status = resp.StatusCode
+		if u.status == http.StatusOK {
+			b.accepted.Add(1)
+		}
+	}
+	b.mu.Lock()
+	b.uploads = append(b.uploads, u)
+	b.mu.Unlock()
+}
+
+// pollLoop looks for new batch markers until ctx ends.
+func (b *pipeBench) pollLoop(ctx context.Context) {
+	db, err := chdb.Open(ctx, chdb.Options{Addr: b.st.chAddr, Database: chDB, MaxConns: 1})
+	if err != nil {
+		fmt.Fprintf(b.progress, "pipeline: poller: %v\n", err)
+		return
+	}
+	defer db.Close()
+	tick := time.NewTicker(b.cfg.PollEvery)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		now := time.Now()
+		batches, counts, err := b.queryableBatches(ctx, db)
+		if err == nil {
+			b.seenMu.Lock()
+			var q int64
+			for i, batch := range batches {
+				if _, ok := b.seen[batch]; !ok {
+					b.seen[batch] = now
+				}
+				q += int64(counts[i])
+			}
+			b.queryable = q
+			b.seenMu.Unlock()
+		} else if ctx.Err() == nil {
+			fmt.Fprintf(b.progress, "pipeline: poller: %v\n", err)
+		}
+		if time.Since(last) >= 5*time.Second {
+			last = time.Now()
+			b.seenMu.Lock()
+			q := b.queryable
+			b.seenMu.Unlock()
+			fmt.Fprintf(b.progress, "pipeline: sent %d, accepted %d, queryable %d\n", b.next.Load(), b.accepted.Load(), q)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// queryableBatches returns the batches whose marker is in samples, each with its profiles of the
+// service from the ledger. The marker rows lead samples' sort key (service first), so the subquery reads
+// only their granules.
+func (b *pipeBench) queryableBatches(ctx context.Context, db *chdb.DB) (batches, counts []uint64, err error) {
+	var batch, n proto.ColUInt64
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = db.Do(cctx, ch.Query{
+		Body: "SELECT batch, toUInt64(count()) AS n FROM " + db.Table(schema.Batches) +
+			" WHERE service = " + chdb.String(b.cfg.Service) + " AND batch IN (SELECT stack FROM " + db.Table(schema.Samples) +
+			" WHERE service = " + chdb.String(schema.MarkerService) + ") GROUP BY batch",
+		Result: proto.Results{{Name: "batch", Data: &batch}, {Name: "n", Data: &n}},
+		OnResult: func(context.Context, proto.Block) error {
+			batches, counts = append(batches, batch...), append(counts, n...)
+			return nil
+		},
+	})
+	return batches, counts, err
+}
+
+// summarize matches every accepted upload to its profile id (samples), its batch (ledger) and the time
+// that batch became queryable, and computes the report's rates, lags and latencies.
+func (b *pipeBench) summarize(ctx context.Context, t0, loadEnd time.Time) error {
+	rep := b.rep
+	type prof struct {
+		id   uint64
+		rows uint64
+	}
+	byUpload := map[string]prof{}
+	batchOf := map[uint64]uint64{} // profile → its batch seen first
+	err := (&soaker{st: b.st}).withCH(ctx, func(db *chdb.DB) error {
+		var host proto.ColStr
+		var ts proto.ColUInt32
+		var id, rows proto.ColUInt64
+		// Both results come in many blocks: each is consumed as it arrives.
+		if err := db.Do(ctx, ch.Query{
+			Body: "SELECT host, toUInt32(ts) AS t, profile, toUInt64(count()) AS rows FROM " + db.Table(schema.Samples) +
+				" WHERE service = " + chdb.String(b.cfg.Service) + " GROUP BY host, ts, profile",
+			Result: proto.Results{{Name: "host", Data: &host}, {Name: "t", Data: &ts}, {Name: "profile", Data: &id}, {Name: "rows", Data: &rows}},
+			OnResult: func(context.Context, proto.Block) error {
+				for i := range ts.Rows() {
+					byUpload[profileKey(host.Row(i), int64(ts[i]))] = prof{id: id[i], rows: rows[i]}
+				}
+				return nil
+			},
+		}); err != nil {
+			return fmt.Errorf("read profiles: %w", err)
+		}
+		var profile, batch proto.ColUInt64
+		b.seenMu.Lock()
+		defer b.seenMu.Unlock()
+		if err := db.Do(ctx, ch.Query{
+			Body:   "SELECT profile, batch FROM " + db.Table(schema.Batches) + " WHERE service = " + chdb.String(b.cfg.Service),
+			Result: proto.Results{{Name: "profile", Data: &profile}, {Name: "batch", Data: &batch}},
+			OnResult: func(context.Context, proto.Block) error {
+				for i := range profile.Rows() {
+					at, ok := b.seen[batch[i]]
+					if !ok {
+						continue // a batch whose samples never arrived (or arrived after the poller stopped)
+					}
+					if prev, ok := batchOf[profile[i]]; !ok || at.Before(b.seen[prev]) {
+						batchOf[profile[i]] = batch[i]
+					}
+				}
+				return nil
+			},
+		}); err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	var lat, lags []float64
+	var first, last time.Time
+	var duringRows, duringN int64
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, u := range b.uploads {
+		rep.Offered++
+		rep.Statuses[statusName(u.status)]++
+		lat = append(lat, float64(u.latency)/float64(time.Millisecond))
+		if first.IsZero() || u.at.Before(first) {
+			first = u.at
+		}
+		if u.status != http.StatusOK {
+			continue
+		}
+		rep.Accepted++
+		p, ok := byUpload[profileKey(b.fleet.Agents[u.a].Host, u.start.Unix())]
+		if !ok {
+			continue
+		}
+		batch, ok := batchOf[p.id]
+		if !ok {
+			continue
+		}
+		at := b.seen[batch]
+		rep.Queryable++
+		rep.Rows += int64(p.rows)
+		lags = append(lags, at.Sub(u.at).Seconds())
+		if at.After(last) {
+			last = at
+		}
+		if !at.After(loadEnd) {
+			duringN++
+			duringRows += int64(p.rows)
+		}
+	}
+	rep.Offered += rep.Missed
+	d := loadEnd.Sub(t0).Seconds()
+	rep.AcceptedPerSec = float64(rep.Accepted) / d
+	rep.IndexedPerSec = float64(duringN) / d
+	rep.IndexedRowsPerSec = float64(duringRows) / d
+	if !last.IsZero() {
+		if rep.AllQueryableAfterLoadS >= 0 {
+			rep.AllQueryableAfterLoadS = max(last.Sub(loadEnd).Seconds(), 0)
+		}
+		e2e := last.Sub(first).Seconds()
+		rep.EndToEndPerSec = float64(rep.Queryable) / e2e
+		rep.EndToEndRowsPerSec = float64(rep.Rows) / e2e
+	}
+	rep.IngestP50Ms, rep.IngestP99Ms = percentile(lat, 50), percentile(lat, 99)
+	rep.LagP50S, rep.LagP99S = jsonNum(percentile(lags, 50)), jsonNum(percentile(lags, 99))
+	rep.LagMaxS = jsonNum(percentile(lags, 100))
+	rep.IngestP50Ms, rep.IngestP99Ms = jsonNum(rep.IngestP50Ms), jsonNum(rep.IngestP99Ms)
+	if rep.Queryable < rep.Accepted {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d accepted uploads were never seen queryable (no lag for them)", rep.Accepted-rep.Queryable))
+	}
+	return nil
+}
+
+// jsonNum maps NaN (no values) to -1, which JSON can carry.
+func jsonNum(v float64) float64 {
+	if math.IsNaN(v) {
+		return -1
+	}
+	return v
+}
+
+func statusName(code int) string {
+	if code == 0 {
+		return "transport"
+	}
+	return strconv.Itoa(code)
+}
+
+// fetchProfile reads a CPU profile of seconds from a pprof address and writes it to path.
+func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+	secs := max(int(d.Seconds()), 1)
+	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%d %s", resp.StatusCode, bytes.TrimSpace(body[:min(len(body), 200)]))
+	}
+	return os.WriteFile(path, body, 0o644)
+}
+
+// WriteTable prints the report for a terminal.
+func (r *PipelineReport) WriteTable(w io.Writer) {
+	rate := "saturation"
+	if r.Rate > 0 {
+		rate = fmt.Sprintf("%.0f/s offered", r.Rate)
+	}
+	fmt.Fprintf(w, "pipeline bench: %s-line profiles (%d distinct stacks, depth %d-%d, %d agents; body %d B gzip, %d B plain), %s, %d workers, %.0f s\n",
+		r.Shape.Name, r.Shape.Stacks, r.Shape.MinDepth, r.Shape.MaxDepth, r.Shape.Agents, r.BodyBytes, r.PlainBytes, rate, r.Workers, r.DurationSeconds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "offered\t%d\t(missed %d, statuses %v)\n", r.Offered, r.Missed, r.Statuses)
+	fmt.Fprintf(tw, "accepted/s\t%.1f\t%d accepted\n", r.AcceptedPerSec, r.Accepted)
+	fmt.Fprintf(tw, "ingest request p50 / p99\t%.1f / %.1f ms\t\n", r.IngestP50Ms, r.IngestP99Ms)
+	fmt.Fprintf(tw, "indexed/s during the load\t%.1f profiles\t%.0f sample rows/s\n", r.IndexedPerSec, r.IndexedRowsPerSec)
+	fmt.Fprintf(tw, "end to end (first upload → last queryable)\t%.1f profiles/s\t%.0f sample rows/s (%d profiles, %d rows)\n", r.EndToEndPerSec, r.EndToEndRowsPerSec, r.Queryable, r.Rows)
+	fmt.Fprintf(tw, "lag upload → queryable p50 / p99 / max\t%.2f / %.2f / %.2f s\t\n", r.LagP50S, r.LagP99S, r.LagMaxS)
+	fmt.Fprintf(tw, "all queryable after the load\t%.1f s\t(-1: not within the drain bound)\n", r.AllQueryableAfterLoadS)
+	tw.Flush()
+	fmt.Fprintf(w, "CPU over %.0f s (load + drain), per accepted profile:\n", r.WindowSeconds)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "process\tpid\tCPU ms\tms/profile\tcores\tidle ms/s\t")
+	for _, c := range r.CPU {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.3f\t%.2f\t%.1f\t\n", c.Name, c.PID, c.Millis, c.MsPerProfile, c.Cores, c.IdleMsPerSec)
+	}
+	fmt.Fprintf(tw, "pipeline (ingest+indexer+clickhouse+s3+nats)\t\t\t%.3f\t\t\t\n", r.PipelineMsPerProfile)
+	tw.Flush()
+	if r.Profile != "" {
+		fmt.Fprintf(w, "CPU profile: %s\n", r.Profile)
+	}
+	for _, n := range slices.Clone(r.Notes) {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
