@@ -102,7 +102,13 @@ func (p *pool) do(ctx context.Context, key string, setup []string, f func(contex
 		cl, err := p.dial(ctx, setup)
 		if err != nil {
 			<-p.slots
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case pastDeadline(ctx):
+				// The dial timed out at the call's deadline, a moment before the context says so: the call
+				// ran out of time, the server may well be there.
+				err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+			default:
 				err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 			return false, err
@@ -247,4 +253,10 @@ func (p *pool) close() {
 		_ = c.c.Close()
 	}
 	p.idle = nil
+}
+
+// pastDeadline reports whether ctx's deadline has come, whether or not its timer has fired yet.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
