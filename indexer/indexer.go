@@ -286,9 +286,10 @@ type item struct {
 	ev      stream.Event
 	id      uint64
 	agg     *profile.Aggregate
-	poison  string // why the event can never be indexed
-	transit error  // a failure worth retrying
-	refusal error  // ClickHouse refused this event's rows when they were inserted alone
+	host    hostSample // the header's host metrics
+	poison  string     // why the event can never be indexed
+	transit error      // a failure worth retrying
+	refusal error      // ClickHouse refused this event's rows when they were inserted alone
 }
 
 // ProfileKey is the 64-bit profile id stored with every sample row: the first 8 bytes of the event id.
@@ -589,12 +590,12 @@ func (ix *Indexer) load(ctx context.Context, items []*item) {
 				it.transit = err
 				return
 			}
-			agg, err := ix.parse(it.ev, body)
+			agg, host, err := ix.parseWithHost(it.ev, body)
 			if err != nil {
 				it.poison = err.Error()
 				return
 			}
-			it.agg = agg
+			it.agg, it.host = agg, host
 		}()
 	}
 	wg.Wait()
@@ -608,8 +609,14 @@ var aggPool = sync.Pool{New: func() any { return new(profile.Aggregate) }}
 // which ingest refuses today but an object archived before may hold. Such a profile is dead-lettered, never
 // stored with a clamped or wrapped count or time.
 func (ix *Indexer) parse(ev stream.Event, body []byte) (*profile.Aggregate, error) {
+	agg, _, err := ix.parseWithHost(ev, body)
+	return agg, err
+}
+
+// parseWithHost is parse that also returns the header's host metrics.
+func (ix *Indexer) parseWithHost(ev stream.Event, body []byte) (*profile.Aggregate, hostSample, error) {
 	if !profile.StorableTime(ev.Start) {
-		return nil, fmt.Errorf("start %s is outside the range of a ClickHouse DateTime", ev.Start.UTC().Format(time.RFC3339))
+		return nil, hostSample{}, fmt.Errorf("start %s is outside the range of a ClickHouse DateTime", ev.Start.UTC().Format(time.RFC3339))
 	}
 	d := decoderPool.Get().(*objectDecoder)
 	defer func() {
@@ -619,15 +626,16 @@ func (ix *Indexer) parse(ev stream.Event, body []byte) (*profile.Aggregate, erro
 	}()
 	text, err := d.decode(body, ix.cfg.MaxDecompressedBytes)
 	if err != nil {
-		return nil, err
+		return nil, hostSample{}, err
 	}
 	agg := aggPool.Get().(*profile.Aggregate)
 	agg.Reset()
-	if _, err := profile.ParseAs(text, profile.Format(ev.Format), agg.Add); err != nil {
+	hdr, err := profile.ParseAs(text, profile.Format(ev.Format), agg.Add)
+	if err != nil {
 		aggPool.Put(agg)
-		return nil, fmt.Errorf("profile: %w", err)
+		return nil, hostSample{}, fmt.Errorf("profile: %w", err)
 	}
-	return agg, nil
+	return agg, hostSampleOf(&hdr), nil
 }
 
 // skipIndexed drops the events whose profile already has rows in samples: the exactly-once guard. One
@@ -684,6 +692,9 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 	if len(indexed) > 0 {
 		// Their batch is in samples; a view may have missed it.
 		if err := ix.completeRollups(ctx, indexed); err != nil {
+			return nil, err
+		}
+		if err := ix.completeHostMetrics(ctx, indexed); err != nil {
 			return nil, err
 		}
 	}

@@ -27,6 +27,9 @@ type writer struct {
 	ledgerService              proto.ColStr
 	ledgerBatch, ledgerProfile proto.ColUInt64
 
+	// hm holds the batch's host metrics rows, inserted after its samples (see hostmetrics.go).
+	hm hostRows
+
 	containers map[string][2]string
 }
 
@@ -47,6 +50,7 @@ func (w *writer) reset() {
 	w.ledgerService.Reset()
 	w.ledgerBatch.Reset()
 	w.ledgerProfile.Reset()
+	w.hm.reset()
 }
 
 // containerInfo caches profile.ContainerInfo, which every row needs.
@@ -88,6 +92,7 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 		w.ledgerService.Append(it.ev.Service)
 		w.ledgerBatch.Append(batch)
 		w.ledgerProfile.Append(it.id)
+		w.hm.add(it)
 		for _, e := range agg.Entries() {
 			container, k8s := w.containerInfo(e.Container)
 			w.ts.Append(ts)
@@ -132,7 +137,7 @@ func (ix *Indexer) write(ctx context.Context, ln *lane, items []*item) (rows int
 }
 
 // writeBatch inserts one batch: its ledger rows, its new stacks, then its sample rows with its marker,
-// each as one native columnar block. A crash between them leaves only ledger rows of a batch that is not
+// then its host metrics, each as one native columnar block. A crash between them leaves only ledger rows of a batch that is not
 // in samples, or unreferenced stacks, which are both harmless.
 func (ix *Indexer) writeBatch(ctx context.Context, ln *lane, items []*item) (rows int, err error) {
 	w := &ln.w
@@ -161,6 +166,10 @@ func (ix *Indexer) writeBatch(ctx context.Context, ln *lane, items []*item) (row
 		return 0, fmt.Errorf("insert samples: %w", err)
 	}
 	ix.metrics.insertLatency.Observe(time.Since(t0).Seconds())
+	// After the samples, never before: the exactly-once guard looks at samples (see hostmetrics.go).
+	if err := ix.insertHostMetrics(ctx, batch, &w.hm); err != nil {
+		return 0, err
+	}
 	if len(ln.knownStacks)+len(newStacks) > maxKnownStacks/ix.cfg.Workers {
 		ln.knownStacks = map[serviceStack]struct{}{}
 	}

@@ -118,7 +118,8 @@ const (
 
 func hostMetricsRollup(name, partition string) table {
 	return table{name: name, columns: "ts DateTime, service String, host String, instance_type String, cpu_sum Float64, mem_sum Float64, n UInt64",
-		engine: "SummingMergeTree", engineArg: "(cpu_sum, mem_sum, n)", partition: partition, order: "service, host, instance_type, ts",
+		// Without arguments SummingMergeTree sums every numeric column outside the key: cpu_sum, mem_sum, n.
+		engine: "SummingMergeTree", partition: partition, order: "service, host, instance_type, ts",
 		shard: shardByService}
 }
 

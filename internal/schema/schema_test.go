@@ -136,7 +136,7 @@ func TestHostMetricsStepSumsForExactAverages(t *testing.T) {
 	}
 	for _, w := range []string{
 		"CREATE TABLE IF NOT EXISTS fs.host_metrics (ts DateTime, service String, host String, instance_type String, profile UInt64, cpu Float64, mem Float64, cores UInt32) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, ts, profile)",
-		"CREATE TABLE IF NOT EXISTS fs.host_metrics_1h (ts DateTime, service String, host String, instance_type String, cpu_sum Float64, mem_sum Float64, n UInt64) ENGINE = SummingMergeTree((cpu_sum, mem_sum, n)) PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, instance_type, ts)",
+		"CREATE TABLE IF NOT EXISTS fs.host_metrics_1h (ts DateTime, service String, host String, instance_type String, cpu_sum Float64, mem_sum Float64, n UInt64) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (service, host, instance_type, ts)",
 		"CREATE MATERIALIZED VIEW IF NOT EXISTS fs.host_metrics_1d_mv TO fs.host_metrics_1d AS SELECT toStartOfDay(ts) AS ts, service, host, instance_type, sum(cpu) AS cpu_sum, sum(mem) AS mem_sum, toUInt64(count()) AS n FROM fs.host_metrics GROUP BY ts, service, host, instance_type",
 	} {
 		if !slices.Contains(stmts, w) {

@@ -1,0 +1,175 @@
+package indexer
+
+// Host metrics.
+//
+// Each profile's header carries the agent's metrics over the period (metrics.cpu_avg and mem_avg, in
+// percent) and metadata.processors; the indexer stores them, one row per profile, in schema.HostMetrics,
+// whose views sum them per hour and day.
+//
+// Exactly once: the row is inserted right AFTER the batch's samples, under a query id naming the batch
+// (flamestream-metrics-<batch>), and never before. So
+//   - a failed samples insert leaves no metrics row: the retry writes both;
+//   - a failed metrics insert (or a crash between the two) leaves the profile in samples and not in
+//     host_metrics; the retry's exactly-once guard finds the profile in samples and completeHostMetrics
+//     writes the rows the guard's profiles miss, from the headers in hand;
+//   - an insert of an earlier attempt still running is waited for like the samples insert (the guard's
+//     waitEarlier matches the batch id in every flamestream- query id).
+//
+// Inserting the metrics first instead would have needed a second guard, on host_metrics, before the
+// samples one (a retry after a failed samples insert would write them twice). The one case left where a
+// row can be written twice is two indexers completing the same profile at the same moment (the guard path
+// claims rollup repairs, not this): the raw table is a ReplacingMergeTree keyed by profile and the query
+// API collapses its rows by profile, so raw reads stay exact; the hour and day sums would count it twice.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/internal/schema"
+)
+
+// hostSample is what a profile's header says about its host: ok is false when the header has no
+// metrics (an old agent, or a profile from another front door), and then nothing is stored.
+type hostSample struct {
+	ok       bool
+	cpu, mem float64
+	cores    uint32
+}
+
+// hostSampleOf reads metrics.cpu_avg, metrics.mem_avg and metadata.processors from the header's JSON.
+// Both metrics must be numbers; processors is 0 when absent or not a count.
+func hostSampleOf(h *profile.Header) hostSample {
+	var j struct {
+		Metrics *struct {
+			CPU *float64 `json:"cpu_avg"`
+			Mem *float64 `json:"mem_avg"`
+		} `json:"metrics"`
+		Metadata *struct {
+			Processors any `json:"processors"`
+		} `json:"metadata"`
+	}
+	// Header.CPUAvg is 0 both when the agent said 0 and when it said nothing: only the JSON tells.
+	if len(h.Raw) == 0 || json.Unmarshal(h.Raw, &j) != nil || j.Metrics == nil || j.Metrics.CPU == nil || j.Metrics.Mem == nil {
+		return hostSample{}
+	}
+	s := hostSample{ok: true, cpu: *j.Metrics.CPU, mem: *j.Metrics.Mem}
+	if j.Metadata != nil {
+		if n, ok := j.Metadata.Processors.(float64); ok && n >= 1 && n <= 1<<20 && n == float64(uint32(n)) {
+			s.cores = uint32(n)
+		}
+	}
+	return s
+}
+
+// hostRows are the columns of a host_metrics block.
+type hostRows struct {
+	ts                   proto.ColDateTime
+	service, host, itype proto.ColStr
+	profile              proto.ColUInt64
+	cpu, mem             proto.ColFloat64
+	cores                proto.ColUInt32
+}
+
+func (r *hostRows) reset() {
+	r.ts.Reset()
+	r.service.Reset()
+	r.host.Reset()
+	r.itype.Reset()
+	r.profile.Reset()
+	r.cpu.Reset()
+	r.mem.Reset()
+	r.cores.Reset()
+}
+
+// add appends it's row when its header had metrics.
+func (r *hostRows) add(it *item) {
+	if !it.host.ok {
+		return
+	}
+	r.ts.Append(it.ev.Start.Truncate(time.Second)) // the samples' ts
+	r.service.Append(it.ev.Service)
+	r.host.Append(it.ev.Host)
+	r.itype.Append(it.ev.InstanceType)
+	r.profile.Append(it.id)
+	r.cpu.Append(it.host.cpu)
+	r.mem.Append(it.host.mem)
+	r.cores.Append(it.host.cores)
+}
+
+func (r *hostRows) input() proto.Input {
+	return proto.Input{{Name: "ts", Data: &r.ts}, {Name: "service", Data: &r.service}, {Name: "host", Data: &r.host},
+		{Name: "instance_type", Data: &r.itype}, {Name: "profile", Data: &r.profile}, {Name: "cpu", Data: &r.cpu},
+		{Name: "mem", Data: &r.mem}, {Name: "cores", Data: &r.cores}}
+}
+
+func metricsQueryID(b uint64) string { return queryIDPrefix + "metrics-" + batchHex(b) }
+
+// insertHostMetrics writes r under batch b's metrics query id. Its error never reads as ClickHouse
+// refusing the batch's data (the samples are in by then): the batch is retried whole, and the guard
+// completes the rows.
+func (ix *Indexer) insertHostMetrics(ctx context.Context, b uint64, r *hostRows) error {
+	if r.profile.Rows() == 0 {
+		return nil
+	}
+	if err := ix.db.InsertAs(ctx, metricsQueryID(b), schema.HostMetrics, r.input()); err != nil {
+		return fmt.Errorf("insert host metrics: %v", err)
+	}
+	return nil
+}
+
+// completeHostMetrics writes the host metrics rows that the items, all found in samples by the guard,
+// miss in host_metrics (an earlier attempt wrote their samples and failed before or during its metrics).
+func (ix *Indexer) completeHostMetrics(ctx context.Context, items []*item) error {
+	ids := make(proto.ColUInt64, 0, len(items))
+	var lo, hi time.Time
+	for _, it := range items {
+		if !it.host.ok {
+			continue
+		}
+		if len(ids) == 0 {
+			lo, hi = it.ev.Start, it.ev.Start
+		}
+		ids = append(ids, it.id)
+		lo, hi = minTime(lo, it.ev.Start), maxTime(hi, it.ev.Start)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	have := map[uint64]bool{}
+	var col proto.ColUInt64
+	err := ix.db.Do(ctx, ch.Query{
+		Body: "SELECT DISTINCT profile FROM " + ix.db.Table(schema.HostMetrics) +
+			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
+			" AND profile GLOBAL IN (SELECT id FROM _ids)",
+		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
+		Result:         proto.Results{{Name: "profile", Data: &col}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for _, v := range col {
+				have[v] = true
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("check host metrics: %w", err)
+	}
+	var r hostRows
+	for _, it := range items {
+		if !have[it.id] {
+			have[it.id] = true // once, even if the batch holds the profile twice
+			r.add(it)
+		}
+	}
+	if r.profile.Rows() == 0 {
+		return nil
+	}
+	ix.log.Warn("host metrics completed: an earlier attempt wrote samples without them", "profiles", r.profile.Rows())
+	return ix.insertHostMetrics(ctx, newBatchID(), &r)
+}
