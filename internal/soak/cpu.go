@@ -81,3 +81,57 @@ func percentile(xs []float64, p float64) float64 {
 	rank := int(math.Ceil(p / 100 * float64(len(xs))))
 	return xs[min(max(rank, 1), len(xs))-1]
 }
+
+// machineTicks returns the busy and total ticks of all CPUs from /proc/stat text (its "cpu " line):
+// busy is every column but idle and iowait.
+func machineTicks(stat string) (busy, total uint64, err error) {
+	for _, line := range strings.Split(stat, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] != "cpu" {
+			continue
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("proc stat cpu column %d: %w", i+1, err)
+			}
+			// guest and guest_nice (columns 9 and 10) are already counted in user and nice.
+			if i >= 8 {
+				break
+			}
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return busy, total, nil
+	}
+	return 0, 0, errors.New("proc stat: no cpu line")
+}
+
+// machineBusy reads the machine's busy CPU time so far, in milliseconds.
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	busy, _, err := machineTicks(string(b))
+	return float64(busy) * 1000 / userHZ, err
+}
+
+// loadAverage returns the one-minute load average from /proc/loadavg (-1 when unreadable).
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}

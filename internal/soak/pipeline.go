@@ -136,10 +136,16 @@ type PipelineReport struct {
 	CPU           []ProcessCPU `json:"cpu"`
 	// PipelineMsPerProfile is the CPU per accepted profile of ingest, indexer, ClickHouse, S3 and NATS
 	// together (not the query role, not the bench's own client).
-	PipelineMsPerProfile float64  `json:"pipeline_cpu_ms_per_profile"`
-	Profile              string   `json:"pprof,omitempty"`
-	Dir                  string   `json:"dir"`
-	Notes                []string `json:"notes,omitempty"`
+	PipelineMsPerProfile float64 `json:"pipeline_cpu_ms_per_profile"`
+	// MachineCores is the whole machine's busy CPU over the window (in cores) and OtherCores the part no
+	// measured process used: other work on a shared machine (and PostgreSQL, which ingest uses).
+	// LoadAverage is /proc/loadavg's one-minute figure at the start and at the end of the window.
+	MachineCores float64    `json:"machine_busy_cores"`
+	OtherCores   float64    `json:"other_cores"`
+	LoadAverage  [2]float64 `json:"load_average"`
+	Profile      string     `json:"pprof,omitempty"`
+	Dir          string     `json:"dir"`
+	Notes        []string   `json:"notes,omitempty"`
 }
 
 // pipelineProcs are the measured processes in table order; "bench" is this process (the load client).
@@ -299,6 +305,8 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 
 	t0 := time.Now()
 	cpu0 := b.readCPU()
+	busy0, busyErr := machineBusy()
+	rep.LoadAverage[0] = loadAverage()
 	var pprofErr error
 	if pprofAddr != "" {
 		bg.Go(func() { pprofErr = fetchProfile(ctx, pprofAddr, cfg.Duration, cfg.ProfileOut) })
@@ -328,6 +336,8 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	}
 	windowEnd := time.Now()
 	cpu1 := b.readCPU()
+	busy1, err := machineBusy()
+	rep.LoadAverage[1] = loadAverage()
 	stopPoll()
 	bg.Wait()
 	if pprofErr != nil {
@@ -340,6 +350,13 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		return rep, err
 	}
 	b.cpuTable(idle0, idle1, cpu0, cpu1, cfg.Baseline.Seconds())
+	if busyErr == nil && err == nil {
+		rep.MachineCores = (busy1 - busy0) / 1000 / rep.WindowSeconds
+		rep.OtherCores = rep.MachineCores
+		for _, c := range rep.CPU {
+			rep.OtherCores -= c.Cores
+		}
+	}
 	return rep, nil
 }
 
@@ -696,7 +713,9 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.3f\t%.2f\t%.1f\t\n", c.Name, c.PID, c.Millis, c.MsPerProfile, c.Cores, c.IdleMsPerSec)
 	}
 	fmt.Fprintf(tw, "pipeline (ingest+indexer+clickhouse+s3+nats)\t\t\t%.3f\t\t\t\n", r.PipelineMsPerProfile)
+	fmt.Fprintf(tw, "other work on the machine (not measured above)\t\t\t\t%.2f\t\t\n", r.OtherCores)
 	tw.Flush()
+	fmt.Fprintf(w, "machine: %.2f cores busy over the window; load average %.1f → %.1f\n", r.MachineCores, r.LoadAverage[0], r.LoadAverage[1])
 	if r.Profile != "" {
 		fmt.Fprintf(w, "CPU profile: %s\n", r.Profile)
 	}

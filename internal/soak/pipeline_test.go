@@ -195,3 +195,21 @@ func TestPipelineBenchSmoke(t *testing.T) {
 		t.Fatalf("indexer profile is not a CPU profile of the load: %v, %d ns", p.SampleType, p.DurationNanos)
 	}
 }
+
+func TestMachineTicksCountsAllButIdleAndIOWait(t *testing.T) {
+	stat := "cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\nintr 1 2 3\n"
+	busy, total, err := machineTicks(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// user 100 + nice 5 + system 50 + irq 3 + softirq 2 + steal 1; guest 40 is inside user already.
+	if busy != 161 || total != 1181 {
+		t.Fatalf("busy %d total %d, want 161 and 1181", busy, total)
+	}
+	if _, _, err := machineTicks("cpu0 1 2 3 4 5\n"); err == nil {
+		t.Fatal("no aggregate cpu line did not fail")
+	}
+	if _, _, err := machineTicks("cpu  1 x 3 4 5\n"); err == nil {
+		t.Fatal("a bad column did not fail")
+	}
+}
