@@ -97,6 +97,8 @@ func (s *Server) Routes(r chi.Router) {
 		r.Get("/api/v1/timeline", s.handle(s.timeline))
 		r.Get("/api/v1/metrics", s.handle(s.metrics))
 		r.Get("/api/v1/top", s.handle(s.top))
+		r.Get("/api/v1/function", s.handle(s.function))
+		r.Get("/api/v1/functions", s.handle(s.functions))
 		r.Get("/api/v1/filters", s.handle(s.filterOptions))
 		r.Get("/api/v1/diff", s.handle(s.diff))
 		r.Get("/api/v1/export", s.handle(s.export))
