@@ -33,7 +33,7 @@ func TestClusterSchemaRoutesInsertsThroughDistributedTablesIntoShardRollups(t *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	replicated := regexp.MustCompile(`ENGINE = Replicated(\w+)\('[^']*', '\{replica\}'(?:, (\w+))?\)`)
+	replicated := regexp.MustCompile(`ENGINE = Replicated(\w+)\('[^']*', '\{replica\}'(?:, (\w+|\([^)]*\)))?\)`)
 	for _, s := range stmts {
 		s = strings.ReplaceAll(s, " ON CLUSTER "+cluster, "")
 		s = replicated.ReplaceAllString(s, "ENGINE = $1($2)")
