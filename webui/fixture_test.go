@@ -280,6 +280,7 @@ func (f *fixtureAPI) handler() http.Handler {
 		writeJSON(w, 200, d)
 	})
 	auth("GET /api/v1/timeline", f.timeline)
+	auth("GET /api/v1/metrics", f.metrics)
 	auth("GET /api/v1/top", f.top)
 	auth("GET /api/v1/filters", func(w http.ResponseWriter, r *http.Request) {
 		vals := func(pairs ...any) []map[string]any {

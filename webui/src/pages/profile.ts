@@ -19,6 +19,7 @@ import { filterBar } from '../components/filters';
 import { topTable } from '../components/toptable';
 import { legend } from '../components/legend';
 import { servicePicker } from '../components/servicepick';
+import { HostMetricsPanel } from '../components/hostmetrics';
 
 const TOP_LIMIT = 100;
 /**
@@ -93,6 +94,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
 
   const graph = new FlameGraph({ onZoom: zoomTo, onOther: drillOther });
   const timeline = new TimelineChart((from, to) => setParams({ range: null, from: String(from), to: String(to), zoom: null }));
+  const hostMetrics = new HostMetricsPanel();
 
   const serviceSlot = h('div', { class: 'service-pick' });
   const rangeSlot = h('div');
@@ -123,7 +125,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
         h('a', { href: '#', class: 'tab' + (mode === 'diff' ? ' on' : ''), onclick: (e: Event) => { e.preventDefault(); switchMode('diff'); } }, 'Diff')),
       rangeSlot,
       h('button', { type: 'button', class: 'btn small', title: 'Reload', onclick: () => { dataKey = ''; update(new URL(location.href)); } }, '↻ Refresh')),
-    filterSlot, baseSlot, timeline.el,
+    filterSlot, baseSlot, timeline.el, hostMetrics.el,
     h('div', { class: 'toolbar graph-tools' }, searchInput, matched, orientBtn, resetBtn,
       h('button', { type: 'button', class: 'btn small ghost', title: 'Keyboard shortcuts (?)', onclick: () => help.showModal() }, '?'),
       exportSlot),
@@ -259,11 +261,14 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       graph.setModel(null);
       replace(status, 'Choose a service to see its profile.');
       timeline.set({ step: 0, points: [] }, range.from, range.to);
+      hostMetrics.load(null, signal);
       debug.ready = true;
       return;
     }
     timeline.set(null, range.from, range.to);
     get<Timeline>('/timeline', commonParams, signal).then((t) => timeline.set(t, range.from, range.to)).catch(ignoreAbort);
+    // Host metrics of the same selection, in the profile view (a diff compares stacks only).
+    hostMetrics.load(mode === 'profile' ? commonParams : null, signal);
     filterOpts = null;
     get<FilterOptions>('/filters', { service, from: range.from, to: range.to }, signal).then((o) => { filterOpts = o; dataVer++; renderFilters(); }).catch(ignoreAbort);
     if (mode === 'diff' && q.get('bf') === 'own') {
