@@ -140,12 +140,20 @@ type PipelineReport struct {
 	// MachineCores is the whole machine's busy CPU over the window (in cores) and OtherCores the part no
 	// measured process used: other work on a shared machine (and PostgreSQL, which ingest uses).
 	// LoadAverage is /proc/loadavg's one-minute figure at the start and at the end of the window.
-	MachineCores float64    `json:"machine_busy_cores"`
-	OtherCores   float64    `json:"other_cores"`
-	LoadAverage  [2]float64 `json:"load_average"`
-	Profile      string     `json:"pprof,omitempty"`
-	Dir          string     `json:"dir"`
-	Notes        []string   `json:"notes,omitempty"`
+	// Indexer* are from the indexer's own metrics over the window: its batches (writeBatch calls), the
+	// seconds they spent in their INSERTs (ledger, stacks, samples with the views), and the mean events
+	// per pulled batch. InsertShare is the insert seconds over the window: near or above 1 (the indexer
+	// runs several lanes) the indexer waits on ClickHouse, not on its own CPU.
+	IndexerInserts       float64    `json:"indexer_inserts"`
+	IndexerInsertSeconds float64    `json:"indexer_insert_seconds"`
+	IndexerInsertShare   float64    `json:"indexer_insert_share"`
+	IndexerBatchEvents   float64    `json:"indexer_mean_batch_events"`
+	MachineCores         float64    `json:"machine_busy_cores"`
+	OtherCores           float64    `json:"other_cores"`
+	LoadAverage          [2]float64 `json:"load_average"`
+	Profile              string     `json:"pprof,omitempty"`
+	Dir                  string     `json:"dir"`
+	Notes                []string   `json:"notes,omitempty"`
 }
 
 // pipelineProcs are the measured processes in table order; "bench" is this process (the load client).
@@ -306,6 +314,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	t0 := time.Now()
 	cpu0 := b.readCPU()
 	busy0, busyErr := machineBusy()
+	ix0 := b.indexerMetrics(ctx)
 	rep.LoadAverage[0] = loadAverage()
 	var pprofErr error
 	if pprofAddr != "" {
@@ -337,6 +346,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	windowEnd := time.Now()
 	cpu1 := b.readCPU()
 	busy1, err := machineBusy()
+	ix1 := b.indexerMetrics(ctx)
 	rep.LoadAverage[1] = loadAverage()
 	stopPoll()
 	bg.Wait()
@@ -350,6 +360,17 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		return rep, err
 	}
 	b.cpuTable(idle0, idle1, cpu0, cpu1, cfg.Baseline.Seconds())
+	if ix0 != nil && ix1 != nil {
+		d := func(name string) float64 { return ix1[name] - ix0[name] }
+		rep.IndexerInserts = d("flamestream_indexer_insert_seconds_count")
+		rep.IndexerInsertSeconds = d("flamestream_indexer_insert_seconds_sum")
+		rep.IndexerInsertShare = rep.IndexerInsertSeconds / rep.WindowSeconds
+		if n := d("flamestream_indexer_batch_events_count"); n > 0 {
+			rep.IndexerBatchEvents = d("flamestream_indexer_batch_events_sum") / n
+		}
+	} else {
+		rep.Notes = append(rep.Notes, "indexer metrics: not read")
+	}
 	if busyErr == nil && err == nil {
 		rep.MachineCores = (busy1 - busy0) / 1000 / rep.WindowSeconds
 		rep.OtherCores = rep.MachineCores
@@ -373,6 +394,18 @@ func (b *pipeBench) readCPU() map[string]cpuUse {
 		}
 	}
 	return out
+}
+
+// indexerMetrics reads the indexer's insert and batch histograms (nil when it does not answer).
+func (b *pipeBench) indexerMetrics(ctx context.Context) map[string]float64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := metrics(ctx, "http://"+b.st.addrs["indexer"]+"/metrics", "flamestream_indexer_insert_seconds_count",
+		"flamestream_indexer_insert_seconds_sum", "flamestream_indexer_batch_events_count", "flamestream_indexer_batch_events_sum")
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // cpuTable fills the report's CPU rows from readings before and after the baseline and the window.
@@ -705,6 +738,10 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "end to end (first upload → last queryable)\t%.1f profiles/s\t%.0f sample rows/s (%d profiles, %d rows)\n", r.EndToEndPerSec, r.EndToEndRowsPerSec, r.Queryable, r.Rows)
 	fmt.Fprintf(tw, "lag upload → queryable p50 / p99 / max\t%.2f / %.2f / %.2f s\t\n", r.LagP50S, r.LagP99S, r.LagMaxS)
 	fmt.Fprintf(tw, "all queryable after the load\t%.1f s\t(-1: not within the drain bound)\n", r.AllQueryableAfterLoadS)
+	if r.IndexerInserts > 0 {
+		fmt.Fprintf(tw, "indexer inserts\t%.0f, mean %.2f s\t%.0f%% of the window in INSERTs; %.0f events per pulled batch\n",
+			r.IndexerInserts, r.IndexerInsertSeconds/r.IndexerInserts, 100*r.IndexerInsertShare, r.IndexerBatchEvents)
+	}
 	tw.Flush()
 	fmt.Fprintf(w, "CPU over %.0f s (load + drain), per accepted profile:\n", r.WindowSeconds)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -179,6 +179,9 @@ func TestPipelineBenchSmoke(t *testing.T) {
 			t.Errorf("%s used no CPU by /proc over the window (%v)", name, used)
 		}
 	}
+	if rep.IndexerInserts < 1 || rep.IndexerInsertSeconds <= 0 || rep.IndexerBatchEvents < 1 {
+		t.Errorf("indexer metrics: %.0f inserts, %.3f s in them, %.1f events per batch", rep.IndexerInserts, rep.IndexerInsertSeconds, rep.IndexerBatchEvents)
+	}
 	if rep.PipelineMsPerProfile <= 0 {
 		t.Errorf("pipeline CPU per profile %.3f ms", rep.PipelineMsPerProfile)
 	}
