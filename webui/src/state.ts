@@ -90,3 +90,12 @@ export function splitPath(s: string | null): string[] {
 
 /** DEFAULT_MAX_NODES is the node budget asked of the API unless the URL says otherwise. */
 export const DEFAULT_MAX_NODES = 20000;
+
+/** VIEWS are the profile page's layouts: the flame graph (with the top functions beside it), the functions table, or both. */
+export const VIEWS: [string, string][] = [['graph', 'Graph'], ['table', 'Table'], ['both', 'Both']];
+
+/** readView reads the layout from the URL (view=graph|table|both; graph when absent or unknown). */
+export function readView(q: URLSearchParams): string {
+  const v = q.get('view') || 'graph';
+  return VIEWS.some(([k]) => k === v) ? v : 'graph';
+}

@@ -8,7 +8,7 @@ import { debug } from '../debug';
 import { isDark, onThemeChange } from '../theme';
 import {
   readRange, readBaseRange, readFilters, filterParams, filterURLChanges, splitPath, Filters, Range,
-  BASE_MODES, DEFAULT_MAX_NODES,
+  BASE_MODES, DEFAULT_MAX_NODES, VIEWS, readView,
 } from '../state';
 import { flatten, FlameModel } from '../flame/model';
 import { FlameGraph } from '../flame/renderer';
@@ -20,6 +20,8 @@ import { topTable } from '../components/toptable';
 import { legend } from '../components/legend';
 import { servicePicker } from '../components/servicepick';
 import { HostMetricsPanel } from '../components/hostmetrics';
+import { FunctionsTable } from '../components/functable';
+import { FunctionHistory } from '../components/funchistory';
 
 const TOP_LIMIT = 100;
 /**
@@ -111,6 +113,16 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
   const errorSlot = h('div');
   const topSlot = h('div', { class: 'top-wrap' });
   const help = helpDialog();
+  // The functions table and a function's history (view=table|both, hist=NAME; see renderFunctions).
+  const fnTable = new FunctionsTable({
+    onSort: (s) => setParams({ tsort: s === 'total' ? null : s }, { replace: true }),
+    onFilter: (f) => setParams({ tfilter: f || null }, { replace: true }),
+    onSelect: (name) => setParams({ fn: name, hist: name }, { replace: true }),
+    dark: isDark,
+  });
+  const fnHist = new FunctionHistory(() => setParams({ hist: null }, { replace: true }));
+  const viewSlot = h('div', { class: 'segs view-switch', role: 'group', 'aria-label': 'view' });
+  let split: HTMLElement;
 
   let searchTimer = 0;
   searchInput.addEventListener('input', () => {
@@ -126,16 +138,17 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       rangeSlot,
       h('button', { type: 'button', class: 'btn small', title: 'Reload', onclick: () => { dataKey = ''; update(new URL(location.href)); } }, '↻ Refresh')),
     filterSlot, baseSlot, timeline.el, hostMetrics.el,
-    h('div', { class: 'toolbar graph-tools' }, searchInput, matched, orientBtn, resetBtn,
+    h('div', { class: 'toolbar graph-tools' }, viewSlot, searchInput, matched, orientBtn, resetBtn,
       h('button', { type: 'button', class: 'btn small ghost', title: 'Keyboard shortcuts (?)', onclick: () => help.showModal() }, '?'),
       exportSlot),
     crumbs, errorSlot,
-    h('div', { class: 'split' },
+    split = h('div', { class: 'split' },
       h('section', { class: 'graph-col' }, h('div', { class: 'graph-head' }, legendSlot, status), h('div', { class: 'graph-wrap' }, graph.el)),
       h('aside', { class: 'side' }, h('h3', null, 'Top functions'), topSlot)),
+    fnHist.el, fnTable.el,
     help);
 
-  const offTheme = onThemeChange(() => { graph.themeChanged(); timeline.redraw(); renderLegend(); renderTop(); });
+  const offTheme = onThemeChange(() => { graph.themeChanged(); timeline.redraw(); renderLegend(); renderTop(); fnTable.rerender(); });
   const onKey = (e: KeyboardEvent) => keyboard(e);
   document.addEventListener('keydown', onKey);
 
@@ -168,7 +181,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
 
   function zoomTo(i: number): void {
     if (!model) return;
-    setParams({ zoom: zoomParam(model, i) });
+    // A click on a frame also opens its function's history.
+    setParams({ zoom: zoomParam(model, i), hist: i > 0 && !model.other[i] ? model.name(i) : q.get('hist') });
   }
 
   function drillOther(i: number): void {
@@ -235,6 +249,21 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     }
     renderControls();
     applyView();
+    renderFunctions();
+  }
+
+  /** renderFunctions lays out graph, table or both, and updates the functions table and the history. */
+  function renderFunctions(): void {
+    const view = mode === 'diff' ? 'graph' : readView(q);
+    memo(viewSlot, view + mode, () => replace(viewSlot, mode === 'diff' ? null : VIEWS.map(([k, label]) => h('button', {
+      type: 'button', class: 'seg' + (view === k ? ' on' : ''), 'aria-pressed': String(view === k), dataset: { view: k },
+      onclick: () => setParams({ view: k === 'graph' ? null : k }),
+    }, label))));
+    split.hidden = view === 'table';
+    fnTable.el.hidden = view === 'graph';
+    const params = q.get('service') ? commonParams : null;
+    if (view !== 'graph') fnTable.update(params, { sort: q.get('tsort') || 'total', filter: q.get('tfilter') || '', selected: q.get('fn') || '' });
+    fnHist.update(params, q.get('hist') || '');
   }
 
   function ignoreAbort(e: unknown): void {
@@ -353,7 +382,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
   function renderTop(): void {
     replace(topSlot, topTable(top, q.get('sort') || 'self', q.get('fn') || '', isDark(),
       (s) => setParams({ sort: s === 'self' ? null : s }, { replace: true }),
-      (name) => setParams({ fn: name || null }, { replace: true })));
+      (name) => setParams({ fn: name || null, hist: name || q.get('hist') }, { replace: true })));
   }
 
   function renderService(): void {
@@ -511,6 +540,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       destroyed = true;
       ctrl?.abort();
       topCtrl?.abort();
+      fnTable.destroy();
+      fnHist.destroy();
       graph.destroy();
       timeline.destroy();
       offTheme();
