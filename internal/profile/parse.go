@@ -126,6 +126,13 @@ func Parse(text []byte, fn func(*Line) error) (Header, error) {
 // fn receives the same *Line on every call; see Line for the lifetime of its
 // contents. Parse does not allocate per line.
 func ParseAs(text []byte, f Format, fn func(*Line) error) (Header, error) {
+	// Pyroscope and OTLP objects: see envelope.go.
+	if kind, group, ok, err := envelopeFormat(f); ok || err != nil {
+		if err != nil {
+			return Header{}, err
+		}
+		return parseEnvelope(text, kind, group, fn)
+	}
 	first, rest, _ := bytes.Cut(text, []byte{'\n'})
 	h, err := ParseHeader(first)
 	if err != nil {
