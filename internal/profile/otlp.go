@@ -257,8 +257,10 @@ func sampleCount(s *pb.Sample, div int64) (uint64, error) {
 		if v < 0 {
 			return 0, fmt.Errorf("negative value %d", v)
 		}
-		if sum += uint64(v); sum > MaxCount*uint64(div) {
-			return 0, fmt.Errorf("sample count over the limit of %d", uint64(MaxCount))
+		// Each value is below 2^63: stopping past 2^62 keeps the sum from wrapping; the caller
+		// refuses a count above MaxCount.
+		if sum += uint64(v); sum > 1<<62 {
+			return 0, fmt.Errorf("values sum past %d", uint64(1)<<62)
 		}
 	}
 	if div > 1 {
