@@ -9,6 +9,8 @@
 //	GET  /api/v1/logs?service=S[&hostname=H]          those logs, newest first (any token valid for S)
 //	POST /api/metrics/heartbeat                       dynamic-profiling heartbeat (forks of the agent)
 //	POST /api/metrics/command_completion              its command completion report
+//	POST /ingest                                      Pyroscope SDKs (folded, lines, pprof; see pyroscope.go)
+//	POST /v1development/profiles                      OTLP/HTTP profiles in protobuf (see otlp.go)
 //
 // Input contract. What cannot be stored exactly is refused with 400 and a message naming the field (or
 // the profile line) and the reason, never changed on the way:
@@ -140,6 +142,9 @@ func (s *Server) Routes(r chi.Router) {
 	r.Get("/api/v1/logs", s.instrument("logs_query", s.getLogs))
 	r.Post("/api/metrics/heartbeat", s.instrument("heartbeat", s.postHeartbeat))
 	r.Post("/api/metrics/command_completion", s.instrument("command_completion", s.postCommandCompletion))
+	// Other front doors into the same pipeline: Pyroscope SDKs and OTLP profiles (frontdoor.go).
+	r.Post("/ingest", s.instrument("pyroscope", s.postPyroscope))
+	r.Post("/v1development/profiles", s.instrument("otlp", s.postOTLP))
 }
 
 // allow applies the per-token rate limit.
