@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/schema"
@@ -165,6 +166,7 @@ func checkHostMetrics(t *testing.T, db *chdb.DB, service string, sent []sentHost
 // (one has none, and is not stored), checks every row and the hour and day sums against the headers
 // sent, then removes one host's rows, as a metrics insert that failed after its samples would have left
 // them, and replays the whole stream: the guard completes exactly the missing rows and writes nothing else.
+// Last, a reindex of the range rebuilds them exactly (its deletions cover the host metrics tables).
 func TestHostMetricsStoredOncePerProfileAndCompletedByTheGuard(t *testing.T) {
 	r := newRig(t)
 	base := time.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour).Add(-30 * time.Minute)
@@ -203,5 +205,16 @@ func TestHostMetricsStoredOncePerProfileAndCompletedByTheGuard(t *testing.T) {
 	replay := r.consumer(t, "replay", time.Minute)
 	r.run(t, r.st.CH, replay)
 	drained(t, replay, 60*time.Second)
+	checkHostMetrics(t, r.st.CH, "hm", sent)
+
+	// Reindex deletes the range's host metrics with its samples and writes them again, once.
+	res, err := indexer.Reindex(ctx, r.indexerConfig(), indexer.Range{Service: "hm", From: base, To: base.Add(50 * time.Minute), Slack: 3 * time.Hour},
+		r.st.CH, r.store, r.js, r.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Indexed != 150 {
+		t.Errorf("reindex indexed %d profiles, want 150", res.Indexed)
+	}
 	checkHostMetrics(t, r.st.CH, "hm", sent)
 }

@@ -45,6 +45,10 @@ var retentionTables = []struct {
 	{schema.Day, byMonth, func(r Retention) int { return r.DayDays }},
 	{schema.DayAll, byMonth, func(r Retention) int { return r.DayDays }},
 	{schema.Batches, byDay, func(r Retention) int { return r.RawDays }},
+	// Host metrics follow the samples: raw rows with the raw ones, sums with the rollups of their bucket.
+	{schema.HostMetrics, byDay, func(r Retention) int { return r.RawDays }},
+	{schema.HostMetricsHour, byDay, func(r Retention) int { return r.HourDays }},
+	{schema.HostMetricsDay, byMonth, func(r Retention) int { return r.DayDays }},
 }
 
 // ServiceSettings is where the janitor reads the services' own retention (pgdb.DB implements it).

@@ -39,7 +39,10 @@ type ReindexResult struct {
 //
 // The batch ledger's rows of the range go too: a batch a view missed, completed later from the ledger,
 // must not count the profiles the replay writes again under a new batch.
-var reindexTables = []string{schema.Samples, schema.Totals1m, schema.MinuteRollup, schema.Hour, schema.HourAll, schema.Day, schema.DayAll, schema.Batches}
+//
+// The host metrics go too: the replay writes them again with the samples (their sums would count twice).
+var reindexTables = []string{schema.Samples, schema.Totals1m, schema.MinuteRollup, schema.Hour, schema.HourAll, schema.Day, schema.DayAll, schema.Batches,
+	schema.HostMetrics, schema.HostMetricsHour, schema.HostMetricsDay}
 
 // alignDays widens [from, to) to whole UTC days. A day rollup row covers a whole day and cannot be split;
 // deleting and replaying whole days keeps every rollup row equal to the sum of its samples.
