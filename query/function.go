@@ -204,31 +204,6 @@ func occurrences(v *flame.View) (map[string]int64, error) {
 	return out, err
 }
 
-// occurrencesOf is occurrences for one function name.
-func occurrencesOf(v *flame.View, name string) (int64, error) {
-	var n int64
-	want := []byte(name)
-	err := v.WriteFolded(&foldedLines{stack: func(frames [][]byte) {
-		for _, fr := range frames {
-			if bytes.Equal(fr, want) {
-				n++
-				return
-			}
-		}
-	}})
-	return n, err
-}
-
-// functionOf returns the self and total samples of a function in a view (zero when it has none).
-func functionOf(v *flame.View, name string) (self, total uint64) {
-	for _, f := range v.TopFunctions("self", 0) {
-		if f.Name == name {
-			return f.Self, f.Total
-		}
-	}
-	return 0, 0
-}
-
 // FunctionPoint is one bucket of a function's history: the bucket's start (unix seconds; the first bucket
 // starts at the range's start), all samples of the selection in it, and the function's self and total.
 type FunctionPoint struct {
@@ -264,7 +239,9 @@ func nameParam(r *http.Request, param string, required bool) (string, error) {
 	return v, nil
 }
 
-// function serves GET /api/v1/function: the history of one frame name over the range and filters.
+// function serves GET /api/v1/function: the history of one frame name over the range and filters. A tree
+// per bucket would cost a pass over the whole service trie per bucket: instead the stacks' leaves are
+// classified once (does the stack hold the name, does it end in it) and each bucket adds its counts per leaf.
 func (s *Server) function(w http.ResponseWriter, r *http.Request) error {
 	var name string
 	rd, err := s.startReading(w, r, func(*Selection) (err error) {
@@ -276,25 +253,109 @@ func (s *Server) function(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer rd.cancel()
 	step, buckets := bucketsOf(rd.sel, rd.rollups, maxHistoryPoints)
-	out := FunctionHistory{Name: name, Step: step, Points: make([]FunctionPoint, len(buckets))}
-	err = s.bucketViews(rd.ctx, rd.sel.Service, buckets, func(v *flame.View) (err error) {
-		out.Samples = v.Total()
-		out.Self, out.Total = functionOf(v, name)
-		if out.Total > 0 {
-			out.Occurrences, err = occurrencesOf(v, name)
-		}
-		return err
-	}, func(i int, v *flame.View) error {
-		p := &out.Points[i]
-		p.T, p.Samples = buckets[i].From.Unix(), v.Total()
-		p.Self, p.Total = functionOf(v, name)
-		return nil
-	})
+	sums, err := s.sums(rd.ctx, buckets...)
 	if err != nil {
 		return err
 	}
+	bySide := make([][]int, len(buckets)) // the segments of each bucket, by index in sums
+	for j := range sums {
+		bySide[sums[j].side] = append(bySide[sums[j].side], j)
+		sums[j].side = comparison
+	}
+	v, leaves, release, err := s.viewLeaves(rd.ctx, rd.sel.Service, sums)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h := historyOf(v, name, sums, leaves)
+	out := FunctionHistory{Name: name, Step: step, Points: make([]FunctionPoint, len(buckets))}
+	whole := make([]int, len(sums))
+	for j := range whole {
+		whole[j] = j
+	}
+	var wholeOcc int64
+	out.Samples, out.Self, out.Total, wholeOcc = h.add(whole)
+	out.Occurrences = wholeOcc
+	for i, segs := range bySide {
+		p := &out.Points[i]
+		p.T = buckets[i].From.Unix()
+		p.Samples, p.Self, p.Total, _ = h.add(segs)
+	}
+	release()
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// leafClass says what the stack of a leaf holds of one function: hasName (anywhere) and endsInName (its
+// leaf frame).
+type leafClass uint8
+
+const (
+	hasName leafClass = 1 << iota
+	endsInName
+	classified
+)
+
+// history sums the counts of a function's stacks over sets of segments (see add).
+type history struct {
+	v      *flame.View
+	name   string
+	sums   []segmentSums
+	leaves [][]uint32
+	class  map[uint32]leafClass // memo of classify, by leaf
+	net    map[uint32]int64     // scratch of add: the count of each leaf
+	frames []string
+}
+
+func historyOf(v *flame.View, name string, sums []segmentSums, leaves [][]uint32) *history {
+	return &history{v: v, name: name, sums: sums, leaves: leaves, class: map[uint32]leafClass{}, net: map[uint32]int64{}}
+}
+
+func (h *history) classify(leaf uint32) leafClass {
+	c := h.class[leaf]
+	if c&classified != 0 {
+		return c
+	}
+	c = classified
+	h.frames = h.v.Frames(leaf, h.frames[:0])
+	for i, f := range h.frames {
+		if f == h.name {
+			c |= hasName
+			if i == len(h.frames)-1 {
+				c |= endsInName
+			}
+		}
+	}
+	h.class[leaf] = c
+	return c
+}
+
+// add sums the segments segs (indexes in sums) per leaf, as a view would (a leaf whose sum is below zero is
+// left out, see flame.View.DropNegative), and returns all samples, the function's self and total, and the
+// number of distinct stacks with samples that hold it.
+func (h *history) add(segs []int) (samples, self, total uint64, occurrences int64) {
+	clear(h.net)
+	for _, j := range segs {
+		sg := h.sums[j]
+		for k, x := range sg.sums {
+			h.net[h.leaves[j][k]] += sg.sign * x.sum
+		}
+	}
+	for leaf, n := range h.net {
+		if n <= 0 || leaf == 0 {
+			continue
+		}
+		samples += uint64(n)
+		c := h.classify(leaf)
+		if c&hasName != 0 {
+			total += uint64(n)
+			occurrences++
+		}
+		if c&endsInName != 0 {
+			self += uint64(n)
+		}
+	}
+	return samples, self, total, occurrences
 }
 
 // TableFunction is one row of the functions table: the function's self and total samples over the range,

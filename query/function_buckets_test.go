@@ -60,7 +60,8 @@ func TestBucketsOfCoverTheRangeOnRollupEdges(t *testing.T) {
 }
 
 // TestFoldedLinesAcrossWritesAndOccurrences: lines split across writes (one byte at a time) read the same as
-// whole, and occurrences counts each stack once per function, recursion included, only stacks with samples.
+// whole; occurrences counts each stack once per function, recursion included, only stacks with samples; and
+// a history classifies leaves by their frames and sums signed segments per leaf.
 func TestFoldedLinesAcrossWritesAndOccurrences(t *testing.T) {
 	text := "a;b c;b 3\nx 1\na;b;b;b 12\n"
 	var whole, split []string
@@ -102,12 +103,23 @@ func TestFoldedLinesAcrossWritesAndOccurrences(t *testing.T) {
 	if fmt.Sprint(occ) != fmt.Sprint(want) {
 		t.Errorf("occurrences %v, want %v", occ, want)
 	}
-	for name, w := range want {
-		if n, err := occurrencesOf(v, name); err != nil || n != w {
-			t.Errorf("occurrencesOf(%s) = %d, %v; want %d", name, n, err, w)
-		}
+
+	// A history adds segments per leaf: rec is in 3 stacks, ends 2 of them; a subtracted segment takes a
+	// leaf below zero, which is left out as a view leaves it out.
+	names := []string{"main;rec;rec;rec", "main;rec", "main;other", "java;rec"}
+	segs := []segmentSums{
+		{sign: 1, sums: []stackSum{{1, 5}, {2, 2}, {3, 1}, {4, 4}}},
+		{sign: -1, sums: []stackSum{{2, 3}, {4, 1}}},
 	}
-	if self, total := functionOf(v, "rec"); self != 11 || total != 11 {
-		t.Errorf("rec: self %d total %d, want 11 11", self, total)
+	lv := [][]uint32{{leaves[names[0]], leaves[names[1]], leaves[names[2]], leaves[names[3]]}, {leaves[names[1]], leaves[names[3]]}}
+	h := historyOf(v, "rec", segs, lv)
+	if samples, self, total, occ := h.add([]int{0}); samples != 12 || self != 11 || total != 11 || occ != 3 {
+		t.Errorf("rec in segment 0: samples %d self %d total %d occurrences %d, want 12 11 11 3", samples, self, total, occ)
+	}
+	if samples, self, total, occ := h.add([]int{0, 1}); samples != 9 || self != 8 || total != 8 || occ != 2 {
+		t.Errorf("rec in both segments: samples %d self %d total %d occurrences %d, want 9 8 8 2 (main;rec below zero)", samples, self, total, occ)
+	}
+	if samples, self, total, occ := historyOf(v, "main", segs, lv).add([]int{0}); samples != 12 || self != 0 || total != 8 || occ != 3 {
+		t.Errorf("main: samples %d self %d total %d occurrences %d, want 12 0 8 3", samples, self, total, occ)
 	}
 }

@@ -120,14 +120,21 @@ func (t *tries) of(service string) *serviceTrie {
 // the answer is built (before it is written to a client that may be slow). Release may be called more than
 // once. Stacks the trie does not know yet are learned first (see learn).
 func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (v *flame.View, release func(), err error) {
+	v, _, release, err = s.viewLeaves(ctx, service, segs)
+	return v, release, err
+}
+
+// viewLeaves is view that also returns the trie leaf of every stack of segs: leaves[i][k] is the leaf of
+// segs[i].sums[k] (a function's history classifies the leaves instead of building a tree per bucket).
+func (s *Server) viewLeaves(ctx context.Context, service string, segs []segmentSums) (v *flame.View, leaves [][]uint32, release func(), err error) {
 	st := s.tries.of(service)
-	leaves := make([][]uint32, len(segs))
+	leaves = make([][]uint32, len(segs))
 	for learned := false; ; learned = true {
 		st.mu.RLock()
 		if missing := st.leavesOf(segs, leaves); len(missing) > 0 {
 			st.mu.RUnlock()
 			if err := s.learn(ctx, st, missing); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			continue
 		}
@@ -142,7 +149,7 @@ func (s *Server) view(ctx context.Context, service string, segs []segmentSums) (
 			s.log.Warn("stack counts below zero, left out", "stacks", n, "service", service)
 		}
 		var once sync.Once // release may be called early and again by a defer
-		return v, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
+		return v, leaves, func() { once.Do(func() { v.Release(); st.mu.RUnlock() }) }, nil
 	}
 }
 
