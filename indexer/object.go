@@ -43,6 +43,10 @@ func (d *objectDecoder) decode(body []byte, limit int64) ([]byte, error) {
 	if d.plain, err = readAll(d.plain[:0], io.LimitReader(d.zr, limit), min(size, limit)+1); err != nil {
 		return nil, fmt.Errorf("object gzip: %w", err)
 	}
+	// A Pyroscope or OTLP object (profile.Envelope) is its own text; an agent upload is JSON, never "#".
+	if len(d.plain) > 0 && d.plain[0] == '#' {
+		return d.plain, nil
+	}
 	if text, ok := profileField(d.plain, d.text[:0]); ok {
 		d.text = text
 		return text, nil
