@@ -1,9 +1,7 @@
 package query
 
 import (
-	"bytes"
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,9 +13,12 @@ import (
 )
 
 // The function endpoints read a range as buckets: one selection per bucket, all read by one ClickHouse query
-// (see sums), then a view of the service's trie per bucket and one for the whole range (the sum of the
-// buckets). The numbers are those of the flame graph and the top table of the same selection: a function's
-// self is the samples whose leaf frame it is, its total those whose stack holds it at least once.
+// (see sums), then one view of the service's trie that learns every stack and names the frames of each
+// leaf (see flame.View.Frames). A tree per bucket would cost a pass over the whole trie per bucket; instead
+// each bucket adds its counts per leaf (see leafCounts) and each leaf is classified once by its frames. The
+// numbers are those of the flame graph and the top table of the same selection: a function's self is the
+// samples whose leaf frame it is, its total those whose stack holds it at least once, its occurrences the
+// distinct stacks with samples that hold it.
 
 const (
 	// maxHistoryPoints bounds the buckets of a function's history (a view of the trie each).
@@ -103,105 +104,67 @@ func bucketsOf(sel Selection, ru Rollups, maxPoints int) (int64, []Selection) {
 // mod is a modulo that is never negative (ranges may start before 1970).
 func mod(a, b int64) int64 { return ((a % b) + b) % b }
 
-// bucketViews reads the buckets' sums in one query and calls whole with a view of the whole range, then
-// each with a view of bucket i, in order. Each view is released when its call returns; a call that returns
-// an error stops the rest.
-func (s *Server) bucketViews(ctx context.Context, service string, buckets []Selection,
-	whole func(v *flame.View) error, each func(i int, v *flame.View) error) error {
-	sums, err := s.sums(ctx, buckets...)
+// bucketRead is a range read as buckets: the sums of their segments, the leaf of each stack, and a view of
+// the service's trie (held until release) that names the leaves' frames.
+type bucketRead struct {
+	step    int64
+	buckets []Selection
+	v       *flame.View
+	release func()
+	counts  leafCounts
+	bySide  [][]int // the segments of each bucket, by index in counts.sums
+	whole   []int   // every segment
+}
+
+// readBuckets splits the reading's selection into at most maxPoints buckets (see bucketsOf) and reads them;
+// the caller must call release.
+func (s *Server) readBuckets(rd *reading, maxPoints int) (*bucketRead, error) {
+	br := &bucketRead{}
+	br.step, br.buckets = bucketsOf(rd.sel, rd.rollups, maxPoints)
+	sums, err := s.sums(rd.ctx, br.buckets...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// sums puts the segments of bucket i on side i; a view adds the comparison side.
-	bySide := make([][]segmentSums, len(buckets))
-	all := make([]segmentSums, 0, len(sums))
-	for _, sg := range sums {
-		i := int(sg.side)
-		sg.side = comparison
-		bySide[i] = append(bySide[i], sg)
-		all = append(all, sg)
+	// sums puts the segments of bucket i on side i; the view counts them all on the comparison side.
+	br.bySide = make([][]int, len(br.buckets))
+	br.whole = make([]int, len(sums))
+	for j := range sums {
+		br.bySide[sums[j].side] = append(br.bySide[sums[j].side], j)
+		br.whole[j] = j
+		sums[j].side = comparison
 	}
-	call := func(segs []segmentSums, fn func(v *flame.View) error) error {
-		v, release, err := s.view(ctx, service, segs)
-		if err != nil {
-			return err
-		}
-		defer release()
-		return fn(v)
+	var leaves [][]uint32
+	br.v, leaves, br.release, err = s.viewLeaves(rd.ctx, rd.sel.Service, sums)
+	if err != nil {
+		return nil, err
 	}
-	// The whole range first: it learns every stack of every bucket in one go.
-	if err := call(all, whole); err != nil {
-		return err
-	}
-	for i, segs := range bySide {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := call(segs, func(v *flame.View) error { return each(i, v) }); err != nil {
-			return err
-		}
-	}
-	return nil
+	br.counts = leafCounts{sums: sums, leaves: leaves, net: map[uint32]int64{}}
+	return br, nil
 }
 
-// foldedLines is an io.Writer that takes a view's folded export (see flame.View.WriteFolded: one line per
-// distinct stack with samples, "frame;frame;… count") and calls stack with the frames of each line. It holds
-// one line at a time, however many stacks there are.
-type foldedLines struct {
-	buf   []byte
-	stack func(frames [][]byte)
-	parts [][]byte
+// leafCounts adds segment sums per trie leaf.
+type leafCounts struct {
+	sums   []segmentSums
+	leaves [][]uint32 // leaves[j][k] is the leaf of sums[j].sums[k]
+	net    map[uint32]int64
 }
 
-func (f *foldedLines) Write(p []byte) (int, error) {
-	f.buf = append(f.buf, p...)
-	start := 0
-	for {
-		i := bytes.IndexByte(f.buf[start:], '\n')
-		if i < 0 {
-			break
+// each sums the segments segs (indexes in sums) per leaf and calls fn with every leaf whose sum is above
+// zero, as a view counts them: a leaf below zero is left out (see flame.View.DropNegative), and so is the
+// empty stack (leaf 0).
+func (lc *leafCounts) each(segs []int, fn func(leaf uint32, n uint64)) {
+	clear(lc.net)
+	for _, j := range segs {
+		sg := lc.sums[j]
+		for k, x := range sg.sums {
+			lc.net[lc.leaves[j][k]] += sg.sign * x.sum
 		}
-		line := f.buf[start : start+i]
-		start += i + 1
-		sp := bytes.LastIndexByte(line, ' ')
-		if sp < 0 {
-			return 0, fmt.Errorf("folded line without a count: %.80q", line)
-		}
-		f.parts = f.parts[:0]
-		for rest := line[:sp]; ; {
-			k := bytes.IndexByte(rest, ';')
-			if k < 0 {
-				f.parts = append(f.parts, rest)
-				break
-			}
-			f.parts = append(f.parts, rest[:k])
-			rest = rest[k+1:]
-		}
-		f.stack(f.parts)
 	}
-	f.buf = f.buf[:copy(f.buf, f.buf[start:])]
-	return len(p), nil
-}
-
-// occurrences returns, for each function of a view, the number of distinct stacks with samples that hold
-// it (a recursive function counts once per stack). The map holds the view's function names, which the
-// trie holds already.
-func occurrences(v *flame.View) (map[string]int64, error) {
-	out := map[string]int64{}
-	last := map[string]int64{} // the last stack that counted each name, against recursion
-	var n int64
-	err := v.WriteFolded(&foldedLines{stack: func(frames [][]byte) {
-		n++
-		for _, fr := range frames {
-			if last[string(fr)] == n {
-				continue
-			}
-			name := string(fr)
-			last[name] = n
-			out[name]++
+	for leaf, n := range lc.net {
+		if n > 0 && leaf != 0 {
+			fn(leaf, uint64(n))
 		}
-	}})
-	return out, err
+	}
 }
 
 // FunctionPoint is one bucket of a function's history: the bucket's start (unix seconds; the first bucket
@@ -239,9 +202,7 @@ func nameParam(r *http.Request, param string, required bool) (string, error) {
 	return v, nil
 }
 
-// function serves GET /api/v1/function: the history of one frame name over the range and filters. A tree
-// per bucket would cost a pass over the whole service trie per bucket: instead the stacks' leaves are
-// classified once (does the stack hold the name, does it end in it) and each bucket adds its counts per leaf.
+// function serves GET /api/v1/function: the history of one frame name over the range and filters.
 func (s *Server) function(w http.ResponseWriter, r *http.Request) error {
 	var name string
 	rd, err := s.startReading(w, r, func(*Selection) (err error) {
@@ -252,36 +213,20 @@ func (s *Server) function(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer rd.cancel()
-	step, buckets := bucketsOf(rd.sel, rd.rollups, maxHistoryPoints)
-	sums, err := s.sums(rd.ctx, buckets...)
+	br, err := s.readBuckets(rd, maxHistoryPoints)
 	if err != nil {
 		return err
 	}
-	bySide := make([][]int, len(buckets)) // the segments of each bucket, by index in sums
-	for j := range sums {
-		bySide[sums[j].side] = append(bySide[sums[j].side], j)
-		sums[j].side = comparison
-	}
-	v, leaves, release, err := s.viewLeaves(rd.ctx, rd.sel.Service, sums)
-	if err != nil {
-		return err
-	}
-	defer release()
-	h := historyOf(v, name, sums, leaves)
-	out := FunctionHistory{Name: name, Step: step, Points: make([]FunctionPoint, len(buckets))}
-	whole := make([]int, len(sums))
-	for j := range whole {
-		whole[j] = j
-	}
-	var wholeOcc int64
-	out.Samples, out.Self, out.Total, wholeOcc = h.add(whole)
-	out.Occurrences = wholeOcc
-	for i, segs := range bySide {
+	defer br.release()
+	h := &history{v: br.v, name: name, counts: &br.counts, class: map[uint32]leafClass{}}
+	out := FunctionHistory{Name: name, Step: br.step, Points: make([]FunctionPoint, len(br.buckets))}
+	out.Samples, out.Self, out.Total, out.Occurrences = h.add(br.whole)
+	for i, segs := range br.bySide {
 		p := &out.Points[i]
-		p.T = buckets[i].From.Unix()
+		p.T = br.buckets[i].From.Unix()
 		p.Samples, p.Self, p.Total, _ = h.add(segs)
 	}
-	release()
+	br.release()
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -296,19 +241,13 @@ const (
 	classified
 )
 
-// history sums the counts of a function's stacks over sets of segments (see add).
+// history sums the counts of one function's stacks over sets of segments (see add).
 type history struct {
 	v      *flame.View
 	name   string
-	sums   []segmentSums
-	leaves [][]uint32
+	counts *leafCounts
 	class  map[uint32]leafClass // memo of classify, by leaf
-	net    map[uint32]int64     // scratch of add: the count of each leaf
 	frames []string
-}
-
-func historyOf(v *flame.View, name string, sums []segmentSums, leaves [][]uint32) *history {
-	return &history{v: v, name: name, sums: sums, leaves: leaves, class: map[uint32]leafClass{}, net: map[uint32]int64{}}
 }
 
 func (h *history) classify(leaf uint32) leafClass {
@@ -330,31 +269,20 @@ func (h *history) classify(leaf uint32) leafClass {
 	return c
 }
 
-// add sums the segments segs (indexes in sums) per leaf, as a view would (a leaf whose sum is below zero is
-// left out, see flame.View.DropNegative), and returns all samples, the function's self and total, and the
-// number of distinct stacks with samples that hold it.
+// add sums the segments segs per leaf and returns all samples, the function's self and total, and its
+// occurrences.
 func (h *history) add(segs []int) (samples, self, total uint64, occurrences int64) {
-	clear(h.net)
-	for _, j := range segs {
-		sg := h.sums[j]
-		for k, x := range sg.sums {
-			h.net[h.leaves[j][k]] += sg.sign * x.sum
-		}
-	}
-	for leaf, n := range h.net {
-		if n <= 0 || leaf == 0 {
-			continue
-		}
-		samples += uint64(n)
+	h.counts.each(segs, func(leaf uint32, n uint64) {
+		samples += n
 		c := h.classify(leaf)
 		if c&hasName != 0 {
-			total += uint64(n)
+			total += n
 			occurrences++
 		}
 		if c&endsInName != 0 {
-			self += uint64(n)
+			self += n
 		}
-	}
+	})
 	return samples, self, total, occurrences
 }
 
@@ -405,46 +333,90 @@ func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer rd.cancel()
-	step, buckets := bucketsOf(rd.sel, rd.rollups, maxTrendPoints)
-	out := FunctionTable{Step: step, From: rd.sel.From.Unix(), Samples: make([]uint64, len(buckets)), Functions: []TableFunction{}}
-	index := map[string]int{} // row of each function listed
-	lower := strings.ToLower(match)
-	err = s.bucketViews(rd.ctx, rd.sel.Service, buckets, func(v *flame.View) error {
-		out.Total = v.Total()
-		occ, err := occurrences(v)
-		if err != nil {
-			return err
-		}
-		for _, f := range v.TopFunctions("self", 0) {
-			if lower != "" && !strings.Contains(strings.ToLower(f.Name), lower) {
-				continue
-			}
-			out.Functions = append(out.Functions, TableFunction{Name: f.Name, Self: f.Self, Total: f.Total, Occurrences: occ[f.Name]})
-		}
-		sortTable(out.Functions, sortBy)
-		out.Matched = len(out.Functions)
-		if len(out.Functions) > limit {
-			out.Functions = out.Functions[:limit]
-		}
-		for i := range out.Functions {
-			out.Functions[i].Trend = make([]uint64, len(buckets))
-			index[out.Functions[i].Name] = i
-		}
-		return nil
-	}, func(i int, v *flame.View) error {
-		out.Samples[i] = v.Total()
-		for _, f := range v.TopFunctions("self", 0) {
-			if k, ok := index[f.Name]; ok {
-				out.Functions[k].Trend[i] = f.Total
-			}
-		}
-		return nil
-	})
+	br, err := s.readBuckets(rd, maxTrendPoints)
 	if err != nil {
 		return err
 	}
+	defer br.release()
+	out := FunctionTable{Step: br.step, From: rd.sel.From.Unix(), Samples: make([]uint64, len(br.buckets)), Functions: []TableFunction{}}
+	stats, total := tableStats(br.v, &br.counts, br.whole)
+	out.Total = total
+	lower := strings.ToLower(match)
+	for name, st := range stats {
+		if lower == "" || strings.Contains(strings.ToLower(name), lower) {
+			out.Functions = append(out.Functions, TableFunction{Name: name, Self: st.self, Total: st.total, Occurrences: st.occurrences})
+		}
+	}
+	sortTable(out.Functions, sortBy)
+	out.Matched = len(out.Functions)
+	if len(out.Functions) > limit {
+		out.Functions = out.Functions[:limit]
+	}
+	// The sparklines: the rows listed on each leaf's stack (once each), found once per leaf.
+	row := make(map[string]int32, len(out.Functions))
+	for i := range out.Functions {
+		out.Functions[i].Trend = make([]uint64, len(br.buckets))
+		row[out.Functions[i].Name] = int32(i)
+	}
+	rowsOf := map[uint32][]int32{}
+	last := make([]uint32, len(out.Functions)) // the last leaf that listed each row, against recursion
+	var frames []string
+	for i, segs := range br.bySide {
+		br.counts.each(segs, func(leaf uint32, n uint64) {
+			out.Samples[i] += n
+			rows, ok := rowsOf[leaf]
+			if !ok {
+				frames = br.v.Frames(leaf, frames[:0])
+				for _, f := range frames {
+					if k, listed := row[f]; listed && last[k] != leaf {
+						last[k] = leaf
+						rows = append(rows, k)
+					}
+				}
+				rowsOf[leaf] = rows
+			}
+			for _, k := range rows {
+				out.Functions[k].Trend[i] += n
+			}
+		})
+	}
+	br.release()
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// fnStat is a function's numbers in the functions table.
+type fnStat struct {
+	self, total uint64
+	occurrences int64
+	last        uint32 // the last leaf counted, against recursion
+}
+
+// tableStats returns every function with samples in the segments segs, and all their samples.
+func tableStats(v *flame.View, counts *leafCounts, segs []int) (map[string]*fnStat, uint64) {
+	stats := map[string]*fnStat{}
+	var total uint64
+	var frames []string
+	counts.each(segs, func(leaf uint32, n uint64) {
+		total += n
+		frames = v.Frames(leaf, frames[:0])
+		for i, f := range frames {
+			st := stats[f]
+			if st == nil {
+				st = &fnStat{}
+				stats[f] = st
+			}
+			if i == len(frames)-1 {
+				st.self += n
+			}
+			if st.last != leaf {
+				st.last = leaf
+				st.total += n
+				st.occurrences++
+			}
+		}
+	})
+	return stats, total
 }
 
 // sortTable orders the rows by sortBy (see tableSorts), ties by name.

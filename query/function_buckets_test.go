@@ -1,7 +1,6 @@
 package query
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -59,67 +58,57 @@ func TestBucketsOfCoverTheRangeOnRollupEdges(t *testing.T) {
 	}
 }
 
-// TestFoldedLinesAcrossWritesAndOccurrences: lines split across writes (one byte at a time) read the same as
-// whole; occurrences counts each stack once per function, recursion included, only stacks with samples; and
-// a history classifies leaves by their frames and sums signed segments per leaf.
-func TestFoldedLinesAcrossWritesAndOccurrences(t *testing.T) {
-	text := "a;b c;b 3\nx 1\na;b;b;b 12\n"
-	var whole, split []string
-	collect := func(into *[]string) *foldedLines {
-		return &foldedLines{stack: func(frames [][]byte) { *into = append(*into, fmt.Sprintf("%q", frames)) }}
-	}
-	if _, err := collect(&whole).Write([]byte(text)); err != nil {
-		t.Fatal(err)
-	}
-	fl := collect(&split)
-	for i := range len(text) {
-		if _, err := fl.Write([]byte{text[i]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if fmt.Sprint(whole) != fmt.Sprint(split) || len(whole) != 3 || whole[0] != `["a" "b c" "b"]` {
-		t.Fatalf("whole %v, split %v", whole, split)
-	}
-	if _, err := collect(&whole).Write([]byte("no-count\n")); err == nil {
-		t.Error("a line without a count was read")
-	}
-
+// TestLeafCountsClassifyStacksLikeAView: the functions table's numbers and a function's history, summed per
+// leaf and classified by the leaves' frames, are the top table's of a view of the same counts (self, total
+// once per stack whatever the recursion); occurrences count the stacks with samples; a leaf that a
+// subtracted segment takes below zero is left out, as a view leaves it out.
+func TestLeafCountsClassifyStacksLikeAView(t *testing.T) {
 	tr := flame.NewTrie()
-	stacks := map[string]uint64{"main;rec;rec;rec": 5, "main;rec": 2, "main;other": 1, "main;never": 0, "java;rec": 4}
+	names := []string{"main;rec;rec;rec", "main;rec", "main;other", "java;rec", "main;never"}
 	leaves := map[string]uint32{}
-	for s := range stacks {
+	for _, s := range names {
 		leaves[s] = tr.Leaf(s)
 	}
 	v := tr.View()
 	defer v.Release()
-	for s, c := range stacks {
-		v.AddLeaf(leaves[s], c)
-	}
-	occ, err := occurrences(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int64{"main": 3, "rec": 3, "other": 1, "java": 1}
-	if fmt.Sprint(occ) != fmt.Sprint(want) {
-		t.Errorf("occurrences %v, want %v", occ, want)
-	}
-
-	// A history adds segments per leaf: rec is in 3 stacks, ends 2 of them; a subtracted segment takes a
-	// leaf below zero, which is left out as a view leaves it out.
-	names := []string{"main;rec;rec;rec", "main;rec", "main;other", "java;rec"}
 	segs := []segmentSums{
-		{sign: 1, sums: []stackSum{{1, 5}, {2, 2}, {3, 1}, {4, 4}}},
+		{sign: 1, sums: []stackSum{{1, 5}, {2, 2}, {3, 1}, {4, 4}, {5, 0}}},
 		{sign: -1, sums: []stackSum{{2, 3}, {4, 1}}},
 	}
-	lv := [][]uint32{{leaves[names[0]], leaves[names[1]], leaves[names[2]], leaves[names[3]]}, {leaves[names[1]], leaves[names[3]]}}
-	h := historyOf(v, "rec", segs, lv)
+	lv := [][]uint32{{leaves[names[0]], leaves[names[1]], leaves[names[2]], leaves[names[3]], leaves[names[4]]}, {leaves[names[1]], leaves[names[3]]}}
+	counts := &leafCounts{sums: segs, leaves: lv, net: map[uint32]int64{}}
+
+	// The same counts in a view: its top table is what the leaf sums must give.
+	ref := tr.View()
+	defer ref.Release()
+	for k, x := range segs[0].sums {
+		ref.AddLeaf(lv[0][k], uint64(x.sum))
+	}
+	stats, total := tableStats(v, counts, []int{0})
+	if total != ref.Total() || len(stats) != len(ref.TopFunctions("self", 0)) {
+		t.Fatalf("table: %d samples, %d functions; the view has %d, %d", total, len(stats), ref.Total(), len(ref.TopFunctions("self", 0)))
+	}
+	for _, f := range ref.TopFunctions("self", 0) {
+		if st := stats[f.Name]; st == nil || st.self != f.Self || st.total != f.Total {
+			t.Errorf("%s: %+v, the view has self %d total %d", f.Name, st, f.Self, f.Total)
+		}
+	}
+	wantOcc := map[string]int64{"main": 3, "rec": 3, "other": 1, "java": 1}
+	for name, w := range wantOcc {
+		if stats[name].occurrences != w {
+			t.Errorf("%s: %d occurrences, want %d", name, stats[name].occurrences, w)
+		}
+	}
+
+	h := &history{v: v, name: "rec", counts: counts, class: map[uint32]leafClass{}}
 	if samples, self, total, occ := h.add([]int{0}); samples != 12 || self != 11 || total != 11 || occ != 3 {
 		t.Errorf("rec in segment 0: samples %d self %d total %d occurrences %d, want 12 11 11 3", samples, self, total, occ)
 	}
 	if samples, self, total, occ := h.add([]int{0, 1}); samples != 9 || self != 8 || total != 8 || occ != 2 {
 		t.Errorf("rec in both segments: samples %d self %d total %d occurrences %d, want 9 8 8 2 (main;rec below zero)", samples, self, total, occ)
 	}
-	if samples, self, total, occ := historyOf(v, "main", segs, lv).add([]int{0}); samples != 12 || self != 0 || total != 8 || occ != 3 {
+	hm := &history{v: v, name: "main", counts: counts, class: map[uint32]leafClass{}}
+	if samples, self, total, occ := hm.add([]int{0}); samples != 12 || self != 0 || total != 8 || occ != 3 {
 		t.Errorf("main: samples %d self %d total %d occurrences %d, want 12 0 8 3", samples, self, total, occ)
 	}
 }
