@@ -69,13 +69,15 @@ type MetricsSummary struct {
 
 // MetricsTrend compares the range's averages with the same range a week earlier: Previous is that range's
 // summary, CPU and Mem the differences of the averages in percentage points (absent when either range has
-// no metrics).
+// no metrics). Unavailable says why there is no trend when the previous range cannot be read with the
+// selection's filters (then Previous is empty).
 type MetricsTrend struct {
-	From     time.Time      `json:"from"`
-	To       time.Time      `json:"to"`
-	Previous MetricsSummary `json:"previous"`
-	CPU      *float64       `json:"cpu"`
-	Mem      *float64       `json:"mem"`
+	From        time.Time      `json:"from"`
+	To          time.Time      `json:"to"`
+	Previous    MetricsSummary `json:"previous"`
+	CPU         *float64       `json:"cpu"`
+	Mem         *float64       `json:"mem"`
+	Unavailable string         `json:"unavailable,omitempty"`
 }
 
 // MetricsReply is the reply of GET /api/v1/metrics.
@@ -114,11 +116,12 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 	prev := sel
 	prev.From, prev.To = sel.From.Add(-trendOffset), sel.To.Add(-trendOffset)
 	rd.widen(w, &prev, "Trend-")
-	for _, x := range []Selection{sel, prev} {
-		if o, _ := rd.rollups.PastRaw(x.From, x.To); len(o) > 0 && throughTotals(x) {
-			return badRequest("bad filter", errors.New("container and k8s_object filters apply to host metrics within the raw retention only"))
-		}
+	if o, _ := rd.rollups.PastRaw(sel.From, sel.To); len(o) > 0 && throughTotals(sel) {
+		return badRequest("bad filter", errors.New("container and k8s_object filters apply to host metrics within the raw retention only"))
 	}
+	// The week before may be past the raw retention when the range is not: such a filter has no trend.
+	prevOld, _ := rd.rollups.PastRaw(prev.From, prev.To)
+	noTrend := len(prevOld) > 0 && throughTotals(sel)
 	out := MetricsReply{From: sel.From, To: sel.To, Step: step, Series: []MetricsBucket{}}
 	if out.Series, err = s.metricsSeries(rd.ctx, rd, sel, step); err != nil {
 		return err
@@ -127,7 +130,9 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out.Trend = MetricsTrend{From: prev.From, To: prev.To}
-	if out.Trend.Previous, err = s.metricsSummary(rd.ctx, rd, prev); err != nil {
+	if noTrend {
+		out.Trend.Unavailable = "container and k8s_object filters apply to host metrics within the raw retention only"
+	} else if out.Trend.Previous, err = s.metricsSummary(rd.ctx, rd, prev); err != nil {
 		return err
 	}
 	if out.Summary.Profiles > 0 && out.Trend.Previous.Profiles > 0 {

@@ -182,7 +182,11 @@ func checkMetrics(t *testing.T, what string, got query.MetricsReply, sent, prev 
 			pc, pm = append(pc, h.cpu), append(pm, h.mem)
 		}
 	}
-	if !got.Trend.From.Equal(got.From.Add(-7*24*time.Hour)) || got.Trend.Previous.Profiles != uint64(len(pc)) {
+	// The week-earlier range is the range moved back 7 days, widened to whole hours or days if it reaches
+	// past the raw retention.
+	wf, wt := got.From.Add(-7*24*time.Hour), got.To.Add(-7*24*time.Hour)
+	widened := !got.Trend.From.After(wf) && !got.Trend.To.Before(wt) && wf.Sub(got.Trend.From) < 24*time.Hour && got.Trend.To.Sub(wt) < 24*time.Hour
+	if !widened || got.Trend.Previous.Profiles != uint64(len(pc)) {
 		t.Errorf("%s: trend from %v with %d profiles, want %v with %d", what, got.Trend.From, got.Trend.Previous.Profiles, got.From.Add(-7*24*time.Hour), len(pc))
 	}
 	if len(pc) == 0 {
@@ -296,6 +300,19 @@ func TestMetricsAgreeWithUploadedHeaders(t *testing.T) {
 		if code != http.StatusBadRequest || !strings.Contains(string(body), `"message":"bad filter"`) {
 			t.Errorf("container filter past the raw retention: %d %s", code, body)
 		}
+		// A recent range with such a filter is answered; its week-earlier range is past the raw retention,
+		// so there is no trend, and it says why.
+		q := params("hm", from, to, nil)
+		q.Set("container", "api")
+		code, body = getMetrics(t, old, read, q)
+		var recent query.MetricsReply
+		if code != http.StatusOK || json.Unmarshal(body, &recent) != nil {
+			t.Fatalf("%d %s", code, body)
+		}
+		if recent.Trend.Unavailable == "" {
+			t.Error("no reason given for the missing trend")
+		}
+		checkMetrics(t, "container filter without a trend", recent, sent, nil, func(h hostHeader) bool { return h.cont == "api" }, true)
 	})
 	for _, bad := range []struct {
 		q       url.Values
