@@ -24,7 +24,7 @@ type pipelineOptions struct {
 	lines, stacks, depthMin, depthMax      *int
 	pool, agents, workers                  *int
 	rate                                   *float64
-	duration, drain, poll                  *time.Duration
+	duration, drain, poll, settle          *time.Duration
 	seed                                   *uint64
 	jsonOut, dir, profileRole, profileOut  *string
 	natsServer, versitygw, clickhouse, srv *string
@@ -46,6 +46,7 @@ func pipelineFlags(fs *flag.FlagSet) *pipelineOptions {
 		duration:    fs.Duration("duration", time.Minute, "how long uploads are offered"),
 		drain:       fs.Duration("drain", 3*time.Minute, "longest wait after the load for every accepted profile to be queryable"),
 		poll:        fs.Duration("poll", 250*time.Millisecond, "how often ClickHouse is polled for newly queryable batches (the lag's resolution)"),
+		settle:      fs.Duration("settle", time.Minute, "longest time the CPU window goes on after the drain, until ClickHouse's merges are done (negative: none)"),
 		seed:        fs.Uint64("seed", 1, "random seed of the profiles"),
 		jsonOut:     fs.String("json", "", "also write the report as JSON to this file (- for stdout)"),
 		dir:         fs.String("dir", "", "directory for the servers' data and logs (default: a temporary one, removed after)"),
@@ -101,7 +102,7 @@ func runPipeline(ctx context.Context, cfg config.Config, o *pipelineOptions, out
 	}
 	self, _ := os.Executable()
 	rep, err := soak.RunPipeline(ctx, soak.PipelineConfig{Shape: sh, Rate: *o.rate, Workers: *o.workers,
-		Duration: *o.duration, Drain: *o.drain, PollEvery: *o.poll, Seed: *o.seed,
+		Duration: *o.duration, Drain: *o.drain, PollEvery: *o.poll, Settle: *o.settle, Seed: *o.seed,
 		Binary: server, NATSServer: prog(*o.natsServer, "nats-server"), VersityGW: prog(*o.versitygw, "versitygw"),
 		ClickHouseServer: prog(*o.clickhouse, "clickhouse-server"), PostgresURL: cfg.PostgresURL,
 		Dir: *o.dir, Keep: *o.keep, ProfileRole: *o.profileRole, RoleBinary: self, ProfileOut: *o.profileOut,

@@ -144,7 +144,7 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	sh.Agents = 40
 	pp := filepath.Join(dir, "indexer.pprof")
 	rep, err := RunPipeline(ctx, PipelineConfig{Shape: sh, Rate: 25, Workers: 8, Duration: 6 * time.Second,
-		Drain: 20 * time.Second, Baseline: time.Second, Seed: 3,
+		Drain: 20 * time.Second, Baseline: time.Second, Settle: 10 * time.Second, Seed: 3,
 		Binary: bins["flamestream"], ClickHouseServer: progs["clickhouse-server"], NATSServer: progs["nats-server"],
 		VersityGW: progs["versitygw"], PostgresURL: config.Defaults().PostgresURL, Dir: filepath.Join(dir, "run"),
 		ProfileRole: "indexer", RoleBinary: bins["flamestream-dev"], ProfileOut: pp, Progress: &progress})
