@@ -437,7 +437,9 @@ func TestFunctionBucketsOverRollupsEqualRawRows(t *testing.T) {
 				var tb tableReply
 				q := params("svc", r.from, r.to, fl.f)
 				q.Set("limit", "10000")
+				t0 := time.Now()
 				from, to := answered(t, f.getJSONHeader(t, "/api/v1/functions", q, &tb))
+				tableTook := time.Since(t0)
 				want, total := functionStats(f.rawStacks("svc", from, to, fl.f))
 				if total == 0 {
 					t.Fatal("fixture has no rows in this range")
@@ -471,7 +473,9 @@ func TestFunctionBucketsOverRollupsEqualRawRows(t *testing.T) {
 
 				var h historyReply
 				q.Set("name", "handle_[p]")
+				t0 = time.Now()
 				f.getJSON(t, "/api/v1/function", q, &h)
+				t.Logf("functions table %v (%d buckets), history %v (%d buckets)", tableTook.Round(time.Millisecond), len(tb.Samples), time.Since(t0).Round(time.Millisecond), len(h.Points))
 				w := want["handle_[p]"]
 				if h.Samples != total || h.Self != w.Self || h.Total != w.Total || h.Occurrences != w.Occurrences {
 					t.Errorf("history: samples %d self %d total %d occurrences %d, want %d %+v", h.Samples, h.Self, h.Total, h.Occurrences, total, w)
