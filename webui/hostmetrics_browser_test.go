@@ -40,13 +40,19 @@ func (f *fixtureAPI) metrics(w http.ResponseWriter, r *http.Request) {
 		series = append(series, map[string]any{"t": t, "profiles": 2, "hosts": 2,
 			"cpu": stats(20 + float64(i%40)), "mem": stats(50 + float64(i%7))})
 	}
+	trend := map[string]any{"from": from.Add(-7 * 24 * time.Hour), "to": to.Add(-7 * 24 * time.Hour),
+		"previous": map[string]any{"profiles": 10, "hosts": 2, "cores": 8, "cpu": stats(34.75), "mem": stats(53.5)},
+		"cpu":      2.5, "mem": -1.0}
+	if r.URL.Query().Get("container") != "" {
+		// As the server answers a container filter whose week-earlier range is past the raw retention.
+		trend = map[string]any{"from": from.Add(-7 * 24 * time.Hour), "to": to.Add(-7 * 24 * time.Hour),
+			"previous": map[string]any{"profiles": 0}, "cpu": nil, "mem": nil, "unavailable": "filters apply within the raw retention only"}
+	}
 	writeJSON(w, 200, map[string]any{"from": from.Format(time.RFC3339), "to": to.Format(time.RFC3339), "step": step,
 		"series": series,
 		"summary": map[string]any{"profiles": 2 * len(series), "hosts": 2, "cores": 8, "cpu": stats(37.25), "mem": stats(52.5),
 			"percentiles_from": from.Format(time.RFC3339)},
-		"trend": map[string]any{"from": from.Add(-7 * 24 * time.Hour), "to": to.Add(-7 * 24 * time.Hour),
-			"previous": map[string]any{"profiles": 10, "hosts": 2, "cores": 8, "cpu": stats(34.75), "mem": stats(53.5)},
-			"cpu":      2.5, "mem": -1.0},
+		"trend": trend,
 	})
 }
 
@@ -110,6 +116,11 @@ func TestBrowserHostMetricsPanel(t *testing.T) {
 	b.do("exclude a host", chromedp.Navigate(b.base+"/profile?service=demo&range=1h&host_not=ip-10-0-0-2"))
 	b.waitRequest("/api/v1/metrics", "service=demo", "host_not=ip-10-0-0-2")
 	b.wait("metrics panel again", `document.querySelector('.host-metrics')?.dataset.state === 'ready'`)
+
+	// No trend: the panel says why.
+	b.do("filter a container", chromedp.Navigate(b.base+"/profile?service=demo&range=1h&container=webapp"))
+	b.waitRequest("/api/v1/metrics", "service=demo", "container=webapp")
+	b.wait("trend reason", `(document.querySelector('.host-metrics .hm-sum[data-metric=cpu] .hm-trend')?.textContent || '').includes('no trend: filters apply within the raw retention only')`)
 
 	// The diff view compares stacks: no host metrics there.
 	b.do("open diff", chromedp.Navigate(b.base+"/diff?service=demo&range=1h&base=1d"))

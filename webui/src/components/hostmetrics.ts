@@ -16,7 +16,7 @@ export interface HostMetrics {
   from: string; to: string; step: number;
   series: MetricsBucket[];
   summary: MetricsSummary;
-  trend: { from: string; to: string; previous: MetricsSummary; cpu: number | null; mem: number | null };
+  trend: { from: string; to: string; previous: MetricsSummary; cpu: number | null; mem: number | null; unavailable?: string };
 }
 
 const W = 600;
@@ -27,8 +27,9 @@ function pct(v: number | undefined): string {
   return v == null ? '–' : v.toFixed(1) + '%';
 }
 
-/** pts formats a trend in percentage points with its sign. */
-function pts(v: number | null): string {
+/** pts formats a trend in percentage points with its sign (why is the server's reason for no trend). */
+function pts(v: number | null, why?: string): string {
+  if (why) return 'no trend: ' + why;
   if (v == null) return 'no data a week earlier';
   return (v > 0 ? '+' : v < 0 ? '−' : '±') + Math.abs(v).toFixed(1) + ' pts vs a week earlier';
 }
@@ -78,7 +79,7 @@ export class HostMetricsPanel {
         h('b', null, name === 'cpu' ? 'CPU ' : 'Memory '),
         h('span', { class: 'hm-avg' }, 'avg ' + pct(st.avg)),
         st.p50 != null ? h('span', { class: 'hm-pcts' }, ` · p50 ${pct(st.p50)} · p90 ${pct(st.p90)} · p99 ${pct(st.p99)} · max ${pct(st.max)}`) : null,
-        h('span', { class: 'hm-trend muted' }, ' · ' + pts(trend)));
+        h('span', { class: 'hm-trend muted' }, ' · ' + pts(trend, m.trend.unavailable)));
     replace(this.body,
       h('div', { class: 'hm-head', style: { display: 'flex', gap: '12px', flexWrap: 'wrap', alignItems: 'baseline' } },
         h('strong', null, 'Host metrics'),
