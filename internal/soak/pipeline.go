@@ -215,6 +215,9 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineReport, erro
 	fmt.Fprintf(progress, "pipeline: servers and roles under %s\n", dir)
 	st, err := startStack(ctx, sc, dir)
 	if err != nil {
+		if tmp && !cfg.Keep {
+			_ = os.RemoveAll(dir)
+		}
 		return nil, err
 	}
 	defer func() {
