@@ -242,8 +242,8 @@ func TestBrowserFunctionsTableAndHistory(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "correct horse"),
 		chromedp.Click(chromedp.CSS(`form.login button[type=submit]`)))
 	p.wait("table rows", `location.pathname === '/profile' && document.querySelectorAll('.fn-table tbody tr[data-name]').length > 0`)
-	if graphShown := evalJS[bool](p, `!document.querySelector('.split').hidden`); graphShown {
-		t.Error("view=table shows the flame graph")
+	if graphShown := evalJS[bool](p, `!document.querySelector('.split').hidden || document.querySelector('.graph-tools input.search').offsetParent !== null || document.querySelector('.crumbs').offsetParent !== null`); graphShown {
+		t.Error("view=table shows the flame graph or its tools")
 	}
 	type row struct {
 		Name                     string
@@ -326,7 +326,7 @@ func TestBrowserFunctionsTableAndHistory(t *testing.T) {
 	// Both: the graph is back above the table; a click on a frame opens its history.
 	p.do("clear filter", chromedp.Evaluate[chromedp.Void](`document.activeElement && document.activeElement.blur()`))
 	p.do("both view", chromedp.Click(chromedp.CSS(`.view-switch [data-view=both]`)))
-	p.wait("graph and table", `new URLSearchParams(location.search).get('view') === 'both' && !document.querySelector('.split').hidden && !document.querySelector('.fn-table-panel').hidden && window.__flamestream.ready`)
+	p.wait("graph and table", `new URLSearchParams(location.search).get('view') === 'both' && !document.querySelector('.split').hidden && !document.querySelector('.fn-table-panel').hidden && window.__flamestream.ready && document.querySelector('.graph-tools input.search').offsetParent !== null`)
 	r := evalJS[map[string]float64](p, `(() => { let r = __flamestream.locate('main_[p]'); if (r && (r.y < 0 || r.y + r.h > innerHeight)) { scrollBy(0, r.y - innerHeight / 3); r = __flamestream.locate('main_[p]'); } return r; })()`)
 	if r == nil {
 		t.Fatal("main_[p] is not drawn")

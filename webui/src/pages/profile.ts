@@ -260,6 +260,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       onclick: () => setParams({ view: k === 'graph' ? null : k }),
     }, label))));
     split.hidden = view === 'table';
+    // The graph's own tools go with it.
+    for (const e of [searchInput, matched, orientBtn, resetBtn, crumbs]) e.hidden = view === 'table';
     fnTable.el.hidden = view === 'graph';
     const params = q.get('service') ? commonParams : null;
     if (view !== 'graph') fnTable.update(params, { sort: q.get('tsort') || 'total', filter: q.get('tfilter') || '', selected: q.get('fn') || '' });
