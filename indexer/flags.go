@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/flamestream/flamestream/internal/config"
+	"github.com/flamestream/flamestream/internal/profile"
 )
 
 // Defaults of the indexer's and the janitor's settings, declared once: Vars prints them and New falls
@@ -25,6 +26,7 @@ func Vars() []config.Var {
 		config.Int("FLAMESTREAM_BATCH_SIZE", "batch-size", DefaultBatchSize, "events the indexer pulls per batch", func(c *config.Config) *int { return &c.BatchSize }),
 		config.Duration("FLAMESTREAM_BATCH_WAIT", "batch-wait", DefaultBatchWait, "longest wait to fill a batch", func(c *config.Config) *time.Duration { return &c.BatchWait }),
 		config.Int("FLAMESTREAM_FETCH_PARALLEL", "fetch-parallel", DefaultFetchParallel, "objects the indexer downloads concurrently", func(c *config.Config) *int { return &c.FetchParallel }),
+		config.String("FLAMESTREAM_FRAME_RULES", "frame-rules", "", "file of frame rewrite rules applied to every indexed stack (the original studio's replace.yaml format; see deploy/frame-rules.yaml); empty: none", func(c *config.Config) *string { return &c.FrameRules }),
 		config.Int64("FLAMESTREAM_MAX_DECOMPRESSED_BYTES", "max-decompressed-bytes", DefaultMaxDecompressedBytes, "largest decompressed upload accepted (413 above; gzip bombs)", func(c *config.Config) *int64 { return &c.MaxDecompressedBytes }),
 	}
 }
@@ -46,9 +48,19 @@ func JanitorVars() []config.Var {
 	}
 }
 
-// ConfigOf returns the indexer Config the loaded variables describe.
-func ConfigOf(c config.Config) Config {
-	return Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, FetchParallel: c.FetchParallel, MaxDecompressedBytes: c.MaxDecompressedBytes}
+// ConfigOf returns the indexer Config the loaded variables describe. It fails when the frame rules file
+// cannot be read or one of its rules or tests fails: an indexer must not store stacks under rules other
+// than the operator's.
+func ConfigOf(c config.Config) (Config, error) {
+	cfg := Config{BatchSize: c.BatchSize, BatchWait: c.BatchWait, FetchParallel: c.FetchParallel, MaxDecompressedBytes: c.MaxDecompressedBytes}
+	if c.FrameRules != "" {
+		rules, err := profile.LoadRules(c.FrameRules)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Rules = rules
+	}
+	return cfg, nil
 }
 
 // RetentionOf returns the Retention the loaded variables describe.

@@ -47,6 +47,8 @@ type Config struct {
 	// profile (a million stacks take tens of seconds through the materialized views) must not hold back
 	// every other service's events behind it.
 	Workers int
+	// Rules, when set, rewrite the frames of every stack before it is stored (see profile.Rules).
+	Rules *profile.Rules
 	// MaxDeliveries is how many deliveries an event ClickHouse keeps refusing gets before it is
 	// dead-lettered with its last error (default 20). Failures that are not a refusal of the data
 	// (connection errors, timeouts, a server down or busy) never count: those events wait for the server.
@@ -630,7 +632,15 @@ func (ix *Indexer) parseWithHost(ev stream.Event, body []byte) (*profile.Aggrega
 	}
 	agg := aggPool.Get().(*profile.Aggregate)
 	agg.Reset()
-	hdr, err := profile.ParseAs(text, profile.Format(ev.Format), agg.Add)
+	add := agg.Add
+	if ix.cfg.Rules != nil {
+		rw := d.rewriter(ix.cfg.Rules)
+		add = func(l *profile.Line) error {
+			l.Stack = rw.Stack(l.Stack)
+			return agg.Add(l)
+		}
+	}
+	hdr, err := profile.ParseAs(text, profile.Format(ev.Format), add)
 	if err != nil {
 		aggPool.Put(agg)
 		return nil, hostSample{}, fmt.Errorf("profile: %w", err)

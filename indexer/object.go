@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flamestream/flamestream/internal/profile"
 	"io"
 	"sync"
 	"unicode/utf8"
@@ -20,6 +21,17 @@ type objectDecoder struct {
 	zr    *gzip.Reader
 	plain []byte
 	text  []byte
+	// rw rewrites frames by the rules it was made for (see Config.Rules).
+	rw      *profile.Rewriter
+	rwRules *profile.Rules
+}
+
+// rewriter returns the decoder's Rewriter of rules.
+func (d *objectDecoder) rewriter(rules *profile.Rules) *profile.Rewriter {
+	if d.rwRules != rules {
+		d.rw, d.rwRules = rules.NewRewriter(), rules
+	}
+	return d.rw
 }
 
 var decoderPool = sync.Pool{New: func() any { return new(objectDecoder) }}

@@ -59,6 +59,8 @@ func toolCommands() []cli.Command {
 			// A service's retention is bounded by the global raw retention.
 			Vars:  func() []config.Var { return config.Join(config.Postgres(), indexer.RetentionVars(), config.Logging()) },
 			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return runService(ctx, in.Config, in.Args, in.Out) })},
+		{Name: "rules", Summary: "rules check FILE: load frame rewrite rules and run their tests (FLAMESTREAM_FRAME_RULES)",
+			Flags: noFlags(func(ctx context.Context, in cli.Invocation) error { return runRules(in.Args, in.Out) })},
 		{Name: "demo", Summary: "send demo profiles to an ingest address",
 			Flags: func(fs *flag.FlagSet) cli.Runner {
 				o := demoFlags(fs)

@@ -83,8 +83,11 @@ func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *rei
 	if err != nil {
 		return err
 	}
-	res, err := indexer.Reindex(ctx, indexer.Config{BatchSize: cfg.BatchSize, BatchWait: cfg.BatchWait,
-		FetchParallel: cfg.FetchParallel, MaxDecompressedBytes: cfg.MaxDecompressedBytes},
+	icfg, err := indexer.ConfigOf(cfg) // the frame rules of the day, as the indexer applies them
+	if err != nil {
+		return err
+	}
+	res, err := indexer.Reindex(ctx, icfg,
 		indexer.Range{Service: *o.service, From: from, To: to, Slack: *o.slack}, db, store, js, log)
 	if err != nil {
 		return err

@@ -45,6 +45,7 @@ type Config struct {
 
 	MaxBodyBytes         int64
 	MaxDecompressedBytes int64
+	FrameRules           string // file of frame rewrite rules (indexer)
 	StoreTimeout         time.Duration
 	RateLimit            float64
 	AuthCacheTTL         time.Duration

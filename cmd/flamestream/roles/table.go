@@ -83,7 +83,10 @@ var (
 			}
 			// The batch deadline derives from the consumer's own ack wait (an operator's replay consumer may
 			// have another one).
-			c := indexer.ConfigOf(cfg)
+			c, err := indexer.ConfigOf(cfg)
+			if err != nil {
+				return nil, err
+			}
 			c.BatchTimeout = batchTimeout
 			ix := indexer.New(c, d.ch, d.store, d.js, cons, log, reg)
 			return []func(context.Context) error{ix.Run}, nil
