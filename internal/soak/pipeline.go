@@ -4,9 +4,10 @@ package soak
 // that costs in CPU per profile in every process involved. It reuses the soak's own servers (ClickHouse,
 // NATS, versitygw on free ports, the roles as processes of the flamestream binary), without faults.
 //
-// Queryable means: the profile's rows are in samples. The indexer writes each batch with a marker row in
-// the same INSERT (see indexer/ledger.go), and the batch ledger says which profiles a batch holds, so a
-// poller that sees a batch's marker knows every profile of it became readable. After the run, samples say
+// Queryable means: the profile's rows are in samples and in every rollup. The indexer writes each batch
+// with a marker row in the same INSERT, which the views carry into every rollup (see indexer/ledger.go),
+// and the batch ledger says which profiles a batch holds, so a poller that sees a batch's marker in every
+// table knows every profile of it became readable. After the run, samples say
 // which profile id each upload (host, start) got: each upload's lag is the time its batch's marker was
 // first seen minus the time its request was sent.
 
@@ -24,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -592,20 +594,63 @@ func (b *pipeBench) pollLoop(ctx context.Context) {
 	}
 }
 
-// queryableBatches returns the batches whose marker is in samples, each with its profiles of the
-// service from the ledger. The marker rows lead samples' sort key (service first), so the subquery reads
-// only their granules.
+// queryableBatches returns the batches whose marker is in samples and in every rollup (a flame graph may
+// read any of them), each with its profiles of the service from the ledger. A batch's INSERT writes the
+// samples part first and the views' parts after it, seconds later for a big batch. The marker rows lead
+// every table's sort key (service first), so each branch reads only their granules; the union keeps it to
+// one query per poll.
 func (b *pipeBench) queryableBatches(ctx context.Context, db *chdb.DB) (batches, counts []uint64, err error) {
-	var batch, n proto.ColUInt64
+	tables := append([]schema.Rollup{{Table: schema.Samples, Dims: true, Stack: true}}, schema.Rollups...)
+	var union []string
+	for _, t := range tables {
+		// The marker's stack is the batch id; tables without a stack column have its hex in host.
+		col, key := "materialize('') AS h, stack AS s", "stack"
+		if !t.Stack {
+			col, key = "host AS h, toUInt64(0) AS s", "host"
+		}
+		union = append(union, "SELECT materialize("+chdb.String(t.Table)+") AS tbl, "+col+" FROM "+db.Table(t.Table)+
+			" WHERE service = "+chdb.String(schema.MarkerService)+" GROUP BY "+key)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	in := map[uint64]int{} // batch → tables holding its marker
+	var tbl, host proto.ColStr
+	var stack proto.ColUInt64
+	var bad error
+	err = db.Do(cctx, ch.Query{
+		Body:   strings.Join(union, " UNION ALL "),
+		Result: proto.Results{{Name: "tbl", Data: &tbl}, {Name: "h", Data: &host}, {Name: "s", Data: &stack}},
+		OnResult: func(context.Context, proto.Block) error {
+			for i := range stack.Rows() {
+				id := stack[i]
+				if h := host.Row(i); h != "" {
+					if id, err = strconv.ParseUint(h, 16, 64); err != nil {
+						bad = fmt.Errorf("marker host %q in %s: %w", h, tbl.Row(i), err)
+						continue
+					}
+				}
+				in[id]++
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read markers: %w", err)
+	}
+	if bad != nil {
+		return nil, nil, bad
+	}
+	var batch, n proto.ColUInt64
 	err = db.Do(cctx, ch.Query{
 		Body: "SELECT batch, toUInt64(count()) AS n FROM " + db.Table(schema.Batches) +
-			" WHERE service = " + chdb.String(b.cfg.Service) + " AND batch IN (SELECT stack FROM " + db.Table(schema.Samples) +
-			" WHERE service = " + chdb.String(schema.MarkerService) + ") GROUP BY batch",
+			" WHERE service = " + chdb.String(b.cfg.Service) + " GROUP BY batch",
 		Result: proto.Results{{Name: "batch", Data: &batch}, {Name: "n", Data: &n}},
 		OnResult: func(context.Context, proto.Block) error {
-			batches, counts = append(batches, batch...), append(counts, n...)
+			for i, id := range batch {
+				if in[id] == len(tables) {
+					batches, counts = append(batches, id), append(counts, n[i])
+				}
+			}
 			return nil
 		},
 	})
