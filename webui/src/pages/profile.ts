@@ -209,7 +209,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
 
   function changeService(name: string): void {
     const u = new URL(location.origin + location.pathname);
-    for (const k of ['range', 'from', 'to', 'orient', 'base', 'base_from', 'base_to']) {
+    for (const k of ['range', 'from', 'to', 'orient', 'base', 'base_from', 'base_to', 'view', 'tsort']) {
       const v = q.get(k);
       if (v) u.searchParams.set(k, v);
     }
