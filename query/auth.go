@@ -122,7 +122,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := pgdb.ValidName(in.Username); err != nil {
 		return badRequest("bad username", err)
 	}
-	addr := clientAddr(r)
+	addr := clientAddr(r, s.cfg.TrustedProxies)
 	if wait := s.logins.admit(in.Username, addr); wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -181,9 +181,10 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 //     else one valid account would reset the count between guesses at others.
 //   - Failures are forgotten 15 min after the later of the last failure and the end of its lock.
 //
-// The address is the TCP peer (r.RemoteAddr): Flamestream has no trusted-proxy setting, so a
-// forwarded-for header, which any client can write, is not believed. Behind a reverse proxy every client
-// shares the proxy's address and the address limit applies to all of them together.
+// The address is the TCP peer (r.RemoteAddr), or behind the proxies listed in FLAMESTREAM_TRUSTED_PROXIES
+// the client their X-Forwarded-For names (see clientAddr). A forwarded-for header from any other peer,
+// which any client can write, is not believed: behind an unlisted reverse proxy every client shares the
+// proxy's address and the address limit applies to all of them together.
 var (
 	userLoginPolicy = loginPolicy{free: 5, base: 30 * time.Second, max: 15 * time.Minute, forget: 15 * time.Minute}
 	addrLoginPolicy = loginPolicy{free: 20, base: time.Minute, max: 15 * time.Minute, forget: 15 * time.Minute}
@@ -364,15 +365,63 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// clientAddr is the limiter's key for the TCP peer of r: the IP, or for IPv6 its /64.
-func clientAddr(r *http.Request) string {
+// clientAddr is the limiter's key for the client of r: the IP, or for IPv6 its /64. It is the TCP peer,
+// unless the peer is a trusted proxy (FLAMESTREAM_TRUSTED_PROXIES): then it is the rightmost address of
+// X-Forwarded-For that is not a trusted proxy itself, since every proxy appends the address it got the
+// request from and only the part our own proxies wrote can be believed. A malformed entry stops the walk
+// at the last address believed.
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	ip := ap.Addr().Unmap()
+	if isTrusted(ip, trusted) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break
+			}
+			ip = hop.Unmap()
+			if !isTrusted(ip, trusted) {
+				break
+			}
+		}
+	}
 	if ip.Is6() {
 		return netip.PrefixFrom(ip, 64).Masked().String()
 	}
 	return ip.String()
+}
+
+func isTrusted(ip netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTrustedProxies reads FLAMESTREAM_TRUSTED_PROXIES: comma-separated addresses or CIDR prefixes.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxies: %q is neither an address nor a CIDR prefix", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -158,8 +158,46 @@ func TestClientAddrIsThePeerIPOrItsIPv6Slash64(t *testing.T) {
 		r := httptest.NewRequest("POST", "/api/v1/login", nil)
 		r.RemoteAddr = tc.remote
 		r.Header.Set("X-Forwarded-For", "203.0.113.9") // anyone can write it: ignored
-		if got := clientAddr(r); got != tc.want {
+		if got := clientAddr(r, nil); got != tc.want {
 			t.Errorf("clientAddr(%s) = %s, want %s", tc.remote, got, tc.want)
+		}
+	}
+}
+
+// Behind trusted proxies the client is the rightmost forwarded address that is not one of them; a peer
+// that is not trusted cannot name another client.
+func TestClientAddrBelievesOnlyTrustedProxies(t *testing.T) {
+	trusted, err := ParseTrustedProxies("10.0.0.0/8, 192.0.2.7 ,2001:db8:ffff::/48")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, remote string
+		xff          []string
+		want         string
+	}{
+		{"untrusted peer", "198.51.100.4:1", []string{"203.0.113.9"}, "198.51.100.4"},
+		{"one proxy", "10.1.2.3:1", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"client spoofs the left end", "10.1.2.3:1", []string{"1.1.1.1, 203.0.113.9"}, "203.0.113.9"},
+		{"two proxies", "192.0.2.7:1", []string{"203.0.113.9, 10.9.9.9"}, "203.0.113.9"},
+		{"headers joined in order", "10.1.2.3:1", []string{"1.1.1.1", "203.0.113.9, 10.0.0.1"}, "203.0.113.9"},
+		{"only proxies", "10.1.2.3:1", []string{"10.0.0.5"}, "10.0.0.5"},
+		{"no header", "10.1.2.3:1", nil, "10.1.2.3"},
+		{"malformed hop stops the walk", "10.1.2.3:1", []string{"203.0.113.9, bogus"}, "10.1.2.3"},
+		{"ipv6 client", "[2001:db8:ffff::1]:1", []string{"2001:db8:1:2:3:4:5:6"}, "2001:db8:1:2::/64"},
+	} {
+		r := httptest.NewRequest("POST", "/api/v1/login", nil)
+		r.RemoteAddr = tc.remote
+		for _, v := range tc.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := clientAddr(r, trusted); got != tc.want {
+			t.Errorf("%s: clientAddr = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "proxy.example", "10.0.0"} {
+		if _, err := ParseTrustedProxies(bad); err == nil {
+			t.Errorf("ParseTrustedProxies(%q) accepted it", bad)
 		}
 	}
 }

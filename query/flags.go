@@ -25,12 +25,17 @@ func Vars() []config.Var {
 		config.Int("FLAMESTREAM_QUERY_MAX_NODES", "query-max-nodes", DefaultMaxNodes, "default node budget of a flame graph (the maxNodes parameter overrides it)", func(c *config.Config) *int { return &c.QueryMaxNodes }),
 		config.Int("FLAMESTREAM_QUERY_TRIE_NODES", "query-trie-nodes", DefaultTrieNodes, "stack-trie nodes a query server keeps in memory across queries (about 40 bytes each); past it the least recently used services' tries are let go", func(c *config.Config) *int { return &c.QueryTrieNodes }),
 		config.Int("FLAMESTREAM_QUERY_CACHE_MB", "query-cache-mb", DefaultCacheBytes>>20, "memory for the per-stack sums of settled time ranges, reused while ClickHouse holds the same data parts (0 turns the cache off)", func(c *config.Config) *int { return &c.QueryCacheMB }),
+		config.String("FLAMESTREAM_TRUSTED_PROXIES", "trusted-proxies", "", "reverse proxies (comma-separated addresses or CIDR prefixes) whose X-Forwarded-For names the client the login limits count; empty: the TCP peer is the client", func(c *config.Config) *string { return &c.TrustedProxies }),
 		config.Bool("FLAMESTREAM_COOKIE_SECURE", "cookie-secure", false, "mark session cookies Secure (set true behind TLS)", func(c *config.Config) *bool { return &c.CookieSecure }),
 	}
 }
 
 // ConfigOf returns the query Config the loaded variables describe, retention included.
-func ConfigOf(c config.Config) Config {
+func ConfigOf(c config.Config) (Config, error) {
+	proxies, err := ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return Config{}, err
+	}
 	cache := -1 // FLAMESTREAM_QUERY_CACHE_MB=0 turns the cache off; Config.CacheBytes 0 would mean the default
 	if c.QueryCacheMB > 0 {
 		cache = c.QueryCacheMB << 20
@@ -38,5 +43,5 @@ func ConfigOf(c config.Config) Config {
 	return Config{CookieSecure: c.CookieSecure, Timeout: c.QueryTimeout,
 		MaxQueryMemory: uint64(max(c.QueryMaxMemory, 0)), MaxQueryRows: uint64(max(c.QueryMaxRows, 0)),
 		MaxNodes: c.QueryMaxNodes, TrieNodes: c.QueryTrieNodes,
-		RawDays: c.RetentionRawDays, HourDays: c.RetentionHourDays, CacheBytes: cache}
+		RawDays: c.RetentionRawDays, HourDays: c.RetentionHourDays, CacheBytes: cache, TrustedProxies: proxies}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +40,8 @@ type Config struct {
 	CacheBytes int
 	// TrieNodes bounds the nodes of the stack tries kept across queries (see tries); default 20 million.
 	TrieNodes int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client (see clientAddr).
+	TrustedProxies []netip.Prefix
 }
 
 // Server is the query API.
@@ -104,6 +107,7 @@ func (s *Server) Routes(r chi.Router) {
 		r.Get("/api/v1/diff", s.handle(s.diff))
 		r.Get("/api/v1/export", s.handle(s.export))
 		r.Get("/api/v1/agents", s.handle(s.agents))
+		r.Get("/api/v1/agents/logs", s.handle(s.agentLogs))
 		r.Group(func(r chi.Router) {
 			r.Use(requireUser)
 			r.Get("/api/v1/tokens", s.handle(s.listTokens))
@@ -111,6 +115,9 @@ func (s *Server) Routes(r chi.Router) {
 			r.Delete("/api/v1/tokens/{id}", s.handle(s.revokeToken))
 			r.Get("/api/v1/settings/{service}", s.handle(s.getSettings))
 			r.Put("/api/v1/settings/{service}", s.handle(s.putSettings))
+			r.Get("/api/v1/views", s.handle(s.listViews))
+			r.Post("/api/v1/views", s.handle(s.saveView))
+			r.Delete("/api/v1/views/{id}", s.handle(s.deleteView))
 		})
 	})
 }

@@ -46,6 +46,7 @@ type Config struct {
 	MaxBodyBytes         int64
 	MaxDecompressedBytes int64
 	FrameRules           string // file of frame rewrite rules (indexer)
+	TrustedProxies       string // reverse proxies whose X-Forwarded-For is believed (query)
 	StoreTimeout         time.Duration
 	RateLimit            float64
 	AuthCacheTTL         time.Duration

@@ -95,7 +95,11 @@ var (
 	queryPart = part{
 		vars: func() []config.Var { return config.Join(query.Vars(), indexer.RetentionVars()) },
 		start: func(ctx context.Context, cfg config.Config, log *slog.Logger, d *deps, reg prometheus.Registerer, r chi.Router) ([]func(context.Context) error, error) {
-			qs := query.New(query.ConfigOf(cfg), d.ch, d.pg, log)
+			qcfg, err := query.ConfigOf(cfg)
+			if err != nil {
+				return nil, err
+			}
+			qs := query.New(qcfg, d.ch, d.pg, log)
 			qs.Routes(r)
 			r.Handle("/*", webui.Handler())
 			// Learn the recent stacks in the background, so that the first graphs after a start are fast.
