@@ -125,7 +125,7 @@ func (s *Server) flamegraph(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer rd.cancel()
-	b, release, err := s.load(rd.ctx, rd.sel)
+	b, release, err := s.loadShaped(rd.ctx, r, rd.sel)
 	if err != nil {
 		return err
 	}
@@ -157,6 +157,10 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 		if !hasAny(q, "base_", dimensions) {
 			base.Include, base.Exclude = sel.Include, sel.Exclude
 		}
+		// The baseline may be of another service (base_service; see stackshape.go).
+		if err = baselineService(r, &base); err != nil {
+			return err
+		}
 		maxNodes, err = intParam(r, "maxNodes", s.cfg.MaxNodes, 0, 1<<20)
 		return err
 	})
@@ -165,7 +169,10 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer rd.cancel()
 	rd.widen(w, &base, "Base-")
-	b, release, err := s.load(rd.ctx, rd.sel, base)
+	if r.URL.Query().Get("format") == "table" {
+		return s.compareTable(w, r, rd, base) // the side-by-side table (compare.go)
+	}
+	b, release, err := s.loadShaped(rd.ctx, r, rd.sel, base)
 	if err != nil {
 		return err
 	}
@@ -208,7 +215,7 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer rd.cancel()
-	b, release, err := s.load(rd.ctx, rd.sel)
+	b, release, err := s.loadShaped(rd.ctx, r, rd.sel)
 	if err != nil {
 		return err
 	}
