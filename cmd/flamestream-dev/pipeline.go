@@ -45,7 +45,7 @@ func pipelineFlags(fs *flag.FlagSet) *pipelineOptions {
 		workers:     fs.Int("workers", 32, "uploads in flight at most"),
 		duration:    fs.Duration("duration", time.Minute, "how long uploads are offered"),
 		drain:       fs.Duration("drain", 3*time.Minute, "longest wait after the load for every accepted profile to be queryable"),
-		poll:        fs.Duration("poll", 250*time.Millisecond, "how often ClickHouse is polled for newly queryable batches (the lag's resolution)"),
+		poll:        fs.Duration("poll", 500*time.Millisecond, "how often ClickHouse is polled for newly queryable batches (the lag's resolution)"),
 		settle:      fs.Duration("settle", time.Minute, "longest time the CPU window goes on after the drain, until ClickHouse's merges are done (negative: none)"),
 		seed:        fs.Uint64("seed", 1, "random seed of the profiles"),
 		jsonOut:     fs.String("json", "", "also write the report as JSON to this file (- for stdout)"),

@@ -25,7 +25,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -145,6 +144,11 @@ type PipelineReport struct {
 	// PipelineMsPerProfile is the CPU per accepted profile of ingest, indexer, ClickHouse, S3 and NATS
 	// together (not the query role, not the bench's own client).
 	PipelineMsPerProfile float64 `json:"pipeline_cpu_ms_per_profile"`
+	// PollerClickHouseMsPerSec is what the bench's own poller costs ClickHouse (measured before the load:
+	// idle with it minus idle without it), and PollerMsPerProfile that over the window per accepted
+	// profile: it is inside ClickHouse's and the pipeline's figures above.
+	PollerClickHouseMsPerSec float64 `json:"poller_clickhouse_ms_per_s"`
+	PollerMsPerProfile       float64 `json:"poller_ms_per_profile"`
 	// MachineCores is the whole machine's busy CPU over the window (in cores) and OtherCores the part no
 	// measured process used: other work on a shared machine (and PostgreSQL, which ingest uses).
 	// LoadAverage is /proc/loadavg's one-minute figure at the start and at the end of the window.
@@ -194,7 +198,7 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineReport, erro
 	}
 	cfg.Workers = cmp.Or(cfg.Workers, 32)
 	cfg.Drain = cmp.Or(cfg.Drain, 3*time.Minute)
-	cfg.PollEvery = cmp.Or(cfg.PollEvery, 250*time.Millisecond)
+	cfg.PollEvery = cmp.Or(cfg.PollEvery, 500*time.Millisecond)
 	cfg.Baseline = cmp.Or(cfg.Baseline, 5*time.Second)
 	cfg.Settle = cmp.Or(cfg.Settle, time.Minute)
 	cfg.Seed = cmp.Or(cfg.Seed, 1)
@@ -314,14 +318,24 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}}
 
 	// Idle CPU first: what every process does with nothing to do (ClickHouse's merges, the query role's
-	// warm-up, NATS's housekeeping) is part of what the window measures. The poller already runs: its
-	// queries' fixed cost on ClickHouse shows in the idle figure.
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	var bg sync.WaitGroup
-	bg.Go(func() { b.pollLoop(pollCtx) })
+	// warm-up, NATS's housekeeping) is part of what the window measures. Then the same with the poller
+	// running: the difference is what its queries cost ClickHouse, which the window includes too.
 	idle0 := b.readCPU()
 	sleepCtx(ctx, cfg.Baseline)
 	idle1 := b.readCPU()
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Go(func() { b.pollLoop(pollCtx) })
+	sleepCtx(ctx, cfg.Baseline)
+	idle2 := b.readCPU()
+	if a, ok := idle1[ClickHouse]; ok {
+		if z, ok := idle2[ClickHouse]; ok && a.pid == z.pid {
+			if i0, ok := idle0[ClickHouse]; ok && i0.pid == a.pid {
+				base := cfg.Baseline.Seconds()
+				rep.PollerClickHouseMsPerSec = max((z.end-a.end)/base-(a.end-i0.end)/base, 0)
+			}
+		}
+	}
 
 	t0 := time.Now()
 	cpu0 := b.readCPU()
@@ -373,6 +387,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		return rep, err
 	}
 	b.cpuTable(idle0, idle1, cpu0, cpu1, cfg.Baseline.Seconds())
+	rep.PollerMsPerProfile = rep.PollerClickHouseMsPerSec * rep.WindowSeconds / float64(max(rep.Accepted, 1))
 	if ix0 != nil && ix1 != nil {
 		d := func(name string) float64 { return ix1[name] - ix0[name] }
 		rep.IndexerInserts = d("flamestream_indexer_insert_seconds_count")
@@ -597,60 +612,27 @@ func (b *pipeBench) pollLoop(ctx context.Context) {
 // queryableBatches returns the batches whose marker is in samples and in every rollup (a flame graph may
 // read any of them), each with its profiles of the service from the ledger. A batch's INSERT writes the
 // samples part first and the views' parts after it, seconds later for a big batch. The marker rows lead
-// every table's sort key (service first), so each branch reads only their granules; the union keeps it to
-// one query per poll.
+// every table's sort key (service first), so each subquery reads only their granules, and it is one
+// query per poll: on ClickHouse 18.16 a query's fixed cost is what a poller pays most.
 func (b *pipeBench) queryableBatches(ctx context.Context, db *chdb.DB) (batches, counts []uint64, err error) {
-	tables := append([]schema.Rollup{{Table: schema.Samples, Dims: true, Stack: true}}, schema.Rollups...)
-	var union []string
-	for _, t := range tables {
-		// The marker's stack is the batch id; tables without a stack column have its hex in host.
-		col, key := "materialize('') AS h, stack AS s", "stack"
+	body := "SELECT batch, toUInt64(count()) AS n FROM " + db.Table(schema.Batches) + " WHERE service = " + chdb.String(b.cfg.Service)
+	for _, t := range append([]schema.Rollup{{Table: schema.Samples, Dims: true, Stack: true}}, schema.Rollups...) {
+		// The marker's stack is the batch id; a table without a stack column has it in host, as 16 hex
+		// digits (big-endian).
+		col := "stack"
 		if !t.Stack {
-			col, key = "host AS h, toUInt64(0) AS s", "host"
+			col = "reinterpretAsUInt64(reverse(unhex(host)))"
 		}
-		union = append(union, "SELECT materialize("+chdb.String(t.Table)+") AS tbl, "+col+" FROM "+db.Table(t.Table)+
-			" WHERE service = "+chdb.String(schema.MarkerService)+" GROUP BY "+key)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	in := map[uint64]int{} // batch → tables holding its marker
-	var tbl, host proto.ColStr
-	var stack proto.ColUInt64
-	var bad error
-	err = db.Do(cctx, ch.Query{
-		Body:   strings.Join(union, " UNION ALL "),
-		Result: proto.Results{{Name: "tbl", Data: &tbl}, {Name: "h", Data: &host}, {Name: "s", Data: &stack}},
-		OnResult: func(context.Context, proto.Block) error {
-			for i := range stack.Rows() {
-				id := stack[i]
-				if h := host.Row(i); h != "" {
-					if id, err = strconv.ParseUint(h, 16, 64); err != nil {
-						bad = fmt.Errorf("marker host %q in %s: %w", h, tbl.Row(i), err)
-						continue
-					}
-				}
-				in[id]++
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read markers: %w", err)
-	}
-	if bad != nil {
-		return nil, nil, bad
+		body += " AND batch IN (SELECT " + col + " FROM " + db.Table(t.Table) + " WHERE service = " + chdb.String(schema.MarkerService) + ")"
 	}
 	var batch, n proto.ColUInt64
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	err = db.Do(cctx, ch.Query{
-		Body: "SELECT batch, toUInt64(count()) AS n FROM " + db.Table(schema.Batches) +
-			" WHERE service = " + chdb.String(b.cfg.Service) + " GROUP BY batch",
+		Body:   body + " GROUP BY batch",
 		Result: proto.Results{{Name: "batch", Data: &batch}, {Name: "n", Data: &n}},
 		OnResult: func(context.Context, proto.Block) error {
-			for i, id := range batch {
-				if in[id] == len(tables) {
-					batches, counts = append(batches, id), append(counts, n[i])
-				}
-			}
+			batches, counts = append(batches, batch...), append(counts, n...)
 			return nil
 		},
 	})
@@ -835,6 +817,7 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.3f\t%.2f\t%.1f\t\n", c.Name, c.PID, c.Millis, c.MsPerProfile, c.Cores, c.IdleMsPerSec)
 	}
 	fmt.Fprintf(tw, "pipeline (ingest+indexer+clickhouse+s3+nats)\t\t\t%.3f\t\t\t\n", r.PipelineMsPerProfile)
+	fmt.Fprintf(tw, "of which the bench's poller, in ClickHouse\t\t\t%.3f\t\t%.1f\t\n", r.PollerMsPerProfile, r.PollerClickHouseMsPerSec)
 	fmt.Fprintf(tw, "other work on the machine (not measured above)\t\t\t\t%.2f\t\t\n", r.OtherCores)
 	tw.Flush()
 	fmt.Fprintf(w, "machine: %.2f cores busy over the window; load average %.1f → %.1f\n", r.MachineCores, r.LoadAverage[0], r.LoadAverage[1])
