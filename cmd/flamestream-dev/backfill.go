@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/schema"
@@ -188,7 +188,7 @@ func backfillSources(o *backfillOptions, interval time.Duration, log *slog.Logge
 	switch *o.shape {
 	case "demo":
 		if *o.perProfile <= 0 || *o.stacks <= 0 {
-			return nil, errors.New("-stacks and -per-profile must be positive")
+			return nil, cli.Usagef("-stacks and -per-profile must be positive")
 		}
 		sources = append(sources, newBFService(*o.service, *o.seed, *o.hosts, *o.stacks, *o.perProfile))
 	case "tree":
@@ -201,7 +201,7 @@ func backfillSources(o *backfillOptions, interval time.Duration, log *slog.Logge
 			return nil, err
 		}
 		if *o.services <= 0 || *o.services > 1000 {
-			return nil, errors.New("-services must be within 1…1000")
+			return nil, cli.Usagef("-services must be within 1…1000")
 		}
 		t0 := time.Now()
 		vocab := newVocabulary(*o.seed, *o.vocabulary)
@@ -221,7 +221,7 @@ func backfillSources(o *backfillOptions, interval time.Duration, log *slog.Logge
 		}
 		log.Info("backfill services grown", "services", *o.services, "took", time.Since(t0).Round(time.Millisecond))
 	default:
-		return nil, fmt.Errorf("-shape %q: want demo or tree", *o.shape)
+		return nil, cli.Usagef("-shape %q: want demo or tree", *o.shape)
 	}
 	for i := range *o.noise {
 		sources = append(sources, newBFService(fmt.Sprintf("noise-%d", i+1), *o.seed+uint64(i)+1, 20, 500, *o.perProfile))
@@ -236,13 +236,13 @@ func backfillSources(o *backfillOptions, interval time.Duration, log *slog.Logge
 // learns them.
 func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *backfillOptions, out io.Writer) error {
 	if *o.days <= 0 || *o.hosts <= 0 || *o.interval < time.Minute || *o.noise < 0 {
-		return errors.New("-days and -hosts must be positive, -noise not negative and -interval at least 1m")
+		return cli.Usagef("-days and -hosts must be positive, -noise not negative and -interval at least 1m")
 	}
 	end := time.Now().UTC().Truncate(*o.interval)
 	if *o.end != "" {
 		t, err := time.Parse(time.RFC3339, *o.end)
 		if err != nil {
-			return fmt.Errorf("-end: %w", err)
+			return cli.Usagef("-end: %v", err)
 		}
 		end = t.UTC()
 	}

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 )
 
 // The tree shape of backfill: services with the stack variety of a real fleet. Each service's stacks are
@@ -30,13 +31,13 @@ type treeShape struct {
 func (s treeShape) check() error {
 	switch {
 	case s.Distinct <= 0 || s.PerProfile <= 0:
-		return fmt.Errorf("-distinct-per-day and -stacks-per-profile must be positive")
+		return cli.Usagef("-distinct-per-day and -stacks-per-profile must be positive")
 	case s.PerProfile > s.Distinct:
-		return fmt.Errorf("-stacks-per-profile %d is more than -distinct-per-day %d", s.PerProfile, s.Distinct)
+		return cli.Usagef("-stacks-per-profile %d is more than -distinct-per-day %d", s.PerProfile, s.Distinct)
 	case s.Hot < 0 || s.Hot > s.PerProfile:
-		return fmt.Errorf("-hot %d must be within 0…-stacks-per-profile", s.Hot)
+		return cli.Usagef("-hot %d must be within 0…-stacks-per-profile", s.Hot)
 	case s.DepthMin < 2 || s.DepthMax < s.DepthMin || s.DepthMax > 250:
-		return fmt.Errorf("-depth-min/-depth-max must satisfy 2 ≤ min ≤ max ≤ 250")
+		return cli.Usagef("-depth-min/-depth-max must satisfy 2 ≤ min ≤ max ≤ 250")
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
@@ -157,7 +157,7 @@ func benchRange(service string, to time.Time, d time.Duration, extra ...string) 
 // with -many, on the tries of an in-process server reading many services in turn (see benchManyServices).
 func runBench(ctx context.Context, cfg config.Config, log *slog.Logger, o *benchOptions, out io.Writer) error {
 	if *o.runs < 1 || *o.many < 0 || *o.many > 999 {
-		return errors.New("-runs must be positive and -many within 0…999")
+		return cli.Usagef("-runs must be positive and -many within 0…999")
 	}
 	ch, err := openCH(ctx, cfg, log)
 	if err != nil {
@@ -407,7 +407,7 @@ func benchScope(ctx context.Context, db *chdb.DB, o *benchOptions) (time.Time, s
 	if *o.to != "" {
 		t, err := time.Parse(time.RFC3339, *o.to)
 		if err != nil {
-			return time.Time{}, "", fmt.Errorf("-to: %w", err)
+			return time.Time{}, "", cli.Usagef("-to: %v", err)
 		}
 		to = t
 	}

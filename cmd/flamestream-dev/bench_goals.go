@@ -24,6 +24,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
@@ -262,7 +263,7 @@ func (m *benchMany) goal() benchGoal {
 func benchManyServices(ctx context.Context, db *chdb.DB, pg *pgdb.DB, log *slog.Logger, qc query.Config, o *benchOptions, to time.Time,
 	secret string, out io.Writer) (*benchMany, error) {
 	if *o.manyRounds < 2 {
-		return nil, errors.New("-many-rounds must be at least 2 (the first round learns the tries)")
+		return nil, cli.Usagef("-many-rounds must be at least 2 (the first round learns the tries)")
 	}
 	qs := query.New(qc, db, pg, log)
 	r := chi.NewRouter()

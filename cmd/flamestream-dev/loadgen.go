@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/demo"
 )
 
@@ -78,10 +78,10 @@ type loadResult struct {
 // from many emulated agents, and reports what was accepted and how fast the acks came.
 func runLoadgen(ctx context.Context, o *loadgenOptions, out, progress io.Writer) error {
 	if *o.token == "" {
-		return errors.New("-token is required")
+		return cli.Usagef("-token is required")
 	}
 	if *o.agents < 1 || *o.rate <= 0 || *o.workers < 1 || *o.duration <= 0 {
-		return errors.New("-agents, -rate, -workers and -duration must be positive")
+		return cli.Usagef("-agents, -rate, -workers and -duration must be positive")
 	}
 	fleet := demo.NewFleet(*o.seed, *o.service, demo.Shape{Stacks: *o.stacks, Lines: *o.lines, MinDepth: 20, MaxDepth: 60})
 	lf := demo.NewLoadFleet(*o.seed, fleet, *o.agents, *o.pool)

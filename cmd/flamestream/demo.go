@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/demo"
 )
 
@@ -81,7 +82,7 @@ func demoFlags(fs *flag.FlagSet) *demoOptions {
 func runDemo(ctx context.Context, o *demoOptions, out io.Writer) error {
 	addr, token, service, hosts, minutes, seed := o.url, o.token, o.service, o.hosts, o.minutes, o.seed
 	if *token == "" {
-		return errors.New("-token is required")
+		return cli.Usagef("-token is required")
 	}
 	c := &agentClient{base: *addr, token: *token, service: *service, http: &http.Client{Timeout: 2 * time.Minute}}
 	rng := rand.New(rand.NewPCG(*seed, 7))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flamestream/flamestream/cmd/flamestream/roles"
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/config"
@@ -50,15 +50,18 @@ func parseTime(s string) (time.Time, error) {
 
 func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *reindexOptions, out io.Writer) error {
 	if *o.service == "" || *o.from == "" || *o.to == "" {
-		return errors.New("usage: flamestream reindex --service S --from T1 --to T2 [--slack 1h]")
+		return cli.Usagef("usage: flamestream reindex --service S --from T1 --to T2 [--slack 1h]")
 	}
 	from, err := parseTime(*o.from)
 	if err != nil {
-		return err
+		return cli.Usagef("--from: %v", err)
 	}
 	to, err := parseTime(*o.to)
 	if err != nil {
-		return err
+		return cli.Usagef("--to: %v", err)
+	}
+	if !from.Before(to) {
+		return cli.Usagef("--from %s is not before --to %s", *o.from, *o.to)
 	}
 	db, err := roles.OpenCH(ctx, cfg, log)
 	if err != nil {

@@ -33,8 +33,8 @@ func TestReindexRequiresAServiceAndARange(t *testing.T) {
 	}
 	for _, args := range tests {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != 1 {
-			t.Errorf("%v: exit %d, want 1 (%s)", args, code, errb.String())
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2, a usage error (%s)", args, code, errb.String())
 		}
 	}
 }

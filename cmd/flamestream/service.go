@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
@@ -18,7 +19,7 @@ import (
 // /api/v1/settings/{service}). A flag left out keeps the current value.
 func runService(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: flamestream service list | set NAME [--sample-threshold X] [--retention-days N]")
+		return cli.Usagef("usage: flamestream service list | set NAME [--sample-threshold X] [--retention-days N]")
 	}
 	pg, err := openMeta(ctx, cfg)
 	if err != nil {
@@ -46,14 +47,14 @@ func runService(ctx context.Context, cfg config.Config, args []string, out io.Wr
 		return tw.Flush()
 	case "set":
 		if len(args) < 2 || args[1] == "" || args[1][0] == '-' {
-			return errors.New("usage: flamestream service set NAME [--sample-threshold X] [--retention-days N]")
+			return cli.Usagef("usage: flamestream service set NAME [--sample-threshold X] [--retention-days N]")
 		}
 		name := args[1]
 		fs := flag.NewFlagSet("service set", flag.ContinueOnError)
 		threshold := fs.Float64("sample-threshold", -1, "fraction of uploads archived but not indexed, 0..1")
 		retention := fs.Int("retention-days", -1, "days of data kept for this service, at most the global raw retention (0: the global default)")
 		if err := fs.Parse(args[2:]); err != nil {
-			return err
+			return cli.FlagError(err)
 		}
 		cur, err := pg.GetService(ctx, name)
 		if err != nil && !errors.Is(err, pgdb.ErrNotFound) {
@@ -68,11 +69,11 @@ func runService(ctx context.Context, cfg config.Config, args []string, out io.Wr
 		case *retention > 0:
 			// The same rule as PUT /api/v1/settings: a service's retention can only shorten the raw one.
 			if err := pgdb.CheckRetentionDays(retention, cfg.RetentionRawDays); err != nil {
-				return fmt.Errorf("--retention-days: %w", err)
+				return fmt.Errorf("--retention-days: %w", err) // a rule of the configuration: a failure, not a usage error
 			}
 			cur.RetentionDays = retention
 		case *retention < -1:
-			return fmt.Errorf("--retention-days %d: must be at least 1, or 0 for the global retention", *retention)
+			return cli.Usagef("--retention-days %d: must be at least 1, or 0 for the global retention", *retention)
 		}
 		if err := pg.SetServiceSettings(ctx, name, cur.SampleThreshold, cur.RetentionDays); err != nil {
 			return err

@@ -27,11 +27,11 @@ func TestServiceSetChangesDownsamplingAndRetention(t *testing.T) {
 		{[]string{"service", "set", "checkout", "--retention-days", "14"}, 0, 0.25, 14},
 		{[]string{"service", "set", "checkout", "--sample-threshold", "0", "--retention-days", "0"}, 0, 0, 0},
 		{[]string{"service", "set", "checkout", "--sample-threshold", "1.5"}, 1, 0, 0},
-		{[]string{"service", "set"}, 1, 0, 0},
+		{[]string{"service", "set"}, 2, 0, 0}, // a usage error
 		// At most the global raw retention (30 days by default): the janitor cannot keep one service longer.
 		{[]string{"service", "set", "checkout", "--retention-days", "30"}, 0, 0, 30},
 		{[]string{"service", "set", "checkout", "--retention-days", "31"}, 1, 0, 30},
-		{[]string{"service", "set", "checkout", "--retention-days", "-5"}, 1, 0, 30},
+		{[]string{"service", "set", "checkout", "--retention-days", "-5"}, 2, 0, 30}, // refused before connecting
 	}
 	pg, err := pgdb.Open(context.Background(), url)
 	if err != nil {

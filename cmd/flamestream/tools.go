@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flamestream/flamestream/cmd/flamestream/roles"
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
@@ -39,7 +39,7 @@ func runMigrate(ctx context.Context, cfg config.Config, log *slog.Logger, o *mig
 
 func runToken(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: flamestream token create|list|revoke")
+		return cli.Usagef("usage: flamestream token create|list|revoke")
 	}
 	pg, err := openMeta(ctx, cfg)
 	if err != nil {
@@ -53,7 +53,7 @@ func runToken(ctx context.Context, cfg config.Config, args []string, out io.Writ
 		name := fs.String("name", "", "a label for the token")
 		kind := fs.String("kind", pgdb.KindAgent, "agent (uploads profiles) or read (query API)")
 		if err := fs.Parse(args[1:]); err != nil {
-			return err
+			return cli.FlagError(err)
 		}
 		tok, secret, err := pg.CreateToken(ctx, *name, *kind, *service)
 		if err != nil {
@@ -82,11 +82,11 @@ func runToken(ctx context.Context, cfg config.Config, args []string, out io.Writ
 		return tw.Flush()
 	case "revoke":
 		if len(args) != 2 {
-			return errors.New("usage: flamestream token revoke ID")
+			return cli.Usagef("usage: flamestream token revoke ID")
 		}
 		id, err := strconv.ParseInt(args[1], 10, 64)
 		if err != nil {
-			return fmt.Errorf("token id: %w", err)
+			return cli.Usagef("token id: %v", err)
 		}
 		ok, err := pg.RevokeToken(ctx, id)
 		if err != nil {
@@ -98,12 +98,12 @@ func runToken(ctx context.Context, cfg config.Config, args []string, out io.Writ
 		fmt.Fprintf(out, "revoked token %d\n", id)
 		return nil
 	}
-	return fmt.Errorf("unknown token command %q", args[0])
+	return cli.Usagef("unknown token command %q (create, list or revoke)", args[0])
 }
 
 func runUser(ctx context.Context, cfg config.Config, args []string, out io.Writer) error {
 	if len(args) != 3 || args[0] != "add" {
-		return errors.New("usage: flamestream user add USERNAME PASSWORD")
+		return cli.Usagef("usage: flamestream user add USERNAME PASSWORD")
 	}
 	pg, err := openMeta(ctx, cfg)
 	if err != nil {

@@ -50,12 +50,54 @@ type Program struct {
 	Alias func(args []string) []string
 }
 
-// Run runs the command args name and returns the process exit code: 0, 1 when the command failed, 2 for
-// a usage error.
+// Exit codes of every command of both binaries (the README's "Commands" section documents them).
+const (
+	// ExitOK: the command did what it was asked (help asked for with -h, --help or help is this too).
+	ExitOK = 0
+	// ExitFailure: the command ran and failed (a server unreachable, a soak finding, a refused reindex).
+	ExitFailure = 1
+	// ExitUsage: the command line is wrong (no or an unknown command, an unknown or malformed flag, a
+	// missing or extra argument, a value out of range); nothing was done.
+	ExitUsage = 2
+)
+
+// ErrUsage marks an error of the command line: a Runner returns it wrapped (see Usagef) and Run exits
+// with ExitUsage instead of ExitFailure.
+var ErrUsage = errors.New("usage error")
+
+// usageError is an error of the command line; it Is ErrUsage.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string        { return e.msg }
+func (e usageError) Is(target error) bool { return target == ErrUsage }
+
+// Usagef returns an error of the command line (a missing flag, a wrong argument): Run prints it with a
+// hint to -h and exits with ExitUsage.
+func Usagef(format string, args ...any) error {
+	return usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// FlagError is what a subcommand's own flag set returns from Parse, as Run reads it: flag.ErrHelp stays
+// (help was asked for: ExitOK), any other error is one of the command line (ExitUsage).
+func FlagError(err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{msg: err.Error()}
+}
+
+// Run runs the command args name and returns the process exit code: ExitOK, ExitFailure when the command
+// failed, ExitUsage for an error of the command line (nothing was run, or the Runner returned ErrUsage).
+// Help asked for (-h, --help, help, "command -h") is ExitOK; the usage printed because the command line
+// was wrong goes to stderr with ExitUsage.
 func (p Program) Run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, p.Usage)
-		return 2
+		return ExitUsage
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, p.Usage)
+		return ExitOK
 	}
 	if p.Alias != nil {
 		args = p.Alias(args)
@@ -68,7 +110,7 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == nil {
 		fmt.Fprintf(stderr, "%s: unknown command %q\n\n%s", p.Name, args[0], p.Usage)
-		return 2
+		return ExitUsage
 	}
 	fs := flag.NewFlagSet(p.Name+" "+cmd.Name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -82,20 +124,27 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { p.usage(stderr, cmd, fs, own) }
 	cfg, err := config.Load(fs, args[1:], nil, vars)
 	if errors.Is(err, flag.ErrHelp) {
-		return 2
+		return ExitOK // the flag package printed the usage, as asked
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, p.Name+":", err)
-		return 2
+		return ExitUsage
 	}
 	log := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat).With("cmd", cmd.Name)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, Invocation{Config: cfg, Log: log, Args: fs.Args(), Out: stdout, Diag: stderr}); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK // a subcommand's own flag set (token create -h) printed its usage, as asked
+		}
 		fmt.Fprintln(stderr, p.Name+" "+cmd.Name+":", err)
-		return 1
+		if errors.Is(err, ErrUsage) {
+			fmt.Fprintf(stderr, "run \"%s %s -h\" for its flags\n", p.Name, cmd.Name)
+			return ExitUsage
+		}
+		return ExitFailure
 	}
-	return 0
+	return ExitOK
 }
 
 // usage prints the command's own flags first, then its configuration flags.
