@@ -17,9 +17,10 @@ package indexer
 //
 // Inserting the metrics first instead would have needed a second guard, on host_metrics, before the
 // samples one (a retry after a failed samples insert would write them twice). The one case left where a
-// row can be written twice is two indexers completing the same profile at the same moment (the guard path
-// claims rollup repairs, not this): the raw table is a ReplacingMergeTree keyed by profile and the query
-// API collapses its rows by profile, so raw reads stay exact; the hour and day sums would count it twice.
+// row can be written twice is two indexers both checking and then completing the same profile within the
+// same moment (the completion runs under the query id of a ledger batch of those profiles, which a later
+// redelivery waits for, but two checks may still both come first): the hour and day sums and raw reads
+// would count it twice, until the raw table (a ReplacingMergeTree keyed by profile) merges it away.
 
 import (
 	"context"
@@ -170,6 +171,13 @@ func (ix *Indexer) completeHostMetrics(ctx context.Context, items []*item) error
 	if r.profile.Rows() == 0 {
 		return nil
 	}
-	ix.log.Warn("host metrics completed: an earlier attempt wrote samples without them", "profiles", r.profile.Rows())
-	return ix.insertHostMetrics(ctx, newBatchID(), &r)
+	// Named after a batch of the ledger that wrote these profiles' samples, the insert is what a redelivery
+	// of them meanwhile waits for (waitEarlier), and the server refuses a second one under the same id
+	// while it runs.
+	b := newBatchID()
+	if bs, err := ix.ledgerBatches(ctx, items); err == nil && len(bs) > 0 {
+		b = bs[0].id
+	}
+	ix.log.Warn("host metrics completed: an earlier attempt wrote samples without them", "profiles", r.profile.Rows(), "batch", batchHex(b))
+	return ix.insertHostMetrics(ctx, b, &r)
 }

@@ -94,7 +94,7 @@ var migrations = []migration{
 	// ranges (an average is sum/n, never an average of averages). The indexer writes a profile's row after
 	// its samples and completes missing rows from the profiles its exactly-once guard finds in samples (see
 	// indexer/hostmetrics.go); the raw table is keyed by profile so that a row written twice (two indexers
-	// completing the same profile at once) merges away, and readers of it collapse rows by profile.
+	// completing the same profile at once) merges away.
 	{version: 6, name: "host metrics", tables: []table{
 		{name: HostMetrics, columns: "ts DateTime, service String, host String, instance_type String, profile UInt64, cpu Float64, mem Float64, cores UInt32",
 			engine: "ReplacingMergeTree", partition: "toYYYYMMDD(ts)", order: "service, host, ts, profile", shard: shardByService},
