@@ -37,7 +37,7 @@ export function readRange(q: URLSearchParams): Range {
 }
 
 /** BASE_MODES are the baseline choices of the diff view (relative to the comparison range). */
-export const BASE_MODES: [string, string][] = [['prev', 'Previous period'], ['1d', '1 day earlier'], ['7d', '1 week earlier']];
+export const BASE_MODES: [string, string][] = [['prev', 'Previous period'], ['1d', '1 day earlier'], ['7d', '1 week earlier'], ['same', 'Same range']];
 
 /** readBaseRange resolves the diff baseline from base/base_from/base_to. */
 export function readBaseRange(q: URLSearchParams, cmp: Range): Range & { mode: string } {
@@ -50,7 +50,8 @@ export function readBaseRange(q: URLSearchParams, cmp: Range): Range & { mode: s
   }
   const mode = q.get('base') || 'prev';
   const len = cmp.to - cmp.from;
-  const shift = mode === '1d' ? 86400 : mode === '7d' ? 7 * 86400 : len;
+  // "same": the comparison's own range, for a baseline of another service (base_service).
+  const shift = mode === '1d' ? 86400 : mode === '7d' ? 7 * 86400 : mode === 'same' ? 0 : len;
   return { mode: BASE_MODES.some(([k]) => k === mode) ? mode : 'prev', preset: null, from: cmp.from - shift, to: cmp.to - shift };
 }
 

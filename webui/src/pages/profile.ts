@@ -22,6 +22,8 @@ import { servicePicker } from '../components/servicepick';
 import { HostMetricsPanel } from '../components/hostmetrics';
 import { FunctionsTable } from '../components/functable';
 import { FunctionHistory } from '../components/funchistory';
+import { StackViewBar, readStackView, stackViewParams, stackViewKey, pruneTree } from '../components/stackview';
+import { CompareTable } from '../components/comparetable';
 
 const TOP_LIMIT = 100;
 /**
@@ -121,6 +123,10 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     dark: isDark,
   });
   const fnHist = new FunctionHistory(() => setParams({ hist: null }, { replace: true }));
+  // Runtime and process view (stackview.ts) and, in a diff, the A vs B table (comparetable.ts).
+  const stackView = new StackViewBar((c) => setParams(c));
+  let hiddenNodes = 0;
+  const cmpTable = new CompareTable((s, o) => setParams({ csort: s, corder: o }, { replace: true }), (name) => setParams({ fn: name }, { replace: true }));
   const viewSlot = h('div', { class: 'segs view-switch', role: 'group', 'aria-label': 'view' });
   let split: HTMLElement;
 
@@ -137,7 +143,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
         h('a', { href: '#', class: 'tab' + (mode === 'diff' ? ' on' : ''), onclick: (e: Event) => { e.preventDefault(); switchMode('diff'); } }, 'Diff')),
       rangeSlot,
       h('button', { type: 'button', class: 'btn small', title: 'Reload', onclick: () => { dataKey = ''; update(new URL(location.href)); } }, '↻ Refresh')),
-    filterSlot, baseSlot, timeline.el, hostMetrics.el,
+    filterSlot, baseSlot, stackView.el, timeline.el, hostMetrics.el,
     h('div', { class: 'toolbar graph-tools' }, viewSlot, searchInput, matched, orientBtn, resetBtn,
       h('button', { type: 'button', class: 'btn small ghost', title: 'Keyboard shortcuts (?)', onclick: () => help.showModal() }, '?'),
       exportSlot),
@@ -145,7 +151,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     split = h('div', { class: 'split' },
       h('section', { class: 'graph-col' }, h('div', { class: 'graph-head' }, legendSlot, status), h('div', { class: 'graph-wrap' }, graph.el)),
       h('aside', { class: 'side' }, h('h3', null, 'Top functions'), topSlot)),
-    fnHist.el, fnTable.el,
+    cmpTable.el, fnHist.el, fnTable.el,
     help);
 
   const offTheme = onThemeChange(() => { graph.themeChanged(); timeline.redraw(); renderLegend(); renderTop(); fnTable.rerender(); });
@@ -223,8 +229,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     const t = q.get('to');
     parts.push(f && t ? `${f}-${t}` : q.get('range') || '1h');
     const filters = readFilters(q);
-    parts.push(JSON.stringify(filters));
-    if (mode === 'diff') parts.push(q.get('base') || '', q.get('base_from') || '', q.get('base_to') || '', q.get('bf') || '', JSON.stringify(readFilters(q, 'base_')));
+    parts.push(JSON.stringify(filters), stackViewKey(readStackView(q)), q.get('minw') || '');
+    if (mode === 'diff') parts.push(q.get('base') || '', q.get('base_from') || '', q.get('base_to') || '', q.get('bf') || '', q.get('base_service') || '', JSON.stringify(readFilters(q, 'base_')));
     else parts.push(q.get('focus') || '', q.get('maxNodes') || '');
     return parts.join('|');
   }
@@ -232,7 +238,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
   function baseParams(): Record<string, string | number | string[]> {
     const b = readBaseRange(q, range);
     const f = q.get('bf') === 'own' ? readFilters(q, 'base_') : readFilters(q);
-    return { base_from: b.from, base_to: b.to, ...filterParams(f, 'base_') };
+    return { base_from: b.from, base_to: b.to, ...filterParams(f, 'base_'), ...(q.get('base_service') ? { base_service: q.get('base_service') as string } : {}) };
   }
 
   function update(u: URL): void {
@@ -250,6 +256,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     renderControls();
     applyView();
     renderFunctions();
+    stackView.update(readStackView(q), model ? Array.from(model.children(0), (i) => model!.name(i)) : [], hiddenNodes);
+    cmpTable.update(mode === 'diff' && q.get('service') ? { ...commonParams, ...baseParams(), ...stackViewParams(readStackView(q)) } : null, q.get('csort'), q.get('corder'));
   }
 
   /** renderFunctions lays out graph, table or both, and updates the functions table and the history. */
@@ -311,8 +319,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     try {
       const t0 = performance.now();
       const params = mode === 'diff'
-        ? { ...commonParams, ...baseParams() }
-        : { ...commonParams, maxNodes: q.get('maxNodes') || DEFAULT_MAX_NODES, focus: q.get('focus') || undefined };
+        ? { ...commonParams, ...baseParams(), ...stackViewParams(readStackView(q)) }
+        : { ...commonParams, maxNodes: q.get('maxNodes') || DEFAULT_MAX_NODES, focus: q.get('focus') || undefined, ...stackViewParams(readStackView(q)) };
       debug.covered = null;
       const text = await request<string>('GET', mode === 'diff' ? '/diff' : '/flamegraph', {
         params, signal, raw: true,
@@ -323,6 +331,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       });
       const tp = performance.now();
       const tree = JSON.parse(text) as TreeNode;
+      hiddenNodes = pruneTree(tree, readStackView(q).minWeight);
       debug.parseMs = performance.now() - tp;
       if (signal.aborted || destroyed) return;
       debug.loadMs = performance.now() - t0;
@@ -337,6 +346,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       graph.renderNow();
       debug.firstPaintMs = performance.now() - t1;
       renderStatus();
+      stackView.update(readStackView(q), Array.from(m.children(0), (i) => m.name(i)), hiddenNodes);
       debug.ready = true;
       // After the first paint: intern names (search, legend) while the user looks.
       setTimeout(() => { if (model === m && !destroyed) renderLegend(); }, 0);
@@ -356,7 +366,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     if (!service) return;
     const r = readRange(q);
     try {
-      top = await get<Top>('/top', { service, from: r.from, to: r.to, ...filterParams(readFilters(q)), sort: q.get('sort') || 'self', limit: TOP_LIMIT }, c.signal);
+      top = await get<Top>('/top', { service, from: r.from, to: r.to, ...filterParams(readFilters(q)), ...stackViewParams(readStackView(q)), sort: q.get('sort') || 'self', limit: TOP_LIMIT }, c.signal);
       dataVer++;
       if (!destroyed) renderTop();
     } catch (e) { ignoreAbort(e); }
@@ -423,6 +433,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
           h('button', { type: 'button', class: 'seg' + (b.mode === 'custom' ? ' on' : ''), onclick: () => { custom.hidden = !custom.hidden; } }, 'Custom')),
         custom,
         h('span', { class: 'muted' }, `${fmtDateTime(b.from)} → ${fmtDateTime(b.to)}`),
+        h('span', { class: 'label' }, 'Baseline service'),
+        h('span', { class: 'base-service' }, servicePicker(q.get('base_service') || '', (n) => setParams(n && n !== q.get('service') ? { base_service: n, base: 'same', base_from: null, base_to: null } : { base_service: null, base: null }), 'Same service', true)),
         h('label', { class: 'check' },
           h('input', { type: 'checkbox', checked: !own, onchange: (e: Event) => setParams({ bf: (e.target as HTMLInputElement).checked ? null : 'own' }) }),
           ' same filters as comparison')),
@@ -461,7 +473,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     memo(rangeSlot, [p('range'), p('from'), p('to')].join('|'), () =>
       replace(rangeSlot, timeRangePicker(range, (c) => setParams({ ...c, zoom: null }))));
     memo(filterSlot, JSON.stringify(readFilters(q)) + dataVer, renderFilters);
-    memo(baseSlot, [p('base'), p('base_from'), p('base_to'), p('bf'), JSON.stringify(readFilters(q, 'base_')), dataVer, range.from].join('|'), renderBase);
+    memo(baseSlot, [p('base_service'), p('base'), p('base_from'), p('base_to'), p('bf'), JSON.stringify(readFilters(q, 'base_')), dataVer, range.from].join('|'), renderBase);
     memo(topSlot, [p('sort'), p('fn'), dataVer, isDark()].join('|'), renderTop);
     const flame = q.get('orient') === 'flame';
     orientBtn.textContent = flame ? '⇅ Flame' : '⇅ Icicle';
@@ -544,6 +556,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       topCtrl?.abort();
       fnTable.destroy();
       fnHist.destroy();
+      cmpTable.destroy();
       graph.destroy();
       timeline.destroy();
       offTheme();
