@@ -134,9 +134,10 @@ func TestAgentArgsCheckCatchesLeaks(t *testing.T) {
 	}
 }
 
-// TestBrowserInstallCommandsSendLogsToFlamestream reads the docker command and the DaemonSet the install
-// page generates, for several tokens, service names and the --no-verify switch, and checks that every one
-// sets --api-server to the page's origin as well as --server-host.
+// TestBrowserInstallCommandsSendLogsToFlamestream reads the docker command, the DaemonSet, the systemd
+// install, the ECS task definition and the Databricks and EMR node scripts the install page generates, for
+// several tokens, service names and the --no-verify switch, and checks that every one sets --api-server to
+// the page's origin as well as --server-host, and passes the token and the service name intact.
 func TestBrowserInstallCommandsSendLogsToFlamestream(t *testing.T) {
 	b := newBrowser(t)
 	b.do("open install", chromedp.Navigate(b.base+"/admin/install"))
@@ -157,14 +158,26 @@ func TestBrowserInstallCommandsSendLogsToFlamestream(t *testing.T) {
 				const nv = document.querySelector('label.check input[type=checkbox]');
 				if (nv.checked !== %v) nv.click();
 			})()`, tc.token, tc.service, noVerify)))
-			docker := eval[string](b, `document.querySelector('[data-snippet=docker]').textContent`)
-			k8s := eval[string](b, `document.querySelector('[data-snippet=k8s]').textContent`)
-			for what, args := range map[string][]string{"docker": shellWords(docker), "DaemonSet": daemonSetArgs(t, k8s)} {
+			snippet := func(name string) string {
+				return eval[string](b, fmt.Sprintf(`document.querySelector('[data-snippet=%s]').textContent`, name))
+			}
+			docker := snippet("docker")
+			all := map[string][]string{"docker": shellWords(docker), "DaemonSet": daemonSetArgs(t, snippet("k8s")),
+				"systemd": systemdArgs(t, snippet("systemd")), "ECS": ecsArgs(t, snippet("ecs")),
+				"Databricks": nodeScriptArgs(t, snippet("databricks")), "EMR": nodeScriptArgs(t, snippet("emr"))}
+			for what, args := range all {
 				if err := checkAgentArgs(args, origin); err != nil {
 					t.Errorf("%s (token %q, service %q, no-verify %v): %v\n%q", what, tc.token, tc.service, noVerify, err, args)
 				}
 				if got := slices.Contains(args, "--no-verify"); got != noVerify {
 					t.Errorf("%s: --no-verify present %v, want %v", what, got, noVerify)
+				}
+				// The DaemonSet takes the token from its Secret ($(GPROFILER_TOKEN)).
+				if what != "DaemonSet" && tc.token != "" && agentFlag(args, "--token") != tc.token {
+					t.Errorf("%s: --token %q, want %q", what, agentFlag(args, "--token"), tc.token)
+				}
+				if tc.service != "" && agentFlag(args, "--service-name") != tc.service {
+					t.Errorf("%s: --service-name %q, want %q", what, agentFlag(args, "--service-name"), tc.service)
 				}
 				checked++
 			}
@@ -173,8 +186,8 @@ func TestBrowserInstallCommandsSendLogsToFlamestream(t *testing.T) {
 			}
 		}
 	}
-	if checked != 12 {
-		t.Fatalf("checked %d generated commands, want 12", checked)
+	if checked != 36 {
+		t.Fatalf("checked %d generated commands, want 36 (6 targets × 3 forms × --no-verify on and off)", checked)
 	}
 	b.shot("install-api-server")
 }

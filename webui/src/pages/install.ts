@@ -3,6 +3,7 @@ import { get, request, Agent } from '../api';
 import { Page, setParams } from '../router';
 import { debug } from '../debug';
 import { freshTokens } from './tokens';
+import { systemdInstall, ecsTaskDefinition, ECS_COMMANDS, nodeScript, EMR_COMMANDS } from './installsnippets';
 
 const SAFE = /^[A-Za-z0-9._:/@%+=,-]+$/;
 
@@ -101,6 +102,11 @@ export function installPage(url: URL): Page {
   const err = h('div');
   const docker = h('pre', { class: 'snippet', dataset: { snippet: 'docker' } });
   const k8s = h('pre', { class: 'snippet', dataset: { snippet: 'k8s' } });
+  const systemd = h('pre', { class: 'snippet', dataset: { snippet: 'systemd' } });
+  const ecs = h('pre', { class: 'snippet', dataset: { snippet: 'ecs' } });
+  const databricks = h('pre', { class: 'snippet', dataset: { snippet: 'databricks' } });
+  const emr = h('pre', { class: 'snippet', dataset: { snippet: 'emr' } });
+  const snippet = (pre: HTMLElement) => h('div', { class: 'snippet-wrap' }, pre, copyButton(() => pre.textContent || ''));
   const arrival = h('div', { class: 'arrival muted' });
   const createBtn = h('button', {
     type: 'button', class: 'btn small', onclick: async () => {
@@ -127,6 +133,10 @@ export function installPage(url: URL): Page {
     const v = values();
     docker.textContent = dockerCommand(v.token, v.service, origin, v.nv);
     k8s.textContent = k8sManifest(v.token, v.service, origin, v.nv, nsIn.value.trim() || 'default');
+    systemd.textContent = systemdInstall(v.token, v.service, origin, v.nv);
+    ecs.textContent = ecsTaskDefinition(v.token, v.service, origin, v.nv);
+    databricks.textContent = nodeScript(v.token, v.service, origin, v.nv, 'Databricks cluster init script');
+    emr.textContent = nodeScript(v.token, v.service, origin, v.nv, 'EMR bootstrap action');
   }
 
   async function checkArrival(): Promise<void> {
@@ -164,6 +174,12 @@ export function installPage(url: URL): Page {
           h('div', { class: 'snippet-wrap' }, docker, copyButton(() => docker.textContent || ''))),
         h('li', null, h('b', null, 'Kubernetes'), ' — a DaemonSet on every node (namespace ', nsIn, '):',
           h('div', { class: 'snippet-wrap' }, k8s, copyButton(() => k8s.textContent || ''))),
+        h('li', null, h('b', null, 'Executable with systemd'), ' — on each host (x86_64 or aarch64), as a user with sudo:', snippet(systemd)),
+        h('li', null, h('b', null, 'Amazon ECS'), ' — save this task definition as ', h('code', null, 'gprofiler-task.json'), ' and run it as a daemon service on the cluster\'s EC2 instances:',
+          snippet(ecs), snippet(h('pre', { class: 'snippet', dataset: { snippet: 'ecs-commands' } }, ECS_COMMANDS))),
+        h('li', null, h('b', null, 'Databricks'), ' — add this as a cluster-scoped init script (Compute → the cluster → Advanced options → Init scripts):', snippet(databricks)),
+        h('li', null, h('b', null, 'Amazon EMR'), ' — save this as ', h('code', null, 'gprofiler-bootstrap.sh'), ' and name it as a bootstrap action:',
+          snippet(emr), snippet(h('pre', { class: 'snippet', dataset: { snippet: 'emr-commands' } }, EMR_COMMANDS))),
         h('li', null, 'Wait for data:', arrival))),
     update(u) { q = u.searchParams; },
     destroy() { clearInterval(poll); },
