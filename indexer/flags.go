@@ -17,6 +17,7 @@ const (
 	DefaultRetentionRawDays     = 30
 	DefaultRetentionHourDays    = 30
 	DefaultRetentionDayDays     = 365
+	DefaultRetentionArchiveDays = 30
 	DefaultJanitorInterval      = time.Hour
 )
 
@@ -37,6 +38,7 @@ func RetentionVars() []config.Var {
 	return []config.Var{
 		config.Int("FLAMESTREAM_RETENTION_RAW_DAYS", "retention-raw-days", DefaultRetentionRawDays, "days of raw samples and minute rollups kept", func(c *config.Config) *int { return &c.RetentionRawDays }),
 		config.Int("FLAMESTREAM_RETENTION_HOUR_DAYS", "retention-hour-days", DefaultRetentionHourDays, "days of hour rollups kept", func(c *config.Config) *int { return &c.RetentionHourDays }),
+		config.Int("FLAMESTREAM_RETENTION_ARCHIVE_DAYS", "retention-archive-days", DefaultRetentionArchiveDays, "days of raw uploads the object store keeps (replay from the bucket and reindex need them; 0 keeps them forever)", func(c *config.Config) *int { return &c.RetentionArchiveDays }),
 		config.Int("FLAMESTREAM_RETENTION_DAY_DAYS", "retention-day-days", DefaultRetentionDayDays, "days of day rollups kept", func(c *config.Config) *int { return &c.RetentionDayDays }),
 	}
 }
@@ -65,5 +67,5 @@ func ConfigOf(c config.Config) (Config, error) {
 
 // RetentionOf returns the Retention the loaded variables describe.
 func RetentionOf(c config.Config) Retention {
-	return Retention{RawDays: c.RetentionRawDays, HourDays: c.RetentionHourDays, DayDays: c.RetentionDayDays}
+	return Retention{RawDays: c.RetentionRawDays, HourDays: c.RetentionHourDays, DayDays: c.RetentionDayDays, ArchiveDays: c.RetentionArchiveDays}
 }

@@ -1,11 +1,13 @@
 package indexer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
@@ -21,6 +23,8 @@ type Retention struct {
 	// RawDays applies to samples and totals_1m, HourDays to the hour rollups (all partitioned by day),
 	// DayDays to the day rollups (partitioned by month).
 	RawDays, HourDays, DayDays int
+	// ArchiveDays is how many days of raw uploads the object store keeps (see Janitor.SweepArchive).
+	ArchiveDays int
 }
 
 // partitionUnit is how a table is partitioned.
@@ -82,6 +86,10 @@ type Janitor struct {
 	ServiceTimeout time.Duration
 	// OnDelete, when set, is called for every deletion issued (tests count them).
 	OnDelete func(Deletion)
+	// Archive is the object store of the raw uploads; nil leaves them alone.
+	Archive Archive
+	// MaxArchiveDeletes bounds the objects one sweep deletes (default 100,000); the next sweep goes on.
+	MaxArchiveDeletes int
 
 	next string // the service after which the next sweep's page of services starts
 }
@@ -109,6 +117,11 @@ func (j *Janitor) Run(ctx context.Context, interval time.Duration) error {
 		// Failures are logged per service inside; the error only sums them up.
 		if _, err := j.SweepServices(ctx); err != nil && ctx.Err() == nil {
 			j.log.Warn("service retention sweep incomplete", "err", err)
+		}
+		if n, err := j.SweepArchive(ctx); err != nil && ctx.Err() == nil {
+			j.log.Warn("archive retention sweep incomplete", "deleted", n, "err", err)
+		} else if n > 0 {
+			j.log.Info("archive retention sweep deleted raw uploads", "objects", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -387,4 +400,53 @@ func (j *Janitor) deleting(ctx context.Context, table, service string) (bool, er
 		return false, fmt.Errorf("read mutations of %s: %w", table, err)
 	}
 	return len(n) == 1 && n[0] > 0, nil
+}
+
+// Archive is what the janitor needs from the object store (objstore.Store implements it).
+type Archive interface {
+	// Prefixes lists the folders right under prefix, at most max.
+	Prefixes(ctx context.Context, prefix string, max int) ([]string, error)
+	// DeletePrefix deletes at most max objects under prefix and says how many.
+	DeletePrefix(ctx context.Context, prefix string, max int) (int, error)
+}
+
+// maxArchiveServices bounds the services one archive sweep lists.
+const maxArchiveServices = 100_000
+
+// SweepArchive deletes the raw uploads of the days wholly older than Retention.ArchiveDays, at most
+// MaxArchiveDeletes objects per call. Uploads are stored as profiles/<service>/<YYYY-MM-DD>/..., by the
+// UTC day of their start, so a day's folder goes as a whole; other keys are never touched. Once gone, a
+// profile can no longer be replayed from the bucket or reindexed: keep ArchiveDays at least as long as
+// the stream's replay window and as far back as a reindex may need to go.
+func (j *Janitor) SweepArchive(ctx context.Context) (deleted int, err error) {
+	if j.Archive == nil || j.retention.ArchiveDays <= 0 {
+		return 0, nil
+	}
+	budget := cmp.Or(j.MaxArchiveDeletes, 100_000)
+	cutoff := j.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -j.retention.ArchiveDays)
+	services, err := j.Archive.Prefixes(ctx, "profiles/", maxArchiveServices)
+	if err != nil {
+		return 0, err
+	}
+	for _, svc := range services {
+		days, err := j.Archive.Prefixes(ctx, svc, 100_000)
+		if err != nil {
+			return deleted, err
+		}
+		for _, d := range days {
+			day, perr := time.Parse("2006-01-02", strings.TrimSuffix(strings.TrimPrefix(d, svc), "/"))
+			if perr != nil || !day.Before(cutoff) {
+				continue // not a day folder, or not wholly expired
+			}
+			n, err := j.Archive.DeletePrefix(ctx, d, budget-deleted)
+			deleted += n
+			if err != nil {
+				return deleted, err
+			}
+			if deleted >= budget {
+				return deleted, nil
+			}
+		}
+	}
+	return deleted, nil
 }

@@ -56,10 +56,11 @@ type Config struct {
 	BatchWait     time.Duration
 	FetchParallel int
 
-	RetentionRawDays  int
-	RetentionHourDays int
-	RetentionDayDays  int
-	JanitorInterval   time.Duration
+	RetentionRawDays     int
+	RetentionHourDays    int
+	RetentionDayDays     int
+	RetentionArchiveDays int
+	JanitorInterval      time.Duration
 
 	QueryTimeout   time.Duration
 	QueryMaxMemory int64

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -87,4 +88,64 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) Ping(ctx context.Context) error {
 	_, err := s.client.BucketExists(ctx, s.bucket)
 	return err
+}
+
+// Prefixes lists the "folders" right under prefix: the distinct keys cut after the next "/" past prefix, in
+// key order, at most max of them.
+func (s *Store) Prefixes(ctx context.Context, prefix string, max int) ([]string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the listing goroutine when we stop early
+	var out []string
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if obj.Err != nil {
+			return out, fmt.Errorf("list %s: %w", prefix, obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			out = append(out, obj.Key)
+			if len(out) >= max {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// DeletePrefix deletes the objects under prefix, at most max of them, and returns how many it deleted.
+func (s *Store) DeletePrefix(ctx context.Context, prefix string, max int) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	keys := make(chan minio.ObjectInfo)
+	var listErr error
+	n := 0
+	go func() {
+		defer close(keys)
+		for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if obj.Err != nil {
+				listErr = obj.Err
+				return
+			}
+			if n >= max {
+				return
+			}
+			select {
+			case keys <- obj:
+				n++
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var firstErr error
+	for e := range s.client.RemoveObjects(ctx, s.bucket, keys, minio.RemoveObjectsOptions{}) {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("delete %s: %w", e.ObjectName, e.Err)
+		}
+	}
+	if firstErr != nil {
+		return n, firstErr
+	}
+	if listErr != nil {
+		return n, fmt.Errorf("list %s: %w", prefix, listErr)
+	}
+	return n, nil
 }

@@ -128,6 +128,9 @@ var (
 			}
 			jan := indexer.NewJanitor(d.ch, indexer.RetentionOf(cfg), log)
 			jan.Services = d.pg // per-service retention
+			if d.store != nil {
+				jan.Archive = d.store // archive retention of the raw uploads
+			}
 			return []func(context.Context) error{func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) }}, nil
 		},
 	}
@@ -143,7 +146,7 @@ func Table() []Role {
 		{Name: "ingest", Summary: "the agent-facing API", Opens: Postgres | S3 | NATS, parts: []part{ingestPart}, listensOnIngest: true},
 		{Name: "indexer", Summary: "the JetStream consumer that writes ClickHouse", Opens: ClickHouse | S3 | NATS, parts: []part{indexerPart}},
 		{Name: "query", Summary: "the query API and the web UI", Opens: Postgres | ClickHouse, parts: []part{queryPart}},
-		{Name: "janitor", Summary: "drops ClickHouse partitions past retention (per-service settings from PostgreSQL)", Opens: Postgres | ClickHouse, parts: []part{janitorPart}},
+		{Name: "janitor", Summary: "drops ClickHouse partitions and archived uploads past retention (per-service settings from PostgreSQL)", Opens: Postgres | ClickHouse | S3, parts: []part{janitorPart}},
 	}
 }
 
