@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flamestream/flamestream/cmd/flamestream/roles"
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/soak"
 )
@@ -64,7 +64,7 @@ func pipelineFlags(fs *flag.FlagSet) *pipelineOptions {
 func pipelineShape(o *pipelineOptions) (soak.PipelineShape, error) {
 	sh, ok := soak.PipelineShapes[*o.shape]
 	if !ok {
-		return sh, fmt.Errorf("unknown -shape %q (want 60 or 2000)", *o.shape)
+		return sh, cli.Usagef("unknown -shape %q (want 60 or 2000)", *o.shape)
 	}
 	for _, f := range []struct {
 		v   *int
@@ -72,7 +72,7 @@ func pipelineShape(o *pipelineOptions) (soak.PipelineShape, error) {
 	}{{o.lines, &sh.Lines}, {o.stacks, &sh.Stacks}, {o.depthMin, &sh.MinDepth}, {o.depthMax, &sh.MaxDepth},
 		{o.pool, &sh.Pool}, {o.agents, &sh.Agents}} {
 		if *f.v < 0 {
-			return sh, errors.New("shape flags must not be negative")
+			return sh, cli.Usagef("shape flags must not be negative")
 		}
 		if *f.v > 0 {
 			*f.dst = *f.v
@@ -129,10 +129,10 @@ func roleFlags(fs *flag.FlagSet) func(context.Context, []string, *slog.Logger, c
 	addr := fs.String("pprof", "", "address serving /debug/pprof/ (empty: none)")
 	return func(ctx context.Context, args []string, log *slog.Logger, cfg config.Config) error {
 		if len(args) != 1 {
-			return errors.New("usage: flamestream-dev role [-pprof ADDR] ROLE")
+			return cli.Usagef("usage: flamestream-dev role [-pprof ADDR] ROLE")
 		}
 		if _, ok := roles.Lookup(args[0]); !ok {
-			return fmt.Errorf("unknown role %q", args[0])
+			return cli.Usagef("unknown role %q", args[0])
 		}
 		if *addr != "" {
 			l, err := net.Listen("tcp", *addr)

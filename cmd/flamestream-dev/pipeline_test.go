@@ -5,6 +5,8 @@ import (
 	"flag"
 	"strings"
 	"testing"
+
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 )
 
 func TestPipelineShapeFlagsOverrideThePreset(t *testing.T) {
@@ -33,15 +35,15 @@ func TestPipelineShapeFlagsOverrideThePreset(t *testing.T) {
 }
 
 // TestBenchPipelineIsThePipelineCommand checks the alias and the role command's argument check without
-// starting any server.
+// starting any server: both are errors of the command line.
 func TestBenchPipelineIsThePipelineCommand(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run([]string{"bench", "pipeline", "-shape", "nope", "-server", "/bin/true"}, &out, &errb); code == 0 ||
+	if code := run([]string{"bench", "pipeline", "-shape", "nope", "-server", "/bin/true"}, &out, &errb); code != cli.ExitUsage ||
 		!strings.Contains(errb.String(), `unknown -shape "nope"`) {
 		t.Fatalf("bench pipeline -shape nope: exit %d, %s", code, errb.String())
 	}
 	errb.Reset()
-	if code := run([]string{"role", "janitorx"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), `unknown role "janitorx"`) {
+	if code := run([]string{"role", "janitorx"}, &out, &errb); code != cli.ExitUsage || !strings.Contains(errb.String(), `unknown role "janitorx"`) {
 		t.Fatalf("role janitorx: exit %d, %s", code, errb.String())
 	}
 }
