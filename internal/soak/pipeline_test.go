@@ -143,8 +143,8 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	sh := PipelineShapes["60"]
 	sh.Agents = 40
 	pp := filepath.Join(dir, "indexer.pprof")
-	rep, err := RunPipeline(ctx, PipelineConfig{Shape: sh, Rate: 25, Workers: 8, Duration: 6 * time.Second,
-		Drain: 20 * time.Second, Baseline: time.Second, Settle: 10 * time.Second, Seed: 3,
+	rep, err := RunPipeline(ctx, PipelineConfig{Shape: sh, Rate: 30, Workers: 8, Duration: 5 * time.Second,
+		Drain: 20 * time.Second, Baseline: 500 * time.Millisecond, Settle: 5 * time.Second, Seed: 3,
 		Binary: bins["flamestream"], ClickHouseServer: progs["clickhouse-server"], NATSServer: progs["nats-server"],
 		VersityGW: progs["versitygw"], PostgresURL: config.Defaults().PostgresURL, Dir: filepath.Join(dir, "run"),
 		ProfileRole: "indexer", RoleBinary: bins["flamestream-dev"], ProfileOut: pp, Progress: &progress})
@@ -194,7 +194,7 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("indexer profile: %v", err)
 	}
-	if len(p.SampleType) < 2 || p.SampleType[1].Type != "cpu" || p.DurationNanos < int64(5*time.Second) {
+	if len(p.SampleType) < 2 || p.SampleType[1].Type != "cpu" || p.DurationNanos < int64(4*time.Second) {
 		t.Fatalf("indexer profile is not a CPU profile of the load: %v, %d ns", p.SampleType, p.DurationNanos)
 	}
 }
