@@ -13,6 +13,7 @@ import { tokensPage } from './pages/tokens';
 import { installPage } from './pages/install';
 import { agentsPage } from './pages/agents';
 import { settingsPage } from './pages/settings';
+import { savedViews } from './components/savedviews';
 
 interface Route { view: string; title: string; make: (url: URL) => Page }
 
@@ -51,6 +52,7 @@ const header = h('header', { class: 'topbar' },
   h('a', { href: '/', class: 'brand' }, h('span', { class: 'logo' }), 'Flamestream'),
   nav,
   h('span', { class: 'spacer' }),
+  savedViews(),
   userSlot,
   themeToggle(),
   h('button', { type: 'button', class: 'btn small ghost', onclick: logout, dataset: { action: 'logout' } }, 'Sign out'));

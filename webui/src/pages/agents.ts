@@ -3,13 +3,20 @@ import { get, Agent } from '../api';
 import { Page, setParams } from '../router';
 import { debug } from '../debug';
 import { servicePicker } from '../components/servicepick';
+import { agentLogsPanel } from '../components/agentlogs';
 
 /** agentsPage shows the agents that reported, optionally for one service. */
 export function agentsPage(url: URL): Page {
   let ctrl = new AbortController();
   const pick = h('span');
   const body = h('div');
+  const logs = agentLogsPanel();
+  let shown: string | null = null;
   function load(u: URL): void {
+    logs.update(u);
+    // The logs panel's own parameters change the URL too: the list reloads only for another service.
+    if (shown === (u.searchParams.get('service') || '')) return;
+    shown = u.searchParams.get('service') || '';
     ctrl.abort();
     ctrl = new AbortController();
     const service = u.searchParams.get('service') || '';
@@ -19,7 +26,7 @@ export function agentsPage(url: URL): Page {
       const agents = (r.agents || []).slice().sort((a, b) => parseTime(b.last_seen) - parseTime(a.last_seen));
       const now = Date.now() / 1000;
       replace(body, agents.length ? h('table', { class: 'grid' },
-        h('thead', null, h('tr', null, ['Status', 'Service', 'Host', 'Agent version', 'Instance type', 'gpid', 'First seen', 'Last seen'].map((c) => h('th', null, c)))),
+        h('thead', null, h('tr', null, ['Status', 'Service', 'Host', 'Agent version', 'Instance type', 'gpid', 'First seen', 'Last seen', ''].map((c) => h('th', null, c)))),
         h('tbody', null, agents.map((a) => {
           const age = now - parseTime(a.last_seen);
           const st = age < 300 ? ['ok', 'active'] : age < 3600 ? ['warn', 'stale'] : ['bad', 'gone'];
@@ -28,7 +35,9 @@ export function agentsPage(url: URL): Page {
             h('td', null, h('a', { href: `/profile?service=${encodeURIComponent(a.service)}&host=${encodeURIComponent(a.hostname)}` }, a.service)),
             h('td', null, a.hostname), h('td', null, a.agent_version), h('td', null, a.instance_type || '—'),
             h('td', { class: 'num' }, String(a.gpid ?? '')),
-            h('td', { title: a.first_seen }, fmtAgo(a.first_seen)), h('td', { title: a.last_seen }, fmtAgo(a.last_seen)));
+            h('td', { title: a.first_seen }, fmtAgo(a.first_seen)), h('td', { title: a.last_seen }, fmtAgo(a.last_seen)),
+            h('td', null, h('button', { type: 'button', class: 'btn tiny', dataset: { action: 'logs', host: a.hostname },
+              onclick: () => setParams({ log_service: a.service, log_host: a.hostname }) }, 'Logs')));
         })))
         : h('p', { class: 'muted' }, 'No agent has reported yet. ', h('a', { href: '/admin/install' }, 'Install one.')));
       debug.ready = true;
@@ -36,8 +45,8 @@ export function agentsPage(url: URL): Page {
   }
   load(url);
   return {
-    el: h('div', { class: 'page admin' }, h('div', { class: 'toolbar' }, h('h2', null, 'Agents'), pick), body),
+    el: h('div', { class: 'page admin' }, h('div', { class: 'toolbar' }, h('h2', null, 'Agents'), pick), logs.el, body),
     update: load,
-    destroy() { ctrl.abort(); },
+    destroy() { ctrl.abort(); logs.destroy(); },
   };
 }
