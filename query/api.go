@@ -169,7 +169,10 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer rd.cancel()
 	rd.widen(w, &base, "Base-")
-	if r.URL.Query().Get("format") == "table" {
+	if table, err := diffTable(r); err != nil || table {
+		if err != nil {
+			return err
+		}
 		return s.compareTable(w, r, rd, base) // the side-by-side table (compare.go)
 	}
 	b, release, err := s.loadShaped(rd.ctx, r, rd.sel, base)

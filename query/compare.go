@@ -40,6 +40,17 @@ var compareSorts = map[string]func(r *CompareRow) float64{
 	"change":       func(r *CompareRow) float64 { return math.Abs(r.NDeltaTotal) },
 }
 
+// diffTable reads a diff's format: the tree (tree, the default) or the side-by-side table (table).
+func diffTable(r *http.Request) (bool, error) {
+	switch r.URL.Query().Get("format") {
+	case "", "tree":
+		return false, nil
+	case "table":
+		return true, nil
+	}
+	return false, badRequest("bad format", errors.New("tree or table"))
+}
+
 // compareParams are the table's own parameters of a diff.
 type compareParams struct {
 	sort  string

@@ -359,6 +359,7 @@ func TestCompareAcrossServicesAndRuntimeViewsAgreeWithUploadedText(t *testing.T)
 			{"/api/v1/flamegraph", url.Values{"runtimes_off": {"kernel,no such!"}}, read, 400, "bad runtimes_off"},
 			{"/api/v1/top", url.Values{"process": {""}}, read, 400, "bad process"},
 			{"/api/v1/diff", url.Values{"format": {"table"}, "sort": {"size"}}, read, 400, "bad sort"},
+			{"/api/v1/diff", url.Values{"format": {"csv"}}, read, 400, "bad format"},
 			{"/api/v1/diff", url.Values{"format": {"table"}, "order": {"up"}}, read, 400, "bad order"},
 			{"/api/v1/diff", url.Values{"format": {"table"}, "limit": {"0"}}, read, 400, "bad limit"},
 			{"/api/v1/diff", url.Values{"base_service": {"canary"}}, limited, 403, "token is not valid for the baseline service"},
