@@ -24,6 +24,10 @@ type Range struct {
 	// Slack is how long after its start a profile's event may reach the stream (upload period, agent
 	// retries, ingest outages). Reindex reads the stream from From-Slack to To+Slack. Default 1h.
 	Slack time.Duration
+	// Progress, when set, is told what Reindex is doing: "deleting" before the range is deleted, then
+	// "replaying" after each batch with the totals so far and the events still pending in the stream
+	// (flamestream reindex draws its progress line from it). It must not block.
+	Progress func(phase string, res ReindexResult, pending uint64)
 }
 
 // ReindexResult says what Reindex did.
@@ -94,6 +98,11 @@ func Reindex(ctx context.Context, cfg Config, r Range, db *chdb.DB, objects Obje
 			info.State.FirstTime.UTC().Format(time.RFC3339), from.Format(time.RFC3339))
 	}
 
+	progress := r.Progress
+	if progress == nil {
+		progress = func(string, ReindexResult, uint64) {}
+	}
+	progress("deleting", res, 0)
 	where := " DELETE WHERE service = " + chdb.String(r.Service) + " AND ts >= " + chdb.Time(from) + " AND ts < " + chdb.Time(to)
 	for _, t := range reindexTables {
 		if err := db.Exec(ctx, "ALTER TABLE "+db.Table(t)+where); err != nil {
@@ -158,6 +167,7 @@ func Reindex(ctx context.Context, cfg Config, r Range, db *chdb.DB, objects Obje
 		if err != nil {
 			return res, fmt.Errorf("reindex: consumer info: %w", err)
 		}
+		progress("replaying", res, ci.NumPending)
 		if ci.NumPending == 0 && ci.NumAckPending == 0 {
 			break
 		}

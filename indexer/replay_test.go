@@ -166,11 +166,24 @@ func TestReindexRebuildsOneServiceRangeExactly(t *testing.T) {
 		t.Fatal("the damage did not change the results")
 	}
 
+	type step struct {
+		phase   string
+		res     indexer.ReindexResult
+		pending uint64
+	}
+	var steps []step // what flamestream reindex draws its progress line from
 	res, err := indexer.Reindex(context.Background(), r.indexerConfig(),
-		indexer.Range{Service: "rebuilt", From: base, To: base.Add(5 * time.Minute), Slack: 3 * time.Hour},
+		indexer.Range{Service: "rebuilt", From: base, To: base.Add(5 * time.Minute), Slack: 3 * time.Hour,
+			Progress: func(phase string, res indexer.ReindexResult, pending uint64) {
+				steps = append(steps, step{phase, res, pending})
+			}},
 		r.st.CH, r.store, r.js, r.log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(steps) < 2 || steps[0].phase != "deleting" || steps[len(steps)-1].phase != "replaying" ||
+		steps[len(steps)-1].res != res || steps[len(steps)-1].pending != 0 {
+		t.Errorf("progress %+v: want deleting, then replaying ending at the result %+v with nothing pending", steps, res)
 	}
 	if res.Indexed != 20 || res.Events < 20 {
 		t.Errorf("reindex read %d events and indexed %d profiles, want 20 profiles", res.Events, res.Indexed)

@@ -234,7 +234,9 @@ func backfillSources(o *backfillOptions, interval time.Duration, log *slog.Logge
 // the same whatever the data; the materialized views fill the rollups). It also marks the services seen in
 // PostgreSQL at the end of the history, as ingest would, so the UI lists them and a query server's warm-up
 // learns them.
-func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *backfillOptions, out io.Writer) error {
+// runBackfill writes the rows; prog shows how far it got (stacks, then days of samples) and ends with a
+// summary line.
+func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *backfillOptions, out io.Writer, prog *cli.Progress) error {
 	if *o.days <= 0 || *o.hosts <= 0 || *o.interval < time.Minute || *o.noise < 0 {
 		return cli.Usagef("-days and -hosts must be positive, -noise not negative and -interval at least 1m")
 	}
@@ -262,7 +264,12 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 	}
 	defer pg.Close()
 
+	defer prog.Clear() // an error is printed on a clean line
 	began := time.Now()
+	allStacks := 0
+	for _, s := range services {
+		allStacks += s.stackCount()
+	}
 	var hash proto.ColUInt64
 	var frames, service proto.ColStr
 	var buf []byte
@@ -282,6 +289,8 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 				return fmt.Errorf("backfill stacks of %s: %w", s.serviceName(), err)
 			}
 			stacks += hash.Rows()
+			prog.Update("backfill: stacks %d/%d (%.0f%%) %s, %v", stacks, allStacks, 100*float64(stacks)/float64(max(allStacks, 1)),
+				s.serviceName(), time.Since(began).Round(time.Second))
 		}
 		if _, err := pg.TouchService(ctx, s.serviceName(), end); err != nil {
 			return fmt.Errorf("backfill: register service %s: %w", s.serviceName(), err)
@@ -336,11 +345,16 @@ func runBackfill(ctx context.Context, cfg config.Config, log *slog.Logger, o *ba
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		el := time.Since(began)
+		prog.Update("backfill: samples up to %s (%.0f%% of the range), %d profiles, %d rows, %.0f rows/s, %v",
+			t.Format(time.DateTime), 100*float64(t.Sub(start))/float64(end.Sub(start)), profiles, rows+b.ts.Rows(),
+			float64(rows)/max(el.Seconds(), 0.001), el.Round(time.Second))
 	}
 	if err := flush(); err != nil {
 		return err
 	}
 	took := time.Since(began)
+	prog.Done("backfill: done, %d stacks, %d profiles, %d sample rows in %v", stacks, profiles, rows, (stacksTook + took).Round(time.Millisecond))
 	if *o.shape == "tree" {
 		fmt.Fprintf(out, "backfill: database %s, %d tree services (%s…), %d hosts each, %d noise services, %d days to %s, one profile per host per %v\n",
 			ch.Database, *o.services, services[0].serviceName(), *o.hosts, *o.noise, *o.days, end.Format(time.RFC3339), *o.interval)

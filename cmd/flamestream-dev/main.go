@@ -33,7 +33,7 @@ func commands() []cli.Command {
 			Flags: func(fs *flag.FlagSet) cli.Runner {
 				o := backfillFlags(fs)
 				return func(ctx context.Context, in cli.Invocation) error {
-					return runBackfill(ctx, in.Config, in.Log, o, in.Out)
+					return runBackfill(ctx, in.Config, in.Log, o, in.Out, cli.NewProgress(in.Diag))
 				}
 			}},
 		{Name: "bench", Summary: "bench query: p50/p95 of flame graph, diff, top and timeline queries; the goals of a real fleet",

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/soak"
 )
@@ -65,6 +66,9 @@ func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag i
 		}
 		return soak.FindProgram(name)
 	}
+	// soak.Run writes a line per sample and per fault: on a terminal the latest is the progress line,
+	// elsewhere only the summary is written (the report table lists the faults and samples).
+	line := cli.NewProgress(diag)
 	var targets []string
 	for _, t := range strings.Split(*o.targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -79,8 +83,14 @@ func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag i
 		SampleEvery: *o.sampleEvery, QueryEvery: *o.queryEvery, Drain: *o.drain,
 		Binary: self, NATSServer: prog(*o.natsServer, "nats-server"), VersityGW: prog(*o.versitygw, "versitygw"),
 		ClickHouseServer: prog(*o.clickhouse, "clickhouse-server"),
-		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Progress: diag}
+		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Progress: line}
 	rep, err := soak.Run(ctx, sc)
+	if rep != nil {
+		line.Done("soak: %d profiles offered, %d acked, %d rejected, %d faults, %d findings in %v", rep.Offered, rep.Acked,
+			rep.Rejected, len(rep.Faults), len(rep.Failures), time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second))
+	} else {
+		line.Clear()
+	}
 	if rep != nil {
 		rep.WriteTable(out)
 		if *o.jsonOut != "" {

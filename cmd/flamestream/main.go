@@ -48,7 +48,7 @@ func toolCommands() []cli.Command {
 			Flags: func(fs *flag.FlagSet) cli.Runner {
 				o := reindexFlags(fs)
 				return func(ctx context.Context, in cli.Invocation) error {
-					return runReindex(ctx, in.Config, in.Log, o, in.Out)
+					return runReindex(ctx, in.Config, in.Log, o, in.Out, cli.NewProgress(in.Diag))
 				}
 			}},
 		{Name: "token", Summary: "create | list | revoke API tokens", Vars: meta,

@@ -48,7 +48,9 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *reindexOptions, out io.Writer) error {
+// runReindex rebuilds the range; prog shows the phase and the events replayed so far, and ends with a
+// summary line.
+func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *reindexOptions, out io.Writer, prog *cli.Progress) error {
 	if *o.service == "" || *o.from == "" || *o.to == "" {
 		return cli.Usagef("usage: flamestream reindex --service S --from T1 --to T2 [--slack 1h]")
 	}
@@ -90,11 +92,16 @@ func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *rei
 	if err != nil {
 		return err
 	}
+	defer prog.Clear() // an error is printed on a clean line
+	began := time.Now()
 	res, err := indexer.Reindex(ctx, icfg,
-		indexer.Range{Service: *o.service, From: from, To: to, Slack: *o.slack}, db, store, js, log)
+		indexer.Range{Service: *o.service, From: from, To: to, Slack: *o.slack, Progress: reindexProgress(prog, began)},
+		db, store, js, log)
 	if err != nil {
 		return err
 	}
+	prog.Done("reindex: done in %v, %d events read, %d profiles indexed, %d rows", time.Since(began).Round(time.Millisecond),
+		res.Events, res.Indexed, res.Rows)
 	fmt.Fprintf(out, "reindexed %s from %s to %s: %d events read, %d profiles indexed, %d rows\n", *o.service,
 		res.From.Format(time.RFC3339), res.To.Format(time.RFC3339), res.Events, res.Indexed, res.Rows)
 	return nil
@@ -141,4 +148,18 @@ func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cl
 	}
 	fmt.Fprintf(out, "migrated postgres and clickhouse cluster %s (applied %v)\n", cluster, applied)
 	return nil
+}
+
+// reindexProgress draws the progress line of a reindex from indexer.Range.Progress.
+func reindexProgress(prog *cli.Progress, began time.Time) func(string, indexer.ReindexResult, uint64) {
+	return func(phase string, res indexer.ReindexResult, pending uint64) {
+		el := time.Since(began).Round(time.Second)
+		if phase == "deleting" {
+			prog.Update("reindex: deleting %s … %s and waiting for the mutations, %v", res.From.Format(time.DateOnly),
+				res.To.Format(time.DateOnly), el)
+			return
+		}
+		prog.Update("reindex: %s, %d events read (%d pending in the stream), %d profiles, %d rows, %v", phase,
+			res.Events, pending, res.Indexed, res.Rows, el)
+	}
 }

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flamestream/flamestream/cmd/internal/cli"
+	"github.com/flamestream/flamestream/indexer"
 )
 
 func TestMigratePrintShowsTheClusterSchemaWithoutConnecting(t *testing.T) {
@@ -46,5 +49,36 @@ func TestParseTimeAcceptsRFC3339AndUnixSeconds(t *testing.T) {
 		if err != nil || !got.Equal(want) {
 			t.Errorf("parseTime(%q) = %v, %v; want %v", s, got, err, want)
 		}
+	}
+}
+
+// TestReindexProgressLine: on a terminal the reindex's phases are drawn in place, at most once a second;
+// elsewhere nothing is drawn and the summary line is all that is written.
+func TestReindexProgressLine(t *testing.T) {
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res := indexer.ReindexResult{From: day, To: day.Add(48 * time.Hour)}
+	var tty bytes.Buffer
+	p := cli.NewProgressFor(&tty, true)
+	f := reindexProgress(p, time.Now())
+	f("deleting", res, 0)
+	res.Events, res.Indexed, res.Rows = 10, 9, 900
+	f("replaying", res, 5) // within the second: not drawn
+	if got, want := tty.String(), "\r\x1b[Kreindex: deleting 2026-01-01 … 2026-01-03 and waiting for the mutations, 0s"; got != want {
+		t.Fatalf("terminal %q, want %q", got, want)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	f("replaying", res, 5)
+	if !strings.Contains(tty.String(), "\r\x1b[Kreindex: replaying, 10 events read (5 pending in the stream), 9 profiles, 900 rows, ") {
+		t.Fatalf("terminal %q lacks the replay line", tty.String())
+	}
+
+	var log bytes.Buffer
+	p = cli.NewProgressFor(&log, false)
+	f = reindexProgress(p, time.Now())
+	f("deleting", res, 0)
+	f("replaying", res, 0)
+	p.Done("reindex: done")
+	if log.String() != "reindex: done\n" {
+		t.Fatalf("not a terminal: wrote %q, want only the summary line", log.String())
 	}
 }

@@ -30,6 +30,12 @@ type Progress struct {
 // NewProgress returns the progress line of w (the command's Diag, stderr).
 func NewProgress(w io.Writer) *Progress { return newProgress(w, IsTerminal(w), time.Second, time.Now) }
 
+// NewProgressFor returns the progress line of w drawn as on a terminal or not, as the caller decides
+// (a test, a caller that knows better than the file mode).
+func NewProgressFor(w io.Writer, terminal bool) *Progress {
+	return newProgress(w, terminal, time.Second, time.Now)
+}
+
 func newProgress(w io.Writer, tty bool, every time.Duration, now func() time.Time) *Progress {
 	return &Progress{w: w, tty: tty, every: every, now: now}
 }
