@@ -168,7 +168,6 @@ func (s *Server) stackCounts(ctx context.Context, sel Selection, base *Selection
 		return nil, err
 	}
 	var out []stackCount
-	byText := map[string]int{}
 	for i, svc := range sels {
 		var mine []segmentSums
 		for _, sg := range segs {
@@ -183,33 +182,35 @@ func (s *Server) stackCounts(ctx context.Context, sel Selection, base *Selection
 		if err != nil {
 			return nil, err
 		}
-		perLeaf := map[uint32]int64{}
-		for j, sg := range mine {
-			for k, x := range sg.sums {
-				perLeaf[leaves[j][k]] += sg.sign * x.sum
-			}
-		}
-		for leaf, c := range perLeaf {
-			if c <= 0 {
-				continue // only rows written into a settled bucket while it was read (see view)
-			}
-			frames := v.Frames(leaf, nil)
-			key := strings.Join(frames, ";")
-			at, ok := byText[key]
-			if !ok {
-				at = len(out)
-				byText[key] = at
-				out = append(out, stackCount{frames: frames})
-			}
-			if i == 0 {
-				out[at].cmp += uint64(c)
-			} else {
-				out[at].base += uint64(c)
-			}
-		}
+		out = leafStacks(v, mine, leaves, i == 1, out)
 		release()
 	}
 	return out, nil
+}
+
+// leafStacks adds to out the stacks of segs (leaves[j][k] is the trie leaf of segs[j].sums[k]) with their
+// net counts, on the baseline side when base is set. A stack of both sides may be in out twice, once with
+// each side's count: the builder and the table sum by text and by function anyway.
+func leafStacks(v *flame.View, segs []segmentSums, leaves [][]uint32, base bool, out []stackCount) []stackCount {
+	perLeaf := map[uint32]int64{}
+	for j, sg := range segs {
+		for k, x := range sg.sums {
+			perLeaf[leaves[j][k]] += sg.sign * x.sum
+		}
+	}
+	for leaf, c := range perLeaf {
+		if c <= 0 {
+			continue // only rows written into a settled bucket while it was read (see view)
+		}
+		sc := stackCount{frames: v.Frames(leaf, nil)}
+		if base {
+			sc.base = uint64(c)
+		} else {
+			sc.cmp = uint64(c)
+		}
+		out = append(out, sc)
+	}
+	return out
 }
 
 // shapedGraph reads the stacks of a selection (and of a baseline) into a Builder with the shape applied.
@@ -218,6 +219,11 @@ func (s *Server) shapedGraph(ctx context.Context, sh stackShape, sel Selection, 
 	if err != nil {
 		return nil, err
 	}
+	return buildShaped(stacks, sh, base != nil), nil
+}
+
+// buildShaped merges stacks, shaped by sh, into a Builder (with their baseline counts when withBase).
+func buildShaped(stacks []stackCount, sh stackShape, withBase bool) *flame.Builder {
 	// Sorted stacks merge fastest into a Builder.
 	texts := make([]string, 0, len(stacks))
 	counts := make([][2]uint64, 0, len(stacks))
@@ -247,11 +253,11 @@ func (s *Server) shapedGraph(ctx context.Context, sh stackShape, sel Selection, 
 	b := &flame.Builder{}
 	for _, i := range order {
 		b.Add(texts[i], counts[i][0])
-		if base != nil {
+		if withBase {
 			b.AddBase(texts[i], counts[i][1])
 		}
 	}
-	return b, nil
+	return b
 }
 
 // graphReader is what the flame graph, top and diff endpoints read a tree or a table from: a view of the
