@@ -1,10 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
+	"github.com/flamestream/flamestream/cmd/internal/cli"
 	"github.com/flamestream/flamestream/internal/profile"
 )
 
@@ -12,7 +12,7 @@ import (
 // every test passes.
 func runRules(args []string, out io.Writer) error {
 	if len(args) != 2 || args[0] != "check" {
-		return errors.New("usage: flamestream rules check FILE")
+		return cli.Usagef("usage: flamestream rules check FILE")
 	}
 	r, err := profile.LoadRules(args[1])
 	if err != nil {
