@@ -114,7 +114,7 @@ func intOf(t *testing.T, s string) int64 {
 
 // TestBrowserCompareAgainstAnotherService: on the Diff tab, picking another service as the baseline puts
 // base_service and the same range in the URL, the diff graph's status shows the other service's total, and
-// the A vs B table lists every function of either side with self and total of each and the deltas computed
+// (and its own filters: another service's hosts differ), the A vs B table lists every function of either side with self and total of each and the deltas computed
 // from the two texts, ordered by the size of the normalized change; a column header sorts by it, a second
 // click the other way round, both in the URL.
 func TestBrowserCompareAgainstAnotherService(t *testing.T) {
@@ -137,7 +137,7 @@ func TestBrowserCompareAgainstAnotherService(t *testing.T) {
 	p.login()
 	p.wait("baseline service picker", `location.pathname === '/diff' && [...document.querySelectorAll('.base-service select option')].some(o => o.value === 'canary')`)
 	p.do("pick canary", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('.base-service select'); s.value = 'canary'; s.dispatchEvent(new Event('change')); })()`))
-	p.wait("table", `(() => { const q = new URLSearchParams(location.search); return q.get('base_service') === 'canary' && q.get('base') === 'same' &&
+	p.wait("table", `(() => { const q = new URLSearchParams(location.search); return q.get('base_service') === 'canary' && q.get('base') === 'same' && q.get('bf') === 'own' &&
 		window.__flamestream.ready && document.querySelectorAll('.cmp-table tbody tr[data-name]').length > 0; })()`)
 	if s := evalJS[string](p, `document.querySelector('.status').textContent`); !strings.Contains(s, fmt.Sprintf("baseline %s samples", commas(totalB))) ||
 		!strings.HasPrefix(s, commas(totalA)+" samples") {

@@ -119,6 +119,9 @@ export class StackViewBar {
       h('button', { type: 'button', class: 'btn small', dataset: { act: 'exclude' }, onclick: () => { if (pick.value && !v.processNot.includes(pick.value)) setProc(v.process.filter((x) => x !== pick.value), [...v.processNot, pick.value]); } }, 'Exclude'),
       chips,
       h('span', { class: 'label' }, 'Hide nodes'), weight,
-      hidden ? h('span', { class: 'muted hidden-count' }, `${hidden} hidden`) : null);
+      hidden ? h('span', { class: 'muted hidden-count' }, `${hidden} hidden`) : null,
+      // The functions table and a function's history read every stack (GET /functions, /function).
+      v.runtimesOff.length || v.process.length || v.processNot.length
+        ? h('span', { class: 'muted sv-scope', title: 'the functions table and the function history show every runtime and process' }, 'graph, top functions and A vs B only') : null);
   }
 }

@@ -434,7 +434,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
         custom,
         h('span', { class: 'muted' }, `${fmtDateTime(b.from)} → ${fmtDateTime(b.to)}`),
         h('span', { class: 'label' }, 'Baseline service'),
-        h('span', { class: 'base-service' }, servicePicker(q.get('base_service') || '', (n) => setParams(n && n !== q.get('service') ? { base_service: n, base: 'same', base_from: null, base_to: null } : { base_service: null, base: null }), 'Same service', true)),
+        h('span', { class: 'base-service' }, servicePicker(q.get('base_service') || '', (n) => setParams(n && n !== q.get('service') ? { base_service: n, base: 'same', base_from: null, base_to: null, bf: 'own' } : { base_service: null, base: null, bf: null }), 'Same service', true)),
         h('label', { class: 'check' },
           h('input', { type: 'checkbox', checked: !own, onchange: (e: Event) => setParams({ bf: (e.target as HTMLInputElement).checked ? null : 'own' }) }),
           ' same filters as comparison')),
