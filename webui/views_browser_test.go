@@ -149,7 +149,7 @@ type logRec struct {
 // TestBrowserAgentLogs: the Agents page opens an agent's logs from its row; the panel lists that host's
 // records newest first exactly as posted through ingest; the level filter and the search go to the URL
 // and to the server, and the rows are then exactly the posted records that pass both; closing the panel
-// clears its URL state.
+// clears its URL state; the service's logs of every host come a page of 200 at a time, Older adding the rest.
 func TestBrowserAgentLogs(t *testing.T) {
 	p := newPage(t)
 	st := testenv.Start(t, testenv.Options{})
@@ -192,6 +192,16 @@ func TestBrowserAgentLogs(t *testing.T) {
 		post("/api/v1/logs", []byte(fmt.Sprintf(`{"batch_id":"b%d","metadata":{"run_id":"r","gprofiler_version":"1.35.0","service_name":"shop","hostname":%q},"logs":[%s]}`,
 			b, host, strings.Join(logs, ","))), map[string]string{"X-Token": agent, "Content-Type": "application/json"})
 	}
+	// A long log of web-2: more than a page (200) of every host's records.
+	var bulk []string
+	for i := range 205 {
+		r := logRec{host: "web-2", logger: "gprofiler.main", msg: fmt.Sprintf("bulk record %d", i), sev: 2}
+		posted = append(posted, r)
+		bulk = append(bulk, fmt.Sprintf(`{"severity":2,"timestamp":%d,"text":{"message":%q,"logger_name":"gprofiler.main"}}`,
+			start.Add(time.Duration(len(posted))*time.Second).UnixMilli(), r.msg))
+	}
+	post("/api/v1/logs", []byte(`{"batch_id":"bulk","metadata":{"service_name":"shop","hostname":"web-2"},"logs":[`+strings.Join(bulk, ",")+`]}`),
+		map[string]string{"X-Token": agent, "Content-Type": "application/json"})
 	// The agents list comes from the uploads' bookkeeping; wait until both hosts are there.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -219,7 +229,7 @@ func TestBrowserAgentLogs(t *testing.T) {
 		for i := len(posted) - 1; i >= 0; i-- {
 			r := posted[i]
 			lt := strings.ToLower(text)
-			if r.host == host && r.sev >= levels[level] &&
+			if (host == "" || r.host == host) && r.sev >= levels[level] &&
 				(text == "" || strings.Contains(strings.ToLower(r.msg), lt) || strings.Contains(strings.ToLower(r.logger), lt)) {
 				out = append(out, fmt.Sprintf("%s|%s|%s|%s", names[r.sev-1], r.host, r.logger, r.msg))
 			}
@@ -261,4 +271,19 @@ func TestBrowserAgentLogs(t *testing.T) {
 
 	p.do("close", chromedp.Click(chromedp.CSS(`[data-action=close-logs]`)))
 	p.wait("closed", `document.querySelector('.agent-logs').hidden && !/log_/.test(location.search) && new URLSearchParams(location.search).get('service') === 'shop'`)
+
+	// Every host of the service, a page at a time: the newest 200 records, then Older adds the rest.
+	p.do("logs of every host", chromedp.Click(chromedp.CSS(`[data-action=service-logs]`)))
+	p.wait("every host", `new URLSearchParams(location.search).get('log_service') === 'shop' && !new URLSearchParams(location.search).has('log_host') && `+ready)
+	every := want("", "", "")
+	check("every host, first page", every[:200])
+	if !evalJS[bool](p, `!document.querySelector('[data-action=older-logs]').hidden`) {
+		t.Fatal("no Older button under a full page")
+	}
+	p.do("older", chromedp.Click(chromedp.CSS(`[data-action=older-logs]`)))
+	p.wait("older page", fmt.Sprintf(`document.querySelectorAll('.al-table tbody tr[data-id]').length === %d && `+ready, len(every)))
+	check("every host, both pages", every)
+	if evalJS[bool](p, `!document.querySelector('[data-action=older-logs]').hidden`) {
+		t.Error("Older still offered after the last page")
+	}
 }

@@ -8,7 +8,7 @@ import { agentLogsPanel } from '../components/agentlogs';
 /** agentsPage shows the agents that reported, optionally for one service. */
 export function agentsPage(url: URL): Page {
   let ctrl = new AbortController();
-  const pick = h('span');
+  const pick = h('span', { class: 'toolbar' });
   const body = h('div');
   const logs = agentLogsPanel();
   let shown: string | null = null;
@@ -20,7 +20,9 @@ export function agentsPage(url: URL): Page {
     ctrl.abort();
     ctrl = new AbortController();
     const service = u.searchParams.get('service') || '';
-    replace(pick, servicePicker(service, (s) => setParams({ service: s || null }), 'all services', true));
+    replace(pick, servicePicker(service, (s) => setParams({ service: s || null }), 'all services', true),
+      service ? h('button', { type: 'button', class: 'btn small', dataset: { action: 'service-logs' },
+        onclick: () => setParams({ log_service: service, log_host: null }) }, 'Logs of every host') : null);
     replace(body, h('p', { class: 'muted' }, 'loading…'));
     get<{ agents: Agent[] }>('/agents', { service }, ctrl.signal).then((r) => {
       const agents = (r.agents || []).slice().sort((a, b) => parseTime(b.last_seen) - parseTime(a.last_seen));
