@@ -288,6 +288,25 @@ func TestCompareAcrossServicesAndRuntimeViewsAgreeWithUploadedText(t *testing.T)
 		if n := flatGot["java;Main.run_[j]"]; n == nil || n.Base != 10 {
 			t.Errorf("java;Main.run_[j]: %+v, want base 10", n)
 		}
+		// The runtime view applies to both sides of a diff: totals kept, kernel time with the callers.
+		var shaped node
+		getJSON("/api/v1/diff", q("shop", url.Values{"base_service": {"canary"}, "base_from": {strconv.FormatInt(from.Unix(), 10)},
+			"base_to": {strconv.FormatInt(to.Unix(), 10)}, "maxNodes": {"0"}, "runtimes_off": {"kernel"}}), &shaped)
+		all := func(string) bool { return true }
+		wa, wb := reshape(stacks["shop"], []string{"k"}, all), reshape(stacks["canary"], []string{"k"}, all)
+		if shaped.Total == nil || shaped.BaseTotal == nil || *shaped.Total != wantA || *shaped.BaseTotal != wantB {
+			t.Fatalf("kernel off: diff totals %v/%v, want %d/%d", shaped.Total, shaped.BaseTotal, wantA, wantB)
+		}
+		fs := flat(&shaped)
+		sameTree(t, "kernel off, comparison side", fs, mergeTrees(expectedTree(t, wa), expectedTree(t, wb)))
+		for path, c := range wb {
+			if n := fs[path]; n == nil || n.BaseSelf != c {
+				t.Errorf("kernel off: baseline stack %q: node %+v, want base_self %d", path, n, c)
+			}
+		}
+		if n := fs["java;Main.run_[j]"]; n == nil || n.BaseSelf != 10 {
+			t.Errorf("kernel off: java;Main.run_[j] %+v, want base_self 10", n)
+		}
 	})
 
 	t.Run("runtime and process views", func(t *testing.T) {
