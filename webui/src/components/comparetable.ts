@@ -57,6 +57,7 @@ export class CompareTable {
     try {
       const d = await get<CompareReply>('/diff', params, c.signal);
       if (c.signal.aborted) return;
+      if (!Array.isArray(d.functions)) throw new Error('the server answered the diff without its table (format=table)');
       this.data = d;
       this.render();
     } catch (e) {
