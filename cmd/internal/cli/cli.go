@@ -95,6 +95,9 @@ func (p Program) Run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, p.Usage)
 		return ExitUsage
 	}
+	if args[0] == "help" && len(args) == 2 {
+		args = []string{args[1], "-h"} // "help reindex" is "reindex -h"
+	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, p.Usage)
 		return ExitOK

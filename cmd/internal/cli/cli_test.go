@@ -45,6 +45,8 @@ func TestRunExitCodes(t *testing.T) {
 		{args: []string{"-h"}, code: ExitOK, out: "usage: prog", emptyDiag: true},
 		{args: []string{"help"}, code: ExitOK, out: "usage: prog", emptyDiag: true},
 		{args: []string{"--help"}, code: ExitOK, out: "usage: prog"},
+		{args: []string{"help", "ok"}, code: ExitOK, diag: "usage: prog ok [flags]"},
+		{args: []string{"help", "frobnicate"}, code: ExitUsage, diag: `unknown command "frobnicate"`},
 		{args: []string{"frobnicate"}, code: ExitUsage, diag: `unknown command "frobnicate"`},
 		{args: []string{"ok"}, code: ExitOK, emptyDiag: true},
 		{args: []string{"ok", "-h"}, code: ExitOK, diag: "usage: prog ok"},
