@@ -149,6 +149,7 @@ func TestBrowserInstallCommandsSendLogsToFlamestream(t *testing.T) {
 		{"", ""},
 		{"fs_tok_1_abcdef", "checkout"},
 		{"tok with 'quotes'", "svc name; rm -rf /"},
+		{`tok$HOME"x\y`, "svc`id`"},
 	} {
 		for _, noVerify := range []bool{false, true} {
 			b.do("fill install form", chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => {
@@ -186,8 +187,8 @@ func TestBrowserInstallCommandsSendLogsToFlamestream(t *testing.T) {
 			}
 		}
 	}
-	if checked != 36 {
-		t.Fatalf("checked %d generated commands, want 36 (6 targets × 3 forms × --no-verify on and off)", checked)
+	if checked != 48 {
+		t.Fatalf("checked %d generated commands, want 48 (6 targets × 4 forms × --no-verify on and off)", checked)
 	}
 	b.shot("install-api-server")
 }

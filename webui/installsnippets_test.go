@@ -2,9 +2,13 @@ package webui
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 )
+
+// envRef is a "${NAME}" reference in a systemd command line.
+var envRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
 
 // systemdArgs returns the agent's arguments as systemd runs the unit of the systemd snippet: the
 // environment file's values (double-quoted, \-escaped) substituted for the "${VAR}" words of ExecStart.
@@ -27,11 +31,10 @@ func systemdArgs(t *testing.T, snippet string) []string {
 			var out strings.Builder
 			for i := 1; i < len(v)-1; i++ {
 				c := v[i]
-				if c == '\\' && i+1 < len(v)-1 {
+				if c == '\\' && i+1 < len(v)-1 && strings.IndexByte("\\\"`$", v[i+1]) >= 0 {
+					// systemd's double quotes: a backslash makes the next \ " ` or $ literal, and only those.
 					i++
-					if c = v[i]; c == 'n' {
-						c = '\n'
-					}
+					c = v[i]
 				} else if c == '"' {
 					t.Fatalf("unescaped quote in %q", line)
 				}
@@ -50,12 +53,14 @@ func systemdArgs(t *testing.T, snippet string) []string {
 	}
 	var args []string
 	for _, w := range strings.Fields(exec)[1:] {
-		for k, v := range env {
-			w = strings.ReplaceAll(w, "${"+k+"}", v)
-		}
-		if strings.Contains(w, "$") {
-			t.Fatalf("ExecStart word %q names an unset variable", w)
-		}
+		// Every ${NAME} is replaced by its value, once (systemd does not expand the values again).
+		w = envRef.ReplaceAllStringFunc(w, func(ref string) string {
+			v, ok := env[ref[2:len(ref)-1]]
+			if !ok {
+				t.Fatalf("ExecStart names %s, which the environment file does not set", ref)
+			}
+			return v
+		})
 		args = append(args, w)
 	}
 	return args

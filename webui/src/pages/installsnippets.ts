@@ -14,9 +14,10 @@ export function agentArgs(token: string, service: string, origin: string, noVeri
     .concat(noVerify ? ['--no-verify'] : []);
 }
 
-/** envQuote quotes a value for a systemd EnvironmentFile (double quotes; \, " and newlines escaped). */
+/** envQuote quotes a value for a systemd EnvironmentFile: double quotes, in which a backslash makes the
+ * next of \ " ` $ literal (systemd's rule, the shell's too). An <input> holds no newline. */
 function envQuote(s: string): string {
-  return '"' + s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') + '"';
+  return '"' + s.replace(/[\\"`$]/g, '\\$&') + '"';
 }
 
 /**
