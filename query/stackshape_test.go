@@ -5,7 +5,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flamestream/flamestream/internal/profile"
 )
+
+var profileRuntime = profile.Runtime
 
 // TestStackShapeDropsRuntimeFramesAndProcesses checks the shape of single stacks: frames of the runtimes
 // turned off go (never the process frame), stacks of processes left out go whole.
@@ -53,4 +57,43 @@ func TestStackShapeRefusesBadParameters(t *testing.T) {
 	if err != nil || !slices.Equal(sh.runtimesOff, []string{"java", "kernel"}) {
 		t.Errorf("runtimes_off repeated: %v %v", sh.runtimesOff, err)
 	}
+}
+
+// FuzzStackShape: any query either is refused or gives a shape whose apply keeps the process frame and a
+// subsequence of the other frames, and drops no frame of a runtime left on.
+func FuzzStackShape(f *testing.F) {
+	f.Add("runtimes_off=kernel,java&process_not=nginx", "java;a_[j];b_[k];c")
+	f.Add("runtimes_off=native&process=python3", "python3;main_[p];memcpy")
+	f.Add("runtimes_off=s", "x;y_[s];z_[s]x")
+	f.Fuzz(func(t *testing.T, query, stack string) {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		sh, err := parseStackShape(q)
+		if err != nil {
+			return
+		}
+		frames := strings.Split(stack, ";")
+		got, ok := sh.apply(frames, nil)
+		if !ok {
+			return
+		}
+		if len(got) == 0 || got[0] != frames[0] {
+			t.Fatalf("process frame lost: %q → %q", frames, got)
+		}
+		k := 1
+		for _, f := range frames[1:] {
+			if k < len(got) && got[k] == f {
+				k++
+				continue
+			}
+			if !sh.dropSuffix[profileRuntime(f)] {
+				t.Fatalf("frame %q dropped though its runtime is on: %q → %q", f, frames, got)
+			}
+		}
+		if k != len(got) {
+			t.Fatalf("not a subsequence: %q → %q", frames, got)
+		}
+	})
 }
