@@ -91,9 +91,10 @@ func New(cfg Config, ch *chdb.DB, meta *pgdb.DB, log *slog.Logger) *Server {
 // Routes mounts the API under /api/v1 on r.
 func (s *Server) Routes(r chi.Router) {
 	r.Post("/api/v1/login", s.handle(s.login))
-	r.Get("/api/v1/openapi.json", serveOpenAPI) // unauthenticated: it describes routes, never data (openapi.go)
 	r.Group(func(r chi.Router) {
 		r.Use(strictQuery, s.authenticate)
+		// The API's description is for its users: like every route but login, it needs a session or a token.
+		r.Get("/api/v1/openapi.json", serveOpenAPI)
 		r.Post("/api/v1/logout", s.handle(s.logout))
 		r.Get("/api/v1/me", s.handle(s.me))
 		r.Get("/api/v1/services", s.handle(s.services))
