@@ -441,7 +441,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer rd.cancel()
 	sel, format := rd.sel, r.URL.Query().Get("format")
-	b, release, err := s.load(rd.ctx, sel)
+	b, release, err := s.loadShaped(rd.ctx, r, sel) // the runtime and process view too (stackshape.go)
 	if err != nil {
 		return err
 	}

@@ -85,8 +85,8 @@ func reshape(stacks map[string]uint64, dropSuffixes []string, keep func(proc str
 // TestCompareAcrossServicesAndRuntimeViewsAgreeWithUploadedText uploads the real agent profile to one
 // service and a hand-written one to another, through ingest, and checks against sums made here from the
 // uploaded text: the side-by-side table of a diff whose baseline is the other service (self, total, deltas,
-// normalized deltas, sort orders), the cross-service diff tree, and the flame graph and top table with
-// runtimes turned off (frames dropped and merged, totals kept) and processes included or excluded.
+// normalized deltas, sort orders), the cross-service diff tree, and the flame graph, top table and folded
+// export with runtimes turned off (frames dropped and merged, totals kept) and processes included or excluded.
 func TestCompareAcrossServicesAndRuntimeViewsAgreeWithUploadedText(t *testing.T) {
 	st := testenv.Start(t, testenv.Options{})
 	read := st.Token(t, pgdb.KindRead, "")
@@ -349,6 +349,31 @@ func TestCompareAcrossServicesAndRuntimeViewsAgreeWithUploadedText(t *testing.T)
 					for _, f := range top.Functions {
 						if f.Self != self[f.Name] || f.Total != tot[f.Name] {
 							t.Errorf("top %q: %d/%d, want %d/%d", f.Name, f.Self, f.Total, self[f.Name], tot[f.Name])
+						}
+					}
+					// The folded export is the reshaped stacks, line for line.
+					code, body := rawGet(t, st.URL, "/api/v1/export?"+q(svc, merge(tc.extra, url.Values{"format": {"folded"}})).Encode(), read)
+					if code != http.StatusOK {
+						t.Fatalf("export: %d %s", code, body)
+					}
+					folded := map[string]uint64{}
+					for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+						if l == "" {
+							continue
+						}
+						sp := strings.LastIndexByte(l, ' ')
+						n, err := strconv.ParseUint(l[sp+1:], 10, 64)
+						if err != nil {
+							t.Fatalf("export line %q", l)
+						}
+						folded[l[:sp]] += n
+					}
+					if len(folded) != len(want) {
+						t.Errorf("export: %d stacks, want %d", len(folded), len(want))
+					}
+					for s, c := range want {
+						if folded[s] != c {
+							t.Errorf("export: %q %d, want %d", s, folded[s], c)
 						}
 					}
 				})

@@ -4,18 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/profile"
 )
 
 // Runtime and process views. A read of stacks may drop runtimes and processes before its tree or table is
-// built (parameters runtimes_off, process and process_not on /flamegraph, /top and /diff):
+// built (parameters runtimes_off, process and process_not on /flamegraph, /top, /diff and /export):
 //
 //   - runtimes_off=kernel,java drops the frames of those runtimes from every stack and merges the stacks
 //     that become equal: their samples stay, and go to the nearest caller of another runtime (the process
@@ -260,13 +262,16 @@ func buildShaped(stacks []stackCount, sh stackShape, withBase bool) *flame.Build
 	return b
 }
 
-// graphReader is what the flame graph, top and diff endpoints read a tree or a table from: a view of the
+// graphReader is what the flame graph, top, diff and export endpoints read a tree or a table from: a view of the
 // service's trie, or a Builder when the stacks were reshaped or the sides are of two services.
 type graphReader interface {
 	Tree(maxNodes int) *flame.Node
 	Focus(path []string, maxNodes int) *flame.Node
 	TopFunctions(sortBy string, limit int) []flame.Function
 	Total() uint64
+	WriteFolded(w io.Writer) error
+	WriteSpeedscope(w io.Writer, name string) error
+	WritePprof(w io.Writer, start time.Time, duration time.Duration) error
 }
 
 // loadShaped is load with the runtime and process parameters of r applied (see stackShape), and a baseline
