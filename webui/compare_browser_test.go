@@ -230,6 +230,9 @@ func TestBrowserRuntimeAndProcessViews(t *testing.T) {
 	if n, rs, ms := status(), topSelf("Main.run_[j]"), topSelf("main_[p]"); n != 75 || rs != 10 || ms != 9 {
 		t.Errorf("kernel off: %d samples, Main.run_[j] self %d, main_[p] self %d; want 75, 10, 9", n, rs, ms)
 	}
+	if href := evalJS[string](p, `document.querySelector('[data-export=folded]').href`); !strings.Contains(href, "runtimes_off=kernel") {
+		t.Errorf("folded export link %q does not carry the runtime view", href)
+	}
 	t.Logf("kernel off screenshot %s", p.shot("runtime-kernel-off"))
 
 	p.do("exclude nginx", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('.proc-pick'); s.value = 'nginx'; })()`),

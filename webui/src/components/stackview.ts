@@ -122,6 +122,6 @@ export class StackViewBar {
       hidden ? h('span', { class: 'muted hidden-count' }, `${hidden} hidden`) : null,
       // The functions table and a function's history read every stack (GET /functions, /function).
       v.runtimesOff.length || v.process.length || v.processNot.length
-        ? h('span', { class: 'muted sv-scope', title: 'the functions table and the function history show every runtime and process' }, 'graph, top functions and A vs B only') : null);
+        ? h('span', { class: 'muted sv-scope', title: 'the functions table and the function history show every runtime and process' }, 'graph, top functions, A vs B and exports only') : null);
   }
 }

@@ -444,7 +444,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
   function renderExports(): void {
     const service = q.get('service') || 'profile';
     const links = ['folded', 'speedscope', 'pprof'].map((f) =>
-      h('a', { class: 'btn small', href: exportURL(f, commonParams), download: '', dataset: { export: f } }, f));
+      h('a', { class: 'btn small', href: exportURL(f, { ...commonParams, ...stackViewParams(readStackView(q)) }), download: '', dataset: { export: f } }, f));
     replace(exportSlot, h('span', { class: 'label' }, 'Export'), mode === 'diff' ? null : links,
       h('button', {
         type: 'button', class: 'btn small', dataset: { export: 'png' },
