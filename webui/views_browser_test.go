@@ -63,7 +63,8 @@ func TestBrowserSavedViewsAndPermalink(t *testing.T) {
 
 	before := time.Now().Unix()
 	p.do("permalink", chromedp.Click(chromedp.CSS(`[data-action=permalink]`)))
-	p.wait("permalink shown", `!document.querySelector('input.sv-link').hidden && document.querySelector('input.sv-link').value !== ''`)
+	// The menu opens once the copy is done (the button then says so): closing it earlier would race that.
+	p.wait("permalink shown", `document.querySelector('.sv-menu').open && document.querySelector('[data-action=permalink]').textContent !== 'Permalink' && !document.querySelector('input.sv-link').hidden && document.querySelector('input.sv-link').value !== ''`)
 	link, err := url.Parse(evalJS[string](p, `document.querySelector('input.sv-link').value`))
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +81,10 @@ func TestBrowserSavedViewsAndPermalink(t *testing.T) {
 	sameQuery(t, "permalink's other parameters", q.Encode(), state)
 	t.Logf("permalink %s; screenshot %s", link, p.shot("views-permalink"))
 	p.do("close menu", chromedp.Click(chromedp.CSS(`.sv-menu summary`)))
+	p.wait("menu closed", `!document.querySelector('.sv-menu').open`)
 
 	p.do("open views", chromedp.Click(chromedp.CSS(`.sv-menu summary`)))
-	p.wait("views listed", `document.querySelector('.sv-list').dataset.count === '0'`)
+	p.wait("views listed", `document.querySelector('.sv-menu').open && document.querySelector('.sv-list').dataset.ready === 'true' && document.querySelector('.sv-list').dataset.count === '0'`)
 	p.do("save view",
 		chromedp.SendKeys(chromedp.CSS(`input[name=view-name]`), "Shop web-1 (6h)"),
 		chromedp.Click(chromedp.CSS(`[data-action=save-view]`)))
@@ -103,7 +105,7 @@ func TestBrowserSavedViewsAndPermalink(t *testing.T) {
 	p.do("open diff", chromedp.Navigate(st.URL+"/diff?"+diff))
 	p.wait("diff", `location.pathname === '/diff' && !!document.querySelector('.sv-menu summary')`)
 	p.do("open views", chromedp.Click(chromedp.CSS(`.sv-menu summary`)))
-	p.wait("views listed", `document.querySelector('.sv-list').dataset.count === '1'`)
+	p.wait("views listed", `document.querySelector('.sv-menu').open && document.querySelector('.sv-list').dataset.ready === 'true' && document.querySelector('.sv-list').dataset.count === '1'`)
 	p.do("save the same name",
 		chromedp.SendKeys(chromedp.CSS(`input[name=view-name]`), "Shop web-1 (6h)"),
 		chromedp.Click(chromedp.CSS(`[data-action=save-view]`)))
@@ -123,7 +125,7 @@ func TestBrowserSavedViewsAndPermalink(t *testing.T) {
 	p.do("open services", chromedp.Navigate(st.URL+"/services"))
 	p.wait("services", `location.pathname === '/services' && !!document.querySelector('.sv-menu summary')`)
 	p.do("open views", chromedp.Click(chromedp.CSS(`.sv-menu summary`)))
-	p.wait("views listed", `document.querySelector('.sv-list').dataset.count === '1'`)
+	p.wait("views listed", `document.querySelector('.sv-menu').open && document.querySelector('.sv-list').dataset.ready === 'true' && document.querySelector('.sv-list').dataset.count === '1'`)
 	if evalJS[bool](p, `!document.querySelector('[data-action=save-view]').disabled`) {
 		t.Error("Save is enabled on the services page, which has no view state")
 	}
@@ -132,7 +134,7 @@ func TestBrowserSavedViewsAndPermalink(t *testing.T) {
 	sameQuery(t, "opened view", evalJS[string](p, `location.search`), diff)
 
 	p.do("open views", chromedp.Click(chromedp.CSS(`.sv-menu summary`)))
-	p.wait("views listed", `document.querySelector('.sv-list').dataset.count === '1'`)
+	p.wait("views listed", `document.querySelector('.sv-menu').open && document.querySelector('.sv-list').dataset.ready === 'true' && document.querySelector('.sv-list').dataset.count === '1'`)
 	p.do("delete", chromedp.Click(chromedp.CSS(`.sv-list [data-action=delete-view]`)))
 	p.wait("deleted", `document.querySelector('.sv-list').dataset.count === '0'`)
 	if views, _ := st.PG.ListViews(ctx, "alice", 10); len(views) != 0 {

@@ -63,6 +63,8 @@ export function savedViews(): HTMLElement {
   }
 
   async function load(): Promise<void> {
+    // ready says the list shows the server's answer to this opening (tests wait for it).
+    list.dataset.ready = 'false';
     const can = saveable();
     nameIn.disabled = saveBtn.disabled = !can;
     nameIn.placeholder = can ? 'Name this view' : 'Open a profile or diff to save it';
@@ -71,11 +73,13 @@ export function savedViews(): HTMLElement {
       render(r.views || [], r.max);
     } catch (e) {
       if ((e as ApiError).status !== 401) replace(list, h('li', null, errorBox(e)));
+      list.dataset.ready = 'true';
     }
   }
 
   function render(views: SavedView[], max: number): void {
     list.dataset.count = String(views.length);
+    list.dataset.ready = 'true';
     replace(list, views.length ? views.map((v) => h('li', { dataset: { viewId: String(v.id), viewName: v.name } },
       h('a', { href: v.path + (v.query ? '?' + v.query : ''), title: v.path + '?' + v.query, onclick: () => { menu.open = false; } }, v.name),
       h('span', { class: 'dd-count' }, (v.path === '/diff' ? 'diff · ' : '') + v.service),
@@ -118,7 +122,7 @@ export function savedViews(): HTMLElement {
   nameIn.addEventListener('input', () => { if (replacing && nameIn.value.trim() !== replacing) { setReplacing(''); replace(msg); } });
   menu.addEventListener('toggle', () => {
     if (menu.open) void load();
-    else { linkOut.hidden = true; replace(msg); setReplacing(''); }
+    else { linkOut.hidden = true; replace(msg); setReplacing(''); list.dataset.ready = 'false'; }
   });
   return h('span', { class: 'saved-views' }, linkBtn, menu);
 }
