@@ -28,10 +28,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
-	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/profile"
 	"github.com/flamestream/flamestream/internal/schema"
 )
@@ -128,36 +126,16 @@ func (ix *Indexer) insertHostMetrics(ctx context.Context, b uint64, r *hostRows)
 // completeHostMetrics writes the host metrics rows that the items, all found in samples by the guard,
 // miss in host_metrics (an earlier attempt wrote their samples and failed before or during its metrics).
 func (ix *Indexer) completeHostMetrics(ctx context.Context, items []*item) error {
-	ids := make(proto.ColUInt64, 0, len(items))
-	var lo, hi time.Time
+	var with []*item
 	for _, it := range items {
-		if !it.host.ok {
-			continue
+		if it.host.ok {
+			with = append(with, it)
 		}
-		if len(ids) == 0 {
-			lo, hi = it.ev.Start, it.ev.Start
-		}
-		ids = append(ids, it.id)
-		lo, hi = minTime(lo, it.ev.Start), maxTime(hi, it.ev.Start)
 	}
-	if len(ids) == 0 {
+	if len(with) == 0 {
 		return nil
 	}
-	have := map[uint64]bool{}
-	var col proto.ColUInt64
-	err := ix.db.Do(ctx, ch.Query{
-		Body: "SELECT DISTINCT profile FROM " + ix.db.Table(schema.HostMetrics) +
-			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
-			" AND profile GLOBAL IN (SELECT id FROM _ids)",
-		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
-		Result:         proto.Results{{Name: "profile", Data: &col}},
-		OnResult: func(ctx context.Context, b proto.Block) error {
-			for _, v := range col {
-				have[v] = true
-			}
-			return nil
-		},
-	})
+	have, err := ix.profilesIn(ctx, schema.HostMetrics, with)
 	if err != nil {
 		return fmt.Errorf("check host metrics: %w", err)
 	}

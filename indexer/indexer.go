@@ -668,28 +668,7 @@ func (ix *Indexer) skipIndexed(ctx context.Context, items []*item) ([]*item, err
 			return nil, err
 		}
 	}
-	ids := make(proto.ColUInt64, 0, len(items))
-	lo, hi := items[0].ev.Start, items[0].ev.Start
-	for _, it := range items {
-		ids = append(ids, it.id)
-		lo, hi = minTime(lo, it.ev.Start), maxTime(hi, it.ev.Start)
-	}
-	seen := map[uint64]bool{}
-	var col proto.ColUInt64
-	err := ix.db.Do(ctx, ch.Query{
-		Body: "SELECT DISTINCT profile FROM " + ix.db.Table(schema.Samples) +
-			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
-			" AND profile GLOBAL IN (SELECT id FROM _ids)",
-		// The ids go as an external table, so the statement's size does not follow the batch's.
-		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
-		Result:         proto.Results{{Name: "profile", Data: &col}},
-		OnResult: func(ctx context.Context, b proto.Block) error {
-			for _, v := range col {
-				seen[v] = true
-			}
-			return nil
-		},
-	})
+	seen, err := ix.profilesIn(ctx, schema.Samples, items)
 	if err != nil {
 		return nil, fmt.Errorf("check indexed profiles: %w", err)
 	}
@@ -732,4 +711,35 @@ func maxTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// profilesIn returns which of the items' profiles have rows in table (which has ts and profile columns),
+// looking only at the items' start times. The ids go as an external table, so the statement's size does
+// not follow the batch's.
+func (ix *Indexer) profilesIn(ctx context.Context, table string, items []*item) (map[uint64]bool, error) {
+	found := map[uint64]bool{}
+	if len(items) == 0 {
+		return found, nil
+	}
+	ids := make(proto.ColUInt64, 0, len(items))
+	lo, hi := items[0].ev.Start, items[0].ev.Start
+	for _, it := range items {
+		ids = append(ids, it.id)
+		lo, hi = minTime(lo, it.ev.Start), maxTime(hi, it.ev.Start)
+	}
+	var col proto.ColUInt64
+	err := ix.db.Do(ctx, ch.Query{
+		Body: "SELECT DISTINCT profile FROM " + ix.db.Table(table) +
+			" WHERE ts >= " + chdb.Time(lo.Add(-time.Second)) + " AND ts <= " + chdb.Time(hi.Add(time.Second)) +
+			" AND profile GLOBAL IN (SELECT id FROM _ids)",
+		ExternalTables: []ch.ExternalTable{{Name: "_ids", Data: proto.Input{{Name: "id", Data: &ids}}}},
+		Result:         proto.Results{{Name: "profile", Data: &col}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for _, v := range col {
+				found[v] = true
+			}
+			return nil
+		},
+	})
+	return found, err
 }
