@@ -272,6 +272,42 @@ func TestMetricsAgreeWithUploadedHeaders(t *testing.T) {
 			checkMetrics(t, tc.name, got, sent, prev, tc.keep, true)
 		})
 	}
+	t.Run("services overview", func(t *testing.T) {
+		// The last 24 whole hours hold the profiles sent now, not those of a week ago.
+		var cpu, mem float64
+		for _, h := range sent {
+			cpu += h.cpu
+			mem += h.mem
+		}
+		cpu, mem = cpu/float64(len(sent)), mem/float64(len(sent))
+		req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/services", nil)
+		req.Header.Set("Authorization", "Bearer "+read)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct{ Services []query.ServiceSummary }
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, sv := range got.Services {
+			if sv.Name != "hm" {
+				continue
+			}
+			found = true
+			if sv.CPUAvg == nil || sv.MemAvg == nil {
+				t.Fatalf("hm: no cpu_avg or mem_avg: %+v", sv)
+			}
+			if math.Abs(*sv.CPUAvg-cpu) > 1e-9 || math.Abs(*sv.MemAvg-mem) > 1e-9 {
+				t.Errorf("hm: cpu_avg %v mem_avg %v, want %v %v (from %d headers)", *sv.CPUAvg, *sv.MemAvg, cpu, mem, len(sent))
+			}
+		}
+		if !found {
+			t.Errorf("hm not among the services: %+v", got.Services)
+		}
+	})
 	t.Run("one-minute buckets", func(t *testing.T) {
 		code, body := getMetrics(t, base, read, params("hm", start.Add(20*time.Minute), start.Add(50*time.Minute), nil))
 		var got query.MetricsReply

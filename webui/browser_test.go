@@ -354,6 +354,15 @@ func TestBrowserStudio(t *testing.T) {
 	// Services overview.
 	b.do("services", chromedp.Navigate(b.base+"/"))
 	b.wait("services", `window.__flamestream.view === 'services' && document.querySelectorAll('.services-table tbody tr').length === 2`)
+	// Host metrics of the last day: demo's agents reported them, bench's did not.
+	for sel, want := range map[string]string{
+		`tr[data-service=demo] td.cpu`: "37.3 %", `tr[data-service=demo] td.mem`: "52.5 %",
+		`tr[data-service=bench] td.cpu`: "–", `tr[data-service=bench] td.mem`: "–",
+	} {
+		if got := eval[string](b, `document.querySelector('`+sel+`').textContent`); got != want {
+			t.Errorf("%s: %q, want %q", sel, got, want)
+		}
+	}
 	b.do("open demo", chromedp.Click(chromedp.CSS(`tr[data-service=demo] td:nth-child(2)`)))
 	b.wait("profile from services", `window.__flamestream.view === 'profile' && window.__flamestream.ready && location.search.includes('service=demo')`)
 

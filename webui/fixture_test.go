@@ -384,7 +384,8 @@ func (f *fixtureAPI) services(w http.ResponseWriter, r *http.Request) {
 		return out
 	}
 	writeJSON(w, 200, map[string]any{"services": []map[string]any{
-		{"name": "demo", "last_seen": now.Add(-20 * time.Second).Format(time.RFC3339), "samples": f.demo.Value, "hosts": 2, "trend": trend(3)},
+		{"name": "demo", "last_seen": now.Add(-20 * time.Second).Format(time.RFC3339), "samples": f.demo.Value, "hosts": 2, "trend": trend(3),
+			"cpu_avg": 37.25, "mem_avg": 52.5},
 		{"name": "bench", "last_seen": now.Add(-3 * time.Hour).Format(time.RFC3339), "samples": 123456789, "hosts": 40, "trend": trend(7)},
 	}})
 }

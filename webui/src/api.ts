@@ -25,7 +25,7 @@ export interface TreeNode {
   total?: number;
   base_total?: number;
 }
-export interface Service { name: string; last_seen: string; samples: number; hosts: number; trend: number[] }
+export interface Service { name: string; last_seen: string; samples: number; hosts: number; trend: number[]; cpu_avg?: number; mem_avg?: number }
 export interface Timeline { step: number; points: [number, number][] }
 export interface TopFunction { name: string; self: number; total: number }
 export interface Top { total: number; functions: TopFunction[] }

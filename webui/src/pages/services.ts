@@ -4,7 +4,12 @@ import { Page } from '../router';
 import { debug } from '../debug';
 import { sparkline } from '../components/sparkline';
 
-type Col = 'name' | 'last_seen' | 'samples' | 'hosts';
+type Col = 'name' | 'last_seen' | 'samples' | 'hosts' | 'cpu' | 'mem';
+
+/** pct shows an average use in percent, or a dash when no agent reported it. */
+function pct(v: number | undefined): string {
+  return v === undefined ? '–' : v.toFixed(1) + ' %';
+}
 
 /** servicesPage lists the services with their activity; a row opens the profile. */
 export function servicesPage(url: URL): Page {
@@ -37,6 +42,8 @@ export function servicesPage(url: URL): Page {
         case 'name': return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
         case 'samples': return b.samples - a.samples;
         case 'hosts': return b.hosts - a.hosts;
+        case 'cpu': return (b.cpu_avg ?? -1) - (a.cpu_avg ?? -1);
+        case 'mem': return (b.mem_avg ?? -1) - (a.mem_avg ?? -1);
         default: return parseTime(b.last_seen) - parseTime(a.last_seen);
       }
     });
@@ -50,7 +57,8 @@ export function servicesPage(url: URL): Page {
     }
     replace(body, h('table', { class: 'grid services-table' },
       h('thead', null, h('tr', null, th('name', 'Service'), th('last_seen', 'Last seen'), th('samples', 'Samples', 'num'),
-        th('hosts', 'Hosts', 'num'), h('th', null, 'Trend (24h)'), h('th', null, ''))),
+        th('hosts', 'Hosts', 'num'), th('cpu', 'CPU (24h)', 'num'), th('mem', 'Memory (24h)', 'num'),
+        h('th', null, 'Trend (24h)'), h('th', null, ''))),
       h('tbody', null, rows.map((s) => {
         const recent = Date.now() / 1000 - parseTime(s.last_seen) < 600;
         return h('tr', { class: 'clickable', dataset: { service: s.name } },
@@ -58,6 +66,8 @@ export function servicesPage(url: URL): Page {
           h('td', { title: s.last_seen }, fmtAgo(s.last_seen)),
           h('td', { class: 'num', title: fmtInt(s.samples) }, fmtCount(s.samples)),
           h('td', { class: 'num' }, fmtInt(s.hosts)),
+          h('td', { class: 'num cpu', title: 'average CPU use the agents reported' }, pct(s.cpu_avg)),
+          h('td', { class: 'num mem', title: 'average memory use the agents reported' }, pct(s.mem_avg)),
           h('td', null, sparkline(s.trend || [])),
           h('td', { class: 'actions' }, h('a', { href: link(s.name, '/diff'), class: 'btn tiny' }, 'diff'),
             h('a', { href: `/admin/agents?service=${encodeURIComponent(s.name)}`, class: 'btn tiny' }, 'agents')));
