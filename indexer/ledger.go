@@ -323,9 +323,13 @@ func (ix *Indexer) completeRollups(ctx context.Context, items []*item) error {
 func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t schema.Rollup) error {
 	ix.repairMu.Lock()
 	defer ix.repairMu.Unlock()
-	if err := ix.claimRepair(ctx, b.id, t.Table); err != nil {
+	release, err := ix.claimRepair(ctx, b.id, t.Table)
+	if err != nil {
 		return err
 	}
+	// Let go as soon as this attempt ends, done or not: a repair still running on the server is seen in
+	// system.processes by the next one, and a marker written by this one ends the question.
+	defer release()
 	// Checked again under the claim: another indexer may have repaired it meanwhile.
 	have, err := ix.markers(ctx, []ledgerBatch{b}, []schema.Rollup{t})
 	if err != nil {
@@ -383,33 +387,38 @@ func (ix *Indexer) repair(ctx context.Context, b ledgerBatch, t schema.Rollup) e
 	return nil
 }
 
-// claimRepair claims the repair of batch b's rows in table for this indexer.
-func (ix *Indexer) claimRepair(ctx context.Context, b uint64, table string) error {
+// claimRepair claims the repair of batch b's rows in table for this indexer, and returns the function
+// that lets the claim go. A claim left by an indexer that died lapses after repairClaimTTL.
+func (ix *Indexer) claimRepair(ctx context.Context, b uint64, table string) (release func(), err error) {
 	if ix.js == nil {
-		return nil // a lone indexer (tests): repairMu is enough
+		return func() {}, nil // a lone indexer (tests): repairMu is enough
 	}
 	ix.claimMu.Lock()
 	kv := ix.claims
 	ix.claimMu.Unlock()
 	if kv == nil {
-		var err error
 		kv, err = ix.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: repairBucket,
 			Description: "flamestream: which indexer completes which batch's rollups", TTL: repairClaimTTL, History: 1})
 		if err != nil {
-			return fmt.Errorf("open repair claims: %w", err)
+			return nil, fmt.Errorf("open repair claims: %w", err)
 		}
 		ix.claimMu.Lock()
 		ix.claims = kv
 		ix.claimMu.Unlock()
 	}
-	_, err := kv.Create(ctx, batchHex(b)+"."+table, nil)
+	key := batchHex(b) + "." + table
+	_, err = kv.Create(ctx, key, nil)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return errRepairClaimed
+		return nil, errRepairClaimed
 	}
 	if err != nil {
-		return fmt.Errorf("claim repair: %w", err)
+		return nil, fmt.Errorf("claim repair: %w", err)
 	}
-	return nil
+	return func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = kv.Delete(dctx, key) // on failure the claim lapses with its TTL
+	}, nil
 }
 
 // rollupRows are the columns of a rollup block; a shape uses some of them.

@@ -1,8 +1,15 @@
 package indexer
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flamestream/flamestream/stream"
 )
 
 // A batch is one day of the server's clock: one part in every table, each partitioned by day or month.
@@ -22,4 +29,42 @@ func TestDayStartFollowsTheServerZone(t *testing.T) {
 	if d := dayStart(ts, ny).AddDate(0, 0, 2).Sub(dayStart(ts, ny).AddDate(0, 0, 1)); d != 23*time.Hour {
 		t.Errorf("8 March 2026 in New York lasts %s", d)
 	}
+}
+
+// A repair claim is exclusive until its holder lets it go; then the next indexer may take it.
+func TestRepairClaimIsExclusiveUntilReleased(t *testing.T) {
+	ns, err := stream.StartEmbedded(t.TempDir(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, b := &Indexer{js: js}, &Indexer{js: js}
+	release, err := a.claimRepair(ctx, 42, "samples_1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.claimRepair(ctx, 42, "samples_1h"); !errors.Is(err, errRepairClaimed) {
+		t.Fatalf("second claim of the same batch and table: %v, want errRepairClaimed", err)
+	}
+	other, err := b.claimRepair(ctx, 42, "totals_1m")
+	if err != nil {
+		t.Fatalf("a claim of another table: %v", err)
+	}
+	other()
+	release()
+	again, err := b.claimRepair(ctx, 42, "samples_1h")
+	if err != nil {
+		t.Fatalf("claim after the release: %v", err)
+	}
+	again()
 }
