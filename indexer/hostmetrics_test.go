@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"testing"
 	"time"
 
@@ -54,20 +52,7 @@ func (r *rig) uploadWithMetrics(t *testing.T, service string, n, hosts, skip int
 		text := append(append([]byte("#"), h...), '\n')
 		text = append(text, r.fleet.Lines(r.rng)...)
 		body := demo.NewUpload(text, host, s.ts, "").Gzip()
-		req, _ := http.NewRequest(http.MethodPost, r.st.URL+"/api/v2/profiles", bytes.NewReader(body))
-		req.Header.Set("Content-Encoding", "gzip")
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("GPROFILER-API-KEY", r.token)
-		req.Header.Set("GPROFILER-SERVICE-NAME", service)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("upload %d: %s %s", i, resp.Status, b)
-		}
+		r.st.Upload(t, r.token, service, body)
 	}
 	return out
 }

@@ -1,10 +1,7 @@
 package indexer_test
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -39,20 +36,7 @@ func uploadText(t *testing.T, r *rig, service, host string, ts time.Time, lines 
 	t.Helper()
 	text := append(r.fleet.HeaderLine(host, "m5.large"), lines...)
 	body := demo.NewUpload(text, host, ts, "").Gzip()
-	req, _ := http.NewRequest(http.MethodPost, r.st.URL+"/api/v2/profiles", bytes.NewReader(body))
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("GPROFILER-API-KEY", r.token)
-	req.Header.Set("GPROFILER-SERVICE-NAME", service)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("upload: %s %s", resp.Status, b)
-	}
+	r.st.Upload(t, r.token, service, body)
 }
 
 // deadLetters returns the messages of the dead-letter stream.

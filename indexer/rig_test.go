@@ -1,13 +1,10 @@
 package indexer_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -95,20 +92,7 @@ func (r *rig) upload(t *testing.T, service string, n, hosts int, start time.Time
 		text := r.fleet.Profile(r.rng, host, "m5.large")
 		ts := start.Add(time.Duration(i/hosts) * time.Minute)
 		body := demo.NewUpload(text, host, ts, "").Gzip()
-		req, _ := http.NewRequest(http.MethodPost, r.st.URL+"/api/v2/profiles", bytes.NewReader(body))
-		req.Header.Set("Content-Encoding", "gzip")
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("GPROFILER-API-KEY", r.token)
-		req.Header.Set("GPROFILER-SERVICE-NAME", service)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("upload %d: %s %s", i, resp.Status, b)
-		}
+		r.st.Upload(t, r.token, service, body)
 		for _, line := range strings.Split(string(text), "\n")[1:] {
 			if sp := strings.LastIndexByte(line, ' '); sp > 0 {
 				c, err := strconv.ParseUint(line[sp+1:], 10, 64)

@@ -1,7 +1,6 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -55,20 +54,7 @@ func uploadHeaders(t *testing.T, st *testenv.Stack, token, service string, start
 			})
 			text := "#" + string(hdr) + "\n" + hh.cont + ";python3;main_[p];loop_[p] " + fmt.Sprint(1+x%9) + "\n"
 			body := demo.NewUpload([]byte(text), h.name, hh.ts, "").Gzip()
-			req, _ := http.NewRequest(http.MethodPost, st.URL+"/api/v2/profiles", bytes.NewReader(body))
-			req.Header.Set("Content-Encoding", "gzip")
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("GPROFILER-API-KEY", token)
-			req.Header.Set("GPROFILER-SERVICE-NAME", service)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("upload: %s %s", resp.Status, b)
-			}
+			st.Upload(t, token, service, body)
 		}
 	}
 	return out

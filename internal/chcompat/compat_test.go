@@ -1,7 +1,6 @@
 package chcompat
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -270,20 +269,7 @@ func (h *harness) upload(t *testing.T, service, host string, ts time.Time) {
 	t.Helper()
 	text := h.fleet.Profile(h.rng, host, "m5.large")
 	body := demo.NewUpload(text, host, ts, "").Gzip()
-	req, _ := http.NewRequest(http.MethodPost, h.st.URL+"/api/v2/profiles", bytes.NewReader(body))
-	req.Header.Set("Content-Encoding", "gzip")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("GPROFILER-API-KEY", h.token)
-	req.Header.Set("GPROFILER-SERVICE-NAME", service)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("upload: %s %s", resp.Status, b)
-	}
+	h.st.Upload(t, h.token, service, body)
 	for _, line := range strings.Split(string(text), "\n")[1:] {
 		if sp := strings.LastIndexByte(line, ' '); sp > 0 {
 			n, _ := strconv.ParseUint(line[sp+1:], 10, 64)

@@ -6,7 +6,9 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -128,4 +130,27 @@ func (s *Stack) Token(t testing.TB, kind, service string) string {
 		t.Fatal(err)
 	}
 	return secret
+}
+
+// Upload posts one gzipped agent upload (demo.NewUpload(...).Gzip()) of service to the stack's ingest API
+// as the v2 agent does, and fails the test unless it is accepted.
+func (s *Stack) Upload(t testing.TB, token, service string, gzipped []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/api/v2/profiles", bytes.NewReader(gzipped))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Encoding", "gzip")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("GPROFILER-API-KEY", token)
+	req.Header.Set("GPROFILER-SERVICE-NAME", service)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload of %s: %s %s", service, resp.Status, b)
+	}
 }
