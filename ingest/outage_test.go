@@ -90,7 +90,7 @@ func TestObjectStoreOutageGives503ThenLosesNothing(t *testing.T) {
 	testenv.Servers(t)
 	addr := testenv.FreeAddr(t)
 	gw := &process{t: t, name: binary(t, "versitygw"), addr: addr,
-		args: []string{"--port", addr, "posix", t.TempDir()},
+		args: []string{"--port", addr, "--keep-alive", "--quiet", "posix", t.TempDir()},
 		env:  []string{"ROOT_ACCESS_KEY=outage", "ROOT_SECRET_KEY=outage-secret"}}
 	outage(t, gw, func(c *config.Config) {
 		c.S3Endpoint, c.S3AccessKey, c.S3SecretKey = addr, "outage", "outage-secret"

@@ -51,7 +51,7 @@ echo "start: nats-server with JetStream on 127.0.0.1:4222"
 # versitygw as the S3 server (posix backend: a bucket is a directory).
 if ! curl -s -o /dev/null http://127.0.0.1:7070/ 2>/dev/null; then
   ROOT_ACCESS_KEY=flamestream ROOT_SECRET_KEY=flamestream-secret \
-    nohup "$bin/versitygw" --port 127.0.0.1:7070 posix "$state/s3" >"$state/logs/versitygw.log" 2>&1 &
+    nohup "$bin/versitygw" --port 127.0.0.1:7070 --keep-alive --quiet posix "$state/s3" >"$state/logs/versitygw.log" 2>&1 &
   echo $! >"$state/run/versitygw.pid"
   wait_for versitygw 30 curl -s -o /dev/null http://127.0.0.1:7070/
 fi

@@ -256,7 +256,7 @@ func s3Proc(cfg Config, dir string) (*proc, string, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	env := append(os.Environ(), "ROOT_ACCESS_KEY="+s3Access, "ROOT_SECRET_KEY="+s3Secret)
 	return &proc{name: S3, path: cfg.VersityGW, env: env, logPath: filepath.Join(dir, "versitygw.log"), restart: true,
-		args: []string{"--port", addr, "posix", root},
+		args: []string{"--port", addr, "--keep-alive", "--quiet", "posix", root},
 		ready: func(ctx context.Context) error {
 			// Any HTTP answer (an S3 error for an anonymous request included) means it serves.
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
