@@ -17,6 +17,9 @@ import (
 // ErrNotFound is returned by Get for a key that does not exist.
 var ErrNotFound = errors.New("object not found")
 
+// maxIdleConns bounds the idle connections kept to the S3 endpoint.
+const maxIdleConns = 128
+
 // Options says where the bucket is.
 type Options struct {
 	Endpoint, AccessKey, SecretKey, Bucket, Region string
@@ -31,9 +34,18 @@ type Store struct {
 
 // Open connects to the S3 endpoint. It does not touch the network; call EnsureBucket for that.
 func Open(o Options) (*Store, error) {
+	tr, err := minio.DefaultTransport(o.Secure)
+	if err != nil {
+		return nil, fmt.Errorf("s3 transport: %w", err)
+	}
+	// minio-go keeps 16 idle connections per host; ingest has up to its upload concurrency in flight and the
+	// indexer its fetch parallelism, so above 16 each request dialed anew (a TCP handshake, and on the server
+	// a new connection, per profile). The bound stays: idle connections beyond it are closed.
+	tr.MaxIdleConnsPerHost = maxIdleConns
+	tr.MaxIdleConns = maxIdleConns
 	c, err := minio.New(o.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
-		Secure: o.Secure, Region: o.Region,
+		Secure: o.Secure, Region: o.Region, Transport: tr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %s: %w", o.Endpoint, err)
