@@ -62,6 +62,9 @@ type cpuUse struct {
 	start, end float64 // milliseconds
 	// restarted is set when the pid changed in between: what the earlier process used is lost.
 	restarted bool
+	// pids, for a group of processes, holds each one's CPU so far (milliseconds) instead of pid and
+	// start/end (see groupMillis).
+	pids map[int]float64
 }
 
 func (c cpuUse) millis() float64 {
@@ -134,4 +137,82 @@ func loadAverage() float64 {
 		return -1
 	}
 	return v
+}
+
+// pgGroup names the PostgreSQL processes the pipeline bench measures on the shared server: "postgres",
+// the backends connected to the bench's own database (ingest's pool, the bench's token setup), and
+// "postgres-shared", the server's auxiliary processes (WAL writer, checkpointer, background writer,
+// autovacuum, the postmaster), which work for every database on the machine at once.
+const (
+	PostgresBackends = "postgres"
+	PostgresShared   = "postgres-shared"
+)
+
+// pgProcessGroup says which group a process with the given /proc/PID/cmdline text belongs to: backends
+// rename themselves "postgres: CLUSTER: USER DATABASE HOST(PORT) STATE" (Debian) or "postgres: USER
+// DATABASE HOST(PORT) STATE", auxiliary processes "postgres: CLUSTER: walwriter" and the like, and the
+// postmaster keeps its command line (…/bin/postgres -D …). It returns "" for other processes and for the
+// backends of other databases.
+func pgProcessGroup(cmdline, database string) string {
+	cmdline = strings.TrimRight(strings.ReplaceAll(cmdline, "\x00", " "), " ")
+	rest, ok := strings.CutPrefix(cmdline, "postgres: ")
+	if !ok {
+		if f := strings.Fields(cmdline); len(f) > 0 && strings.HasSuffix(f[0], "/postgres") {
+			return PostgresShared
+		}
+		return ""
+	}
+	f := strings.Fields(rest)
+	if len(f) > 0 && strings.HasSuffix(f[0], ":") {
+		f = f[1:] // the cluster name
+	}
+	// A backend: USER DATABASE HOST(PORT)|[local] …
+	if len(f) >= 3 && (strings.HasSuffix(f[2], ")") || f[2] == "[local]") {
+		if f[1] == database {
+			return PostgresBackends
+		}
+		return ""
+	}
+	return PostgresShared
+}
+
+// pgCPU reads the CPU used so far by every process of the two PostgreSQL groups for database, by pid.
+func pgCPU(database string) map[string]map[int]float64 {
+	out := map[string]map[int]float64{PostgresBackends: {}, PostgresShared: {}}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		g := pgProcessGroup(string(cmd), database)
+		if g == "" {
+			continue
+		}
+		if ms, err := cpuMillis(pid); err == nil {
+			out[g][pid] = ms
+		}
+	}
+	return out
+}
+
+// groupMillis is the CPU a group of processes used between two readings: each process's growth, all of a
+// process that started in between. A process that ended in between is lost (see the report's note).
+func groupMillis(a, z map[int]float64) (ms float64, ended int) {
+	for pid, end := range z {
+		ms += max(end-a[pid], 0)
+	}
+	for pid := range a {
+		if _, ok := z[pid]; !ok {
+			ended++
+		}
+	}
+	return ms, ended
 }

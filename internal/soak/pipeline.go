@@ -25,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -104,6 +105,9 @@ type ProcessCPU struct {
 	IdleMsPerSec float64 `json:"idle_cpu_ms_per_s"`
 	Cores        float64 `json:"cores"` // Millis over the window: the average cores busy
 	Restarted    bool    `json:"restarted,omitempty"`
+	// Processes is, for a row that sums a group of processes (PostgreSQL's), how many there were at the
+	// end of the window; PID is 0 then.
+	Processes int `json:"processes,omitempty"`
 }
 
 // PipelineReport is the outcome of a pipeline bench. Rates are per second of wall time; lags and
@@ -141,8 +145,9 @@ type PipelineReport struct {
 	WindowSeconds float64      `json:"cpu_window_s"`
 	SettleSeconds float64      `json:"settle_s"`
 	CPU           []ProcessCPU `json:"cpu"`
-	// PipelineMsPerProfile is the CPU per accepted profile of ingest, indexer, ClickHouse, S3 and NATS
-	// together (not the query role, not the bench's own client).
+	// PipelineMsPerProfile is the CPU per accepted profile of ingest, indexer, ClickHouse, S3, NATS and
+	// the PostgreSQL backends of the bench's database together (not the query role, not the bench's own
+	// client, not PostgreSQL's shared auxiliary processes).
 	PipelineMsPerProfile float64 `json:"pipeline_cpu_ms_per_profile"`
 	// PollerClickHouseMsPerSec is what the bench's own poller costs ClickHouse (measured before the load:
 	// idle with it minus idle without it), and PollerMsPerProfile that over the window per accepted
@@ -150,7 +155,7 @@ type PipelineReport struct {
 	PollerClickHouseMsPerSec float64 `json:"poller_clickhouse_ms_per_s"`
 	PollerMsPerProfile       float64 `json:"poller_ms_per_profile"`
 	// MachineCores is the whole machine's busy CPU over the window (in cores) and OtherCores the part no
-	// measured process used: other work on a shared machine (and PostgreSQL, which ingest uses).
+	// measured process used: other work on a shared machine.
 	// LoadAverage is /proc/loadavg's one-minute figure at the start and at the end of the window.
 	// Indexer* are from the indexer's own metrics over the window: its batches (writeBatch calls), the
 	// seconds they spent in their INSERTs (ledger, stacks, samples with the views), and the mean events
@@ -169,10 +174,15 @@ type PipelineReport struct {
 }
 
 // pipelineProcs are the measured processes in table order; "bench" is this process (the load client).
-var pipelineProcs = []string{"ingest", "indexer", ClickHouse, S3, NATS, "query", "bench"}
+// PostgresBackends and PostgresShared are groups of processes of the shared PostgreSQL (see pgCPU).
+var pipelineProcs = []string{"ingest", "indexer", ClickHouse, S3, NATS, PostgresBackends, PostgresShared, "query", "bench"}
 
-// inPipeline says whether a process counts towards PipelineMsPerProfile.
-func inPipeline(name string) bool { return name != "query" && name != "bench" }
+// inPipeline says whether a process counts towards PipelineMsPerProfile. PostgreSQL's auxiliary
+// processes do not: they serve every database of the shared server (other tests on the machine too), so
+// their row is shown apart; the backends of the bench's database (ingest's uploads and heartbeats) count.
+func inPipeline(name string) bool {
+	return name != "query" && name != "bench" && name != PostgresShared
+}
 
 // pipeUpload is one upload offered by the pipeline bench.
 type pipeUpload struct {
@@ -412,7 +422,17 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 // readCPU reads every measured process's CPU time; a process without a pid is left out.
 func (b *pipeBench) readCPU() map[string]cpuUse {
 	out := map[string]cpuUse{}
+	db := ""
+	if u, err := url.Parse(b.st.pgURL); err == nil {
+		db = strings.TrimPrefix(u.Path, "/")
+	}
+	for name, pids := range pgCPU(db) {
+		out[name] = cpuUse{pids: pids}
+	}
 	for _, name := range pipelineProcs {
+		if name == PostgresBackends || name == PostgresShared {
+			continue
+		}
 		pid := os.Getpid()
 		if name != "bench" {
 			pid = b.st.proc(name).pid()
@@ -478,10 +498,22 @@ func (b *pipeBench) cpuTable(idle0, idle1, cpu0, cpu1 map[string]cpuUse, baselin
 		}
 		u := cpuUse{pid: z.pid, start: a.start, end: z.end, restarted: a.pid != z.pid}
 		pc := ProcessCPU{Name: name, PID: z.pid, Millis: u.millis(), Restarted: u.restarted}
+		if z.pids != nil {
+			// A group of processes: its row's pid is how many there were at the end.
+			var ended int
+			pc.Millis, ended = groupMillis(a.pids, z.pids)
+			pc.PID, pc.Processes, u.restarted, pc.Restarted = 0, len(z.pids), false, false
+			if ended > 0 {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %d processes ended during the window: their CPU is not counted", name, ended))
+			}
+		}
 		pc.MsPerProfile = pc.Millis / n
 		pc.Cores = pc.Millis / 1000 / max(rep.WindowSeconds, 1e-9)
 		if i0, ok := idle0[name]; ok {
-			if i1, ok := idle1[name]; ok && i0.pid == i1.pid {
+			if i1, ok := idle1[name]; ok && i0.pids != nil {
+				ms, _ := groupMillis(i0.pids, i1.pids)
+				pc.IdleMsPerSec = ms / baseline
+			} else if ok && i0.pid == i1.pid {
 				pc.IdleMsPerSec = (i1.end - i0.start) / baseline
 			}
 		}
@@ -814,9 +846,13 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "process\tpid\tCPU ms\tms/profile\tcores\tidle ms/s\t")
 	for _, c := range r.CPU {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.3f\t%.2f\t%.1f\t\n", c.Name, c.PID, c.Millis, c.MsPerProfile, c.Cores, c.IdleMsPerSec)
+		pid := strconv.Itoa(c.PID)
+		if c.Processes > 0 {
+			pid = fmt.Sprintf("%d procs", c.Processes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.3f\t%.2f\t%.1f\t\n", c.Name, pid, c.Millis, c.MsPerProfile, c.Cores, c.IdleMsPerSec)
 	}
-	fmt.Fprintf(tw, "pipeline (ingest+indexer+clickhouse+s3+nats)\t\t\t%.3f\t\t\t\n", r.PipelineMsPerProfile)
+	fmt.Fprintf(tw, "pipeline (ingest+indexer+clickhouse+s3+nats+postgres)\t\t\t%.3f\t\t\t\n", r.PipelineMsPerProfile)
 	fmt.Fprintf(tw, "of which the bench's poller, in ClickHouse\t\t\t%.3f\t\t%.1f\t\n", r.PollerMsPerProfile, r.PollerClickHouseMsPerSec)
 	fmt.Fprintf(tw, "other work on the machine (not measured above)\t\t\t\t%.2f\t\t\n", r.OtherCores)
 	tw.Flush()

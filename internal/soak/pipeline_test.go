@@ -182,6 +182,9 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	if rep.IndexerInserts < 1 || rep.IndexerInsertSeconds <= 0 || rep.IndexerBatchEvents < 1 {
 		t.Errorf("indexer metrics: %.0f inserts, %.3f s in them, %.1f events per batch", rep.IndexerInserts, rep.IndexerInsertSeconds, rep.IndexerBatchEvents)
 	}
+	if _, ok := used[PostgresBackends]; !ok {
+		t.Errorf("no row for the PostgreSQL backends of the bench's database (%v)", used)
+	}
 	if rep.PipelineMsPerProfile <= 0 {
 		t.Errorf("pipeline CPU per profile %.3f ms", rep.PipelineMsPerProfile)
 	}
@@ -214,5 +217,34 @@ func TestMachineTicksCountsAllButIdleAndIOWait(t *testing.T) {
 	}
 	if _, _, err := machineTicks("cpu  1 x 3 4 5\n"); err == nil {
 		t.Fatal("a bad column did not fail")
+	}
+}
+
+func TestPGProcessGroupCountsTheBenchsBackendsAndTheSharedProcessesApart(t *testing.T) {
+	const db = "fs_soak_42"
+	for cmd, want := range map[string]string{
+		"postgres: 15/main: flamestream fs_soak_42 127.0.0.1(51234) idle\x00":          PostgresBackends,
+		"postgres: flamestream fs_soak_42 127.0.0.1(51234) INSERT\x00":                 PostgresBackends,
+		"postgres: 15/main: flamestream fs_soak_42 [local] idle\x00":                   PostgresBackends,
+		"postgres: 15/main: flamestream fs_test_7 127.0.0.1(40000) idle\x00":           "",
+		"postgres: 15/main: flamestream fs_soak_421 127.0.0.1(40000) idle\x00":         "",
+		"postgres: 15/main: walwriter \x00":                                            PostgresShared,
+		"postgres: 15/main: autovacuum worker fs_soak_42\x00":                          PostgresShared,
+		"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/var/lib/postgresql/15/main\x00": PostgresShared,
+		"/usr/sbin/clickhouse-server\x00--config=x\x00":                                "",
+		"": "",
+	} {
+		if got := pgProcessGroup(cmd, db); got != want {
+			t.Errorf("pgProcessGroup(%q) = %q, want %q", cmd, got, want)
+		}
+	}
+}
+
+func TestGroupMillisAddsEachProcessGrowthAndAllOfANewOne(t *testing.T) {
+	a := map[int]float64{1: 100, 2: 50, 3: 10}
+	z := map[int]float64{1: 130, 2: 50, 4: 25} // 3 ended, 4 started
+	ms, ended := groupMillis(a, z)
+	if ms != 55 || ended != 1 {
+		t.Fatalf("groupMillis = %v ms, %d ended; want 55 (30 + 0 + 25) and 1", ms, ended)
 	}
 }
