@@ -161,3 +161,88 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string, max int) (int, 
 	}
 	return n, nil
 }
+
+// Object is one listed object.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// List lists the objects right under prefix (not those in deeper "folders"), in key order, at most max.
+func (s *Store) List(ctx context.Context, prefix string, max int) ([]Object, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the listing goroutine when we stop early
+	var out []Object
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if obj.Err != nil {
+			return out, fmt.Errorf("list %s: %w", prefix, obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			continue // a folder
+		}
+		out = append(out, Object{Key: obj.Key, Size: obj.Size})
+		if len(out) >= max {
+			break
+		}
+	}
+	return out, nil
+}
+
+// GetRange reads n bytes of the object at key from offset off; n < 0 reads the last -n bytes (or the
+// whole object when it is shorter). A missing key gives ErrNotFound.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	var opts minio.GetObjectOptions
+	var err error
+	switch {
+	case n < 0:
+		err = opts.SetRange(0, n)
+	case n == 0:
+		return nil, nil
+	default:
+		err = opts.SetRange(off, off+n-1)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", key, err)
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", key, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && (er.StatusCode == http.StatusNotFound || er.Code == "NoSuchKey") {
+			return nil, fmt.Errorf("get object %s: %w", key, ErrNotFound)
+		}
+		return nil, fmt.Errorf("get object %s range %d+%d: %w", key, off, n, err)
+	}
+	if n > 0 && int64(len(b)) != n {
+		return nil, fmt.Errorf("get object %s range %d+%d: read %d bytes", key, off, n, len(b))
+	}
+	return b, nil
+}
+
+// Delete deletes the objects at keys; a key already gone is not an error.
+func (s *Store) Delete(ctx context.Context, keys []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(ch)
+		for _, k := range keys {
+			select {
+			case ch <- minio.ObjectInfo{Key: k}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var firstErr error
+	for e := range s.client.RemoveObjects(ctx, s.bucket, ch, minio.RemoveObjectsOptions{}) {
+		if firstErr == nil {
+			firstErr = fmt.Errorf("delete %s: %w", e.ObjectName, e.Err)
+		}
+	}
+	return firstErr
+}
