@@ -112,11 +112,17 @@ func TestAgentAPI(t *testing.T) {
 			t.Fatalf("gpid of another service: %d %s", r.code, r.raw)
 		}
 
-		agents, _ = st.PG.ListAgents(ctx, service)
+		// The uploads of a known agent are counted in memory and written every flush interval (2 s).
 		var a pgdb.Agent
-		for _, x := range agents {
-			if x.GPID == int64(gpid) {
-				a = x
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			agents, _ = st.PG.ListAgents(ctx, service)
+			for _, x := range agents {
+				if x.GPID == int64(gpid) {
+					a = x
+				}
+			}
+			if a.Profiles >= 3 || time.Now().After(deadline) {
+				break
 			}
 		}
 		if a.Profiles != 3 || a.Hostname != "host-a" || a.AgentVersion != "1.35.0" || a.InstanceType != "m5.xlarge" || a.CloudProvider != "aws" {

@@ -91,6 +91,8 @@ type Config struct {
 	AuthCacheTTL time.Duration
 	// AgentLogsMaxRows bounds the agent log records kept per service (0: 100,000).
 	AgentLogsMaxRows int
+	// AgentFlushInterval is how often Run writes the upload counters of known agents (0: 2 s).
+	AgentFlushInterval time.Duration
 }
 
 // Server is the ingest API.
@@ -104,6 +106,7 @@ type Server struct {
 
 	tokens   *ttlCache[pgdb.Token]
 	services *ttlCache[pgdb.Service]
+	agents   *agentBook
 
 	mu       sync.Mutex
 	limiters map[int64]*rate.Limiter
@@ -125,9 +128,22 @@ func New(cfg Config, meta Metadata, store ObjectPutter, publish Publisher, log *
 	if cfg.AgentLogsMaxRows <= 0 {
 		cfg.AgentLogsMaxRows = DefaultAgentLogsMaxRows
 	}
-	return &Server{cfg: cfg, meta: meta, store: store, publish: publish, log: log.With("role", "ingest"),
+	if cfg.AgentFlushInterval <= 0 {
+		cfg.AgentFlushInterval = defaultAgentFlushInterval
+	}
+	log = log.With("role", "ingest")
+	return &Server{cfg: cfg, meta: meta, store: store, publish: publish, log: log, agents: newAgentBook(meta, log),
 		metrics: newMetrics(reg), limiters: map[int64]*rate.Limiter{}, logBatches: map[string]int{},
 		tokens: newTTLCache[pgdb.Token](cfg.AuthCacheTTL), services: newTTLCache[pgdb.Service](cfg.AuthCacheTTL)}
+}
+
+// Run writes the bookkeeping of uploads in batches until ctx ends, then writes what is left and returns.
+// While it runs, the uploads of an agent already known are counted in memory and written once per
+// AgentFlushInterval (see agentBook); without it every upload writes its agent's row itself. Requests
+// served after ctx ended are recorded synchronously, so a graceful stop loses no count.
+func (s *Server) Run(ctx context.Context) error {
+	s.agents.run(ctx, s.cfg.AgentFlushInterval)
+	return nil
 }
 
 // Routes mounts the agent API on r.

@@ -425,7 +425,7 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request, format prof
 		if svc, metaErr = s.service(sctx, service, now); metaErr != nil {
 			return
 		}
-		gpid, metaErr = s.meta.RecordProfile(sctx, p.gpid, agentOf(service, p), now)
+		gpid, metaErr = s.agents.record(sctx, p.gpid, agentOf(service, p), now)
 	})
 	t0 := time.Now()
 	storeErr := s.store.Put(sctx, objKey, raw, "application/gzip")

@@ -1,10 +1,12 @@
 package pgdb
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -86,4 +88,83 @@ func (d *DB) ListAgents(ctx context.Context, service string) ([]Agent, error) {
 		a.RunArguments = args
 		return a, err
 	})
+}
+
+// AgentProfiles is a number of uploads of one known agent, for AddAgentProfiles.
+type AgentProfiles struct {
+	GPID    int64
+	Service string
+	// Last is the time of the latest of the uploads.
+	Last  time.Time
+	Count int64
+}
+
+// maxAgentProfilesPerStatement bounds one statement of AddAgentProfiles (its arrays are sent as
+// parameters, so the SQL text stays the same; the bound keeps one statement's locks and time small).
+const maxAgentProfilesPerStatement = 2000
+
+// AddAgentProfiles records uploads of agents that already have a row, in one UPDATE per
+// maxAgentProfilesPerStatement agents instead of one per upload: profiles grows by each Count, last_seen
+// and last_profile_at move to each Last (never back). The other columns are left alone (RecordProfile
+// writes them). Entries of the same agent are summed. It returns the agents it found no row for (deleted
+// meanwhile, or of another service), whose counts were not recorded.
+func (d *DB) AddAgentProfiles(ctx context.Context, batch []AgentProfiles) (missing []AgentProfiles, err error) {
+	type key struct {
+		gpid    int64
+		service string
+	}
+	merged := make(map[key]*AgentProfiles, len(batch))
+	list := make([]*AgentProfiles, 0, len(batch))
+	for _, b := range batch {
+		k := key{b.GPID, b.Service}
+		if m, ok := merged[k]; ok {
+			m.Count += b.Count
+			if b.Last.After(m.Last) {
+				m.Last = b.Last
+			}
+			continue
+		}
+		c := b
+		merged[k] = &c
+		list = append(list, &c)
+	}
+	// One order for every writer: two ingest replicas flushing the same agents lock their rows in the same
+	// order rather than deadlock.
+	slices.SortFunc(list, func(a, b *AgentProfiles) int { return cmp.Compare(a.GPID, b.GPID) })
+	// One transaction: an error leaves every count unrecorded, so the caller may add them again.
+	err = pgx.BeginFunc(ctx, d.async, func(tx pgx.Tx) error {
+		missing = missing[:0]
+		for rest := list; len(rest) > 0; {
+			part := rest[:min(len(rest), maxAgentProfilesPerStatement)]
+			rest = rest[len(part):]
+			gpids, services := make([]int64, len(part)), make([]string, len(part))
+			lasts, counts := make([]time.Time, len(part)), make([]int64, len(part))
+			for i, p := range part {
+				gpids[i], services[i], lasts[i], counts[i] = p.GPID, p.Service, p.Last, p.Count
+			}
+			rows, err := tx.Query(ctx, `UPDATE agents a SET last_seen = greatest(a.last_seen, u.at),
+				last_profile_at = greatest(a.last_profile_at, u.at), profiles = a.profiles + u.n
+				FROM (SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::bigint[]) AS t(gpid, service, at, n)
+					ORDER BY gpid) u
+				WHERE a.gpid = u.gpid AND a.service = u.service RETURNING a.gpid, a.service`, gpids, services, lasts, counts)
+			if err != nil {
+				return err
+			}
+			seen := make(map[key]bool, len(part))
+			var k key
+			if _, err := pgx.ForEachRow(rows, []any{&k.gpid, &k.service}, func() error { seen[k] = true; return nil }); err != nil {
+				return err
+			}
+			for _, p := range part {
+				if !seen[key{p.GPID, p.Service}] {
+					missing = append(missing, *p)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("add agent profiles: %w", err)
+	}
+	return missing, nil
 }

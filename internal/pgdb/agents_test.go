@@ -96,3 +96,54 @@ func TestAgentLogsArePrunedToTheBound(t *testing.T) {
 		t.Errorf("left %d records (newest %v), %v", len(logs), logs, err)
 	}
 }
+
+// TestAddAgentProfilesAddsCountsAndKeepsTheLatestTime: counts add up exactly (entries of one agent
+// summed), last_seen never moves back, the other columns are left alone, and an agent without a row (an
+// unknown gpid, or a gpid of another service) is returned as missing and creates nothing.
+func TestAddAgentProfilesAddsCountsAndKeepsTheLatestTime(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := pgdb.Agent{Service: "s", Hostname: "h", AgentVersion: "1.35.0", Containers: []string{"c"}}
+	g1, err := db.RecordProfile(ctx, 0, a, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := db.RecordProfile(ctx, 0, pgdb.Agent{Service: "s", Hostname: "h2"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := db.AddAgentProfiles(ctx, []pgdb.AgentProfiles{
+		{GPID: g1, Service: "s", Last: t0.Add(3 * time.Minute), Count: 5},
+		{GPID: g2, Service: "s", Last: t0.Add(-time.Hour), Count: 2}, // older than last_seen: kept
+		{GPID: g1, Service: "s", Last: t0.Add(2 * time.Minute), Count: 4},
+		{GPID: g1, Service: "other", Last: t0, Count: 1},
+		{GPID: g2 + 1000, Service: "s", Last: t0, Count: 1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) != 2 {
+		t.Errorf("missing %+v, want the foreign and the unknown gpid", missing)
+	}
+	agents, err := db.ListAgents(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) != 2 {
+		t.Fatalf("%d agents: %+v", len(agents), agents)
+	}
+	for _, ag := range agents {
+		switch ag.GPID {
+		case g1:
+			if ag.Profiles != 10 || !ag.LastSeen.Equal(t0.Add(3*time.Minute)) || ag.LastProfileAt == nil ||
+				!ag.LastProfileAt.Equal(t0.Add(3*time.Minute)) || ag.AgentVersion != "1.35.0" || ag.Hostname != "h" {
+				t.Errorf("agent 1: %+v", ag)
+			}
+		case g2:
+			if ag.Profiles != 3 || !ag.LastSeen.Equal(t0) {
+				t.Errorf("agent 2: %+v", ag)
+			}
+		}
+	}
+}

@@ -70,8 +70,9 @@ var (
 	ingestPart = part{
 		vars: ingest.Vars,
 		start: func(ctx context.Context, cfg config.Config, log *slog.Logger, d *deps, reg prometheus.Registerer, r chi.Router) ([]func(context.Context) error, error) {
-			ingest.New(ingest.ConfigOf(cfg), d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg).Routes(r)
-			return nil, nil
+			s := ingest.New(ingest.ConfigOf(cfg), d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg)
+			s.Routes(r)
+			return []func(context.Context) error{s.Run}, nil
 		},
 	}
 	indexerPart = part{
