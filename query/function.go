@@ -2,26 +2,35 @@ package query
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/flamestream/flamestream/internal/flame"
 )
 
-// The function endpoints read a range as buckets: one selection per bucket, all read by one ClickHouse query
-// (see sums), then one view of the service's trie that learns every stack and names the frames of each
-// leaf (see flame.View.Frames). A tree per bucket would cost a pass over the whole trie per bucket; instead
-// each bucket adds its counts per leaf (see leafCounts) and each leaf is classified once by its frames. The
-// numbers are those of the flame graph and the top table of the same selection: a function's self is the
-// samples whose leaf frame it is, its total those whose stack holds it at least once, its occurrences the
-// distinct stacks with samples that hold it.
+// The function endpoints read a range as buckets of one step: one plan of the whole range on tables no
+// coarser than the step (see bucketRollups), read by one ClickHouse query that groups each segment's rows by
+// bucket and stack (see bucketSums), so that a history costs about what a top table of the same range
+// costs, not a read per bucket. Then one view of the service's trie learns every stack and names the frames
+// of each leaf (see flame.View.Frames). A tree per bucket would cost a pass over the whole trie per bucket;
+// instead each bucket adds its counts per leaf (see leafCounts) and each leaf is classified once by its
+// frames. The numbers are those of the flame graph and the top table of the same selection, runtime and
+// process view included (see stackShape): a function's self is the samples whose leaf frame it is, its
+// total those whose stack holds it at least once, its occurrences the distinct stacks with samples that
+// hold it (stacks that the view makes equal are one stack).
 
 const (
-	// maxHistoryPoints bounds the buckets of a function's history (a view of the trie each).
+	// maxHistoryPoints bounds the buckets of a function's history: a read returns up to one row per bucket
+	// and stack.
 	maxHistoryPoints = 60
 	// maxTrendPoints bounds the buckets of the functions table's sparklines.
 	maxTrendPoints = 24
@@ -29,13 +38,6 @@ const (
 	maxFrameName = 4096
 	// maxTableFunctions bounds the rows of the functions table (each carries a sparkline).
 	maxTableFunctions = 10000
-	// bucketSQLBudget bounds the SQL the segments of all buckets add up to, far below ClickHouse's
-	// max_query_size (256 KiB): each segment repeats the selection's filters, so long filters mean fewer
-	// buckets.
-	bucketSQLBudget = 160 << 10
-	// segmentsPerBucket is about how many segments the plan of one bucket has at most (raw head, minutes,
-	// hours, days, raw tail; a subtracted edge adds one).
-	segmentsPerBucket = 6
 )
 
 // bucketSteps are the bucket lengths in seconds, finest first; each is whole minutes and divides into the
@@ -46,7 +48,8 @@ var bucketSteps = []int64{60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 360
 // the step since the epoch (the first and the last clipped to the range), and returns the step and the
 // buckets. Past the raw retention only whole hours or days are kept, so there the step is at least an hour
 // or a day, as the timeline's: every bucket edge then falls on a rollup bucket's edge and the buckets add
-// up exactly to the range.
+// up exactly to the range. The buckets are read by one query whatever their number (see bucketSums), so
+// the length of the filters does not bound them.
 func bucketsOf(sel Selection, ru Rollups, maxPoints int) (int64, []Selection) {
 	var minStep int64 = 60
 	old, _ := ru.PastRaw(sel.From, sel.To)
@@ -58,8 +61,7 @@ func bucketsOf(sel Selection, ru Rollups, maxPoints int) (int64, []Selection) {
 			minStep = max(minStep, 3600)
 		}
 	}
-	perSegment := len(sel.filterSQL()) + len(sel.Service) + 400
-	maxPoints = max(1, min(maxPoints, bucketSQLBudget/(segmentsPerBucket*perSegment)))
+	maxPoints = max(1, maxPoints)
 	from, to := sel.From.Unix(), sel.To.Unix()
 	if sel.To.After(time.Unix(to, 0)) {
 		to++ // a sub-second end: the last bucket still reaches it
@@ -104,55 +106,173 @@ func bucketsOf(sel Selection, ru Rollups, maxPoints int) (int64, []Selection) {
 // mod is a modulo that is never negative (ranges may start before 1970).
 func mod(a, b int64) int64 { return ((a % b) + b) % b }
 
-// bucketRead is a range read as buckets: the sums of their segments, the leaf of each stack, and a view of
-// the service's trie (held until release) that names the leaves' frames.
+// bucketRead is a range read as buckets: the sums per bucket and stack, the leaf of each stack, and a view
+// of the service's trie (held until release) that names the leaves' frames.
 type bucketRead struct {
 	step    int64
 	buckets []Selection
 	v       *flame.View
 	release func()
 	counts  leafCounts
-	bySide  [][]int // the segments of each bucket, by index in counts.sums
-	whole   []int   // every segment
+	bySide  [][]int // the sums of each bucket, by index in counts.sums
+	whole   []int   // every sums
 }
 
-// readBuckets splits the reading's selection into at most maxPoints buckets (see bucketsOf) and reads them;
-// the caller must call release.
-func (s *Server) readBuckets(rd *reading, maxPoints int) (*bucketRead, error) {
+// readBuckets splits the reading's selection into at most maxPoints buckets (see bucketsOf) and reads them
+// with the stack shape sh applied (see stackShape); the caller must call release.
+func (s *Server) readBuckets(rd *reading, maxPoints int, sh stackShape) (*bucketRead, error) {
 	br := &bucketRead{}
 	br.step, br.buckets = bucketsOf(rd.sel, rd.rollups, maxPoints)
-	sums, err := s.sums(rd.ctx, br.buckets...)
+	sums, bySide, err := s.bucketSums(rd.ctx, rd.sel, rd.rollups, br.step, len(br.buckets))
 	if err != nil {
 		return nil, err
 	}
-	// sums puts the segments of bucket i on side i; the view counts them all on the comparison side.
-	br.bySide = make([][]int, len(br.buckets))
+	br.bySide = bySide
 	br.whole = make([]int, len(sums))
 	for j := range sums {
-		br.bySide[sums[j].side] = append(br.bySide[sums[j].side], j)
 		br.whole[j] = j
-		sums[j].side = comparison
 	}
 	var leaves [][]uint32
 	br.v, leaves, br.release, err = s.viewLeaves(rd.ctx, rd.sel.Service, sums)
 	if err != nil {
 		return nil, err
 	}
-	br.counts = leafCounts{sums: sums, leaves: leaves, net: map[uint32]int64{}}
+	br.counts = leafCounts{sums: sums, leaves: leaves, net: map[uint32]int64{}, v: br.v}
+	if sh.active() {
+		br.counts.shape = &shaped{sh: sh, of: map[uint32]uint32{}, keys: map[string]uint32{}, net: map[uint32]int64{}}
+	}
 	return br, nil
 }
 
-// leafCounts adds segment sums per trie leaf.
+// bucketRollups returns the rollups that a read in buckets of step seconds may use: those whose rows fall
+// in one bucket each (a day row cannot be split into hours).
+func bucketRollups(r Rollups, step int64) Rollups {
+	if step%86400 != 0 {
+		r.Day = false
+	}
+	if step%3600 != 0 {
+		r.Hour = false
+	}
+	return r
+}
+
+// bucketSegments plans a selection for a read in buckets of step seconds: one plan of the whole range (see
+// Plan) on the tables bucketRollups allows. Every row a segment reads then lies in one bucket, and so does
+// the part of a settled rollup bucket that a plan subtracts past an edge (the rollup bucket lies in the
+// step's bucket of that edge).
+func bucketSegments(sel Selection, ru Rollups, step int64) []Segment {
+	return Plan(sel.From, sel.To, bucketRollups(ru.ForSelection(sel), step))
+}
+
+// bucketIndex is the SQL of a row's bucket: its step since the epoch.
+func bucketIndex(step int64) string {
+	return "toUInt32(intDiv(toUInt32(ts), " + strconv.FormatInt(step, 10) + "))"
+}
+
+// bucketSums reads a selection in n buckets of step seconds (bucket i starts at the i-th multiple of step
+// from the one at or before sel.From) in one ClickHouse query: each segment of the plan (see bucketSegments)
+// grouped by bucket and stack. It returns the sums of each segment in each bucket, all on the comparison
+// side, and the indexes of each bucket's sums. These are not cached: the segment cache keys whole
+// segments.
+func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step int64, n int) ([]segmentSums, [][]int, error) {
+	segs := bucketSegments(sel, ru, step)
+	bySide := make([][]int, n)
+	if len(segs) == 0 {
+		return nil, bySide, nil
+	}
+	parts := make([]string, len(segs))
+	for i, seg := range segs {
+		parts[i] = "SELECT toUInt32(" + strconv.Itoa(i) + ") AS seg, " + bucketIndex(step) + " AS b, stack, toInt64(sum(count)) AS c" +
+			s.segmentFrom(sel, seg) + " GROUP BY b, stack"
+	}
+	first := uint32(sel.From.Unix() / step)
+	at := map[[2]uint32]int{} // (segment, bucket) → index in out
+	var out []segmentSums
+	var seg, b proto.ColUInt32
+	var hash proto.ColUInt64
+	var count proto.ColInt64
+	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:   strings.Join(parts, " UNION ALL "),
+		Result: proto.Results{{Name: "seg", Data: &seg}, {Name: "b", Data: &b}, {Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i, k := range seg {
+				bi := int64(b[i]) - int64(first)
+				if int(k) >= len(segs) || bi < 0 || bi >= int64(n) {
+					return fmt.Errorf("row of segment %d, bucket %d: out of %d segments, %d buckets", k, bi, len(segs), n)
+				}
+				key := [2]uint32{k, uint32(bi)}
+				j, ok := at[key]
+				if !ok {
+					j = len(out)
+					at[key] = j
+					out = append(out, segmentSums{side: comparison, sign: int64(segs[k].Sign)})
+					bySide[bi] = append(bySide[bi], j)
+				}
+				out[j].sums = append(out[j].sums, stackSum{hash[i], count[i]})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("stack counts by bucket: %w", err)
+	}
+	return out, bySide, nil
+}
+
+// leafCounts adds sums per trie leaf and, with a stack shape, per stack of the shape (see shaped): its keys
+// are leaves or shaped stacks, and frames names them.
 type leafCounts struct {
 	sums   []segmentSums
 	leaves [][]uint32 // leaves[j][k] is the leaf of sums[j].sums[k]
 	net    map[uint32]int64
+	v      *flame.View
+	shape  *shaped // nil: no shape, the keys are leaves
 }
 
-// each sums the segments segs (indexes in sums) per leaf and calls fn with every leaf whose sum is above
-// zero, as a view counts them: a leaf below zero is left out (see flame.View.DropNegative), and so is the
-// empty stack (leaf 0).
-func (lc *leafCounts) each(segs []int, fn func(leaf uint32, n uint64)) {
+// shaped maps the leaves of a view onto the stacks a stack shape makes of them: stacks that the shape
+// makes equal are one stack, keyed from 1 in the order met; a dropped stack has no key.
+type shaped struct {
+	sh     stackShape
+	of     map[uint32]uint32 // leaf → key, 0 when the shape drops the stack
+	keys   map[string]uint32 // shaped stack text → key
+	frames [][]string        // frames[key-1]
+	buf    []string
+	net    map[uint32]int64
+}
+
+// key returns the key of a leaf's shaped stack, 0 when the shape drops it.
+func (sp *shaped) key(v *flame.View, leaf uint32) uint32 {
+	if k, ok := sp.of[leaf]; ok {
+		return k
+	}
+	sp.buf = v.Frames(leaf, sp.buf[:0])
+	fr, keep := sp.sh.apply(sp.buf, nil)
+	var k uint32
+	if keep {
+		text := strings.Join(fr, ";")
+		if k = sp.keys[text]; k == 0 {
+			sp.frames = append(sp.frames, fr)
+			k = uint32(len(sp.frames))
+			sp.keys[text] = k
+		}
+	}
+	sp.of[leaf] = k
+	return k
+}
+
+// frames returns the frames of a key (process first), appended to dst or, with a shape, shared: the
+// caller must not change them.
+func (lc *leafCounts) frames(key uint32, dst []string) []string {
+	if lc.shape != nil {
+		return lc.shape.frames[key-1]
+	}
+	return lc.v.Frames(key, dst)
+}
+
+// each sums the segments segs (indexes in sums) per leaf and calls fn with every key (leaf or shaped stack)
+// whose sum is above zero, as a view counts them: a leaf below zero is left out (see flame.View.DropNegative),
+// and so is the empty stack (leaf 0). Keys are never 0.
+func (lc *leafCounts) each(segs []int, fn func(key uint32, n uint64)) {
 	clear(lc.net)
 	for _, j := range segs {
 		sg := lc.sums[j]
@@ -160,10 +280,25 @@ func (lc *leafCounts) each(segs []int, fn func(leaf uint32, n uint64)) {
 			lc.net[lc.leaves[j][k]] += sg.sign * x.sum
 		}
 	}
+	sp := lc.shape
+	if sp == nil {
+		for leaf, n := range lc.net {
+			if n > 0 && leaf != 0 {
+				fn(leaf, uint64(n))
+			}
+		}
+		return
+	}
+	clear(sp.net)
 	for leaf, n := range lc.net {
 		if n > 0 && leaf != 0 {
-			fn(leaf, uint64(n))
+			if k := sp.key(lc.v, leaf); k != 0 {
+				sp.net[k] += n
+			}
 		}
+	}
+	for k, n := range sp.net {
+		fn(k, uint64(n))
 	}
 }
 
@@ -205,30 +340,164 @@ func nameParam(r *http.Request, param string, required bool) (string, error) {
 // function serves GET /api/v1/function: the history of one frame name over the range and filters.
 func (s *Server) function(w http.ResponseWriter, r *http.Request) error {
 	var name string
+	var sh stackShape
 	rd, err := s.startReading(w, r, func(*Selection) (err error) {
-		name, err = nameParam(r, "name", true)
+		if name, err = nameParam(r, "name", true); err != nil {
+			return err
+		}
+		sh, err = parseStackShape(r.URL.Query())
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	defer rd.cancel()
-	br, err := s.readBuckets(rd, maxHistoryPoints)
+	out, err := s.history(rd, name, sh)
 	if err != nil {
 		return err
 	}
-	defer br.release()
-	h := &history{v: br.v, name: name, counts: &br.counts, class: map[uint32]leafClass{}}
-	out := FunctionHistory{Name: name, Step: br.step, Points: make([]FunctionPoint, len(br.buckets))}
-	out.Samples, out.Self, out.Total, out.Occurrences = h.add(br.whole)
-	for i, segs := range br.bySide {
-		p := &out.Points[i]
-		p.T = br.buckets[i].From.Unix()
-		p.Samples, p.Self, p.Total, _ = h.add(segs)
-	}
-	br.release()
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// history reads a function's history in two steps. First the stacks of the whole range, as a top table
+// reads them (cached segments included): they give the numbers over the range and sort every stack into
+// the function's self and total sets (and the set the shape drops). Then one scan of the range grouped by
+// bucket only sums each bucket's samples and those of each set (see bucketTotals): a few rows per bucket,
+// where a read by bucket and stack returned every stack of every bucket.
+func (s *Server) history(rd *reading, name string, sh stackShape) (*FunctionHistory, error) {
+	step, buckets := bucketsOf(rd.sel, rd.rollups, maxHistoryPoints)
+	out := &FunctionHistory{Name: name, Step: step, Points: make([]FunctionPoint, len(buckets))}
+	for i, b := range buckets {
+		out.Points[i].T = b.From.Unix()
+	}
+	sums, err := s.sums(rd.ctx, rd.sel)
+	if err != nil {
+		return nil, err
+	}
+	v, leaves, release, err := s.viewLeaves(rd.ctx, rd.sel.Service, sums)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	counts := &leafCounts{sums: sums, leaves: leaves, net: map[uint32]int64{}, v: v}
+	if sh.active() {
+		counts.shape = &shaped{sh: sh, of: map[uint32]uint32{}, keys: map[string]uint32{}, net: map[uint32]int64{}}
+	}
+	h := &history{name: name, counts: counts, class: map[uint32]leafClass{}}
+	all := make([]int, len(sums))
+	for j := range all {
+		all[j] = j
+	}
+	out.Samples, out.Self, out.Total, out.Occurrences = h.add(all)
+	// The sets, each stack once (a stack is in several segments).
+	var self, total, drop proto.ColUInt64
+	seen := map[uint64]bool{}
+	for j, sg := range sums {
+		for k, x := range sg.sums {
+			if seen[x.stack] {
+				continue
+			}
+			seen[x.stack] = true
+			key := leaves[j][k]
+			if counts.shape != nil {
+				key = counts.shape.key(v, key)
+			}
+			if key == 0 {
+				drop.Append(x.stack)
+				continue
+			}
+			c := h.classify(key)
+			if c&hasName != 0 {
+				total.Append(x.stack)
+			}
+			if c&endsInName != 0 {
+				self.Append(x.stack)
+			}
+		}
+	}
+	release()
+	if out.Samples == 0 {
+		return out, nil
+	}
+	per, err := s.bucketTotals(rd.ctx, rd.sel, rd.rollups, step, len(buckets), &drop, &self, &total)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out.Points {
+		p := &out.Points[i]
+		p.Samples, p.Self, p.Total = positive(per[i][0]), positive(per[i][1]), positive(per[i][2])
+	}
+	return out, nil
+}
+
+// positive is n, or 0 below zero (only rows written into a settled bucket while it was read do that).
+func positive(n int64) uint64 { return uint64(max(n, 0)) }
+
+// bucketTotals reads a selection in n buckets of step seconds (bucket i starts at the i-th multiple of step
+// from the one at or before sel.From) in one ClickHouse query, each segment of the plan (see
+// bucketSegments) grouped by bucket: out[i][0] is bucket i's samples of the stacks not in drop, out[i][1+k]
+// those of the stacks in sets[k]. The sets go as external tables (see learn), so the statement does not
+// grow with them.
+func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, step int64, n int, drop *proto.ColUInt64, sets ...*proto.ColUInt64) ([][]int64, error) {
+	out := make([][]int64, n)
+	for i := range out {
+		out[i] = make([]int64, 1+len(sets))
+	}
+	segs := bucketSegments(sel, ru, step)
+	if len(segs) == 0 {
+		return out, nil
+	}
+	var ext []ch.ExternalTable
+	cols := ", toInt64(sum(count)) AS c0"
+	for k, set := range sets {
+		if set.Rows() == 0 {
+			cols += ", toInt64(0) AS c" + strconv.Itoa(k+1)
+			continue
+		}
+		t := "_set" + strconv.Itoa(k+1)
+		ext = append(ext, ch.ExternalTable{Name: t, Data: proto.Input{{Name: "hash", Data: set}}})
+		// GLOBAL: on a cluster the shards need the set too.
+		cols += ", toInt64(sumIf(count, stack GLOBAL IN (SELECT hash FROM " + t + "))) AS c" + strconv.Itoa(k+1)
+	}
+	where := ""
+	if drop != nil && drop.Rows() > 0 {
+		ext = append(ext, ch.ExternalTable{Name: "_drop", Data: proto.Input{{Name: "hash", Data: drop}}})
+		where = " AND stack GLOBAL NOT IN (SELECT hash FROM _drop)"
+	}
+	parts := make([]string, len(segs))
+	for i, seg := range segs {
+		parts[i] = "SELECT toUInt32(" + strconv.Itoa(i) + ") AS seg, " + bucketIndex(step) + " AS b" + cols +
+			s.segmentFrom(sel, seg) + where + " GROUP BY b"
+	}
+	first := uint32(sel.From.Unix() / step)
+	var seg, b proto.ColUInt32
+	cs := make([]proto.ColInt64, 1+len(sets))
+	res := proto.Results{{Name: "seg", Data: &seg}, {Name: "b", Data: &b}}
+	for k := range cs {
+		res = append(res, proto.ResultColumn{Name: "c" + strconv.Itoa(k), Data: &cs[k]})
+	}
+	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+		Body:           strings.Join(parts, " UNION ALL "),
+		ExternalTables: ext,
+		Result:         res,
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i, k := range seg {
+				bi := int64(b[i]) - int64(first)
+				if int(k) >= len(segs) || bi < 0 || bi >= int64(n) {
+					return fmt.Errorf("row of segment %d, bucket %d: out of %d segments, %d buckets", k, bi, len(segs), n)
+				}
+				for c := range cs {
+					out[bi][c] += int64(segs[k].Sign) * cs[c][i]
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket totals: %w", err)
+	}
+	return out, nil
 }
 
 // leafClass says what the stack of a leaf holds of one function: hasName (anywhere) and endsInName (its
@@ -243,7 +512,6 @@ const (
 
 // history sums the counts of one function's stacks over sets of segments (see add).
 type history struct {
-	v      *flame.View
 	name   string
 	counts *leafCounts
 	class  map[uint32]leafClass // memo of classify, by leaf
@@ -256,7 +524,7 @@ func (h *history) classify(leaf uint32) leafClass {
 		return c
 	}
 	c = classified
-	h.frames = h.v.Frames(leaf, h.frames[:0])
+	h.frames = h.counts.frames(leaf, h.frames[:0])
 	for i, f := range h.frames {
 		if f == h.name {
 			c |= hasName
@@ -316,6 +584,7 @@ var tableSorts = []string{"self", "total", "occurrences", "name"}
 func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 	var limit int
 	var sortBy, match string
+	var sh stackShape
 	rd, err := s.startReading(w, r, func(*Selection) (err error) {
 		if limit, err = intParam(r, "limit", 100, 1, maxTableFunctions); err != nil {
 			return err
@@ -326,20 +595,23 @@ func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 		if !slices.Contains(tableSorts, sortBy) {
 			return badRequest("bad sort", errors.New(strings.Join(tableSorts, ", ")))
 		}
-		match, err = nameParam(r, "match", false)
+		if match, err = nameParam(r, "match", false); err != nil {
+			return err
+		}
+		sh, err = parseStackShape(r.URL.Query())
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	defer rd.cancel()
-	br, err := s.readBuckets(rd, maxTrendPoints)
+	br, err := s.readBuckets(rd, maxTrendPoints, sh)
 	if err != nil {
 		return err
 	}
 	defer br.release()
 	out := FunctionTable{Step: br.step, From: rd.sel.From.Unix(), Samples: make([]uint64, len(br.buckets)), Functions: []TableFunction{}}
-	stats, total := tableStats(br.v, &br.counts, br.whole)
+	stats, total := tableStats(&br.counts, br.whole)
 	out.Total = total
 	lower := strings.ToLower(match)
 	for name, st := range stats {
@@ -366,7 +638,7 @@ func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 			out.Samples[i] += n
 			rows, ok := rowsOf[leaf]
 			if !ok {
-				frames = br.v.Frames(leaf, frames[:0])
+				frames = br.counts.frames(leaf, frames[:0])
 				for _, f := range frames {
 					if k, listed := row[f]; listed && last[k] != leaf {
 						last[k] = leaf
@@ -393,13 +665,13 @@ type fnStat struct {
 }
 
 // tableStats returns every function with samples in the segments segs, and all their samples.
-func tableStats(v *flame.View, counts *leafCounts, segs []int) (map[string]*fnStat, uint64) {
+func tableStats(counts *leafCounts, segs []int) (map[string]*fnStat, uint64) {
 	stats := map[string]*fnStat{}
 	var total uint64
 	var frames []string
 	counts.each(segs, func(leaf uint32, n uint64) {
 		total += n
-		frames = v.Frames(leaf, frames[:0])
+		frames = counts.frames(leaf, frames[:0])
 		for i, f := range frames {
 			st := stats[f]
 			if st == nil {

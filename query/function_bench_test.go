@@ -1,12 +1,23 @@
 package query
 
 import (
+	"context"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/flame"
+	"github.com/flamestream/flamestream/internal/schema"
+	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // BenchmarkFunctionViews measures the in-process part of the functions table and of a function history
@@ -47,8 +58,8 @@ func BenchmarkFunctionViews(b *testing.B) {
 	b.Run("table", func(b *testing.B) {
 		for range b.N {
 			v := tr.View()
-			counts := &leafCounts{sums: segs, leaves: lv, net: map[uint32]int64{}}
-			stats, _ := tableStats(v, counts, all)
+			counts := &leafCounts{sums: segs, leaves: lv, net: map[uint32]int64{}, v: v}
+			stats, _ := tableStats(counts, all)
 			if len(stats) == 0 {
 				b.Fatal("no functions")
 			}
@@ -85,7 +96,7 @@ func BenchmarkFunctionViews(b *testing.B) {
 	b.Run("history", func(b *testing.B) {
 		for range b.N {
 			v := tr.View()
-			h := &history{v: v, name: "fn_42_[p]", counts: &leafCounts{sums: segs, leaves: lv, net: map[uint32]int64{}}, class: map[uint32]leafClass{}}
+			h := &history{name: "fn_42_[p]", counts: &leafCounts{sums: segs, leaves: lv, net: map[uint32]int64{}, v: v}, class: map[uint32]leafClass{}}
 			h.add(all)
 			for j := range segs {
 				h.add([]int{j})
@@ -93,4 +104,107 @@ func BenchmarkFunctionViews(b *testing.B) {
 			v.Release()
 		}
 	})
+}
+
+// BenchmarkFunctionReads measures whole calls of the function endpoints against the local ClickHouse, next
+// to a top table of the same selection: an hour of recent data (unsettled, so nothing comes from the
+// segment cache) of 20 hosts, one profile a minute each, 300 of 3,000 stacks per profile (360,000 rows).
+// Before the one-scan read, a history read each of its 60 buckets in its own part of the query.
+//
+//	go test ./query -run X -bench FunctionReads -count 5
+func BenchmarkFunctionReads(b *testing.B) {
+	cfg := testenv.Servers(b)
+	ctx := context.Background()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Database: testenv.Name("fs_bench")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
+		db.Close()
+	})
+	if _, err := schema.Migrate(ctx, db); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	pool := make([]string, 3000)
+	for i := range pool {
+		frames := []string{"python3"}
+		for range 5 + rng.IntN(15) {
+			frames = append(frames, "fn_"+strconv.Itoa(rng.IntN(500))+"_[p]")
+		}
+		pool[i] = strings.Join(frames, ";")
+	}
+	to := time.Now().UTC().Truncate(time.Minute)
+	from := to.Add(-time.Hour)
+	var (
+		ts                         proto.ColDateTime
+		svc, host, cont, inst, k8s proto.ColStr
+		profile, stack             proto.ColUInt64
+		count                      proto.ColUInt32
+		hash                       proto.ColUInt64
+		texts                      proto.ColStr
+	)
+	for _, p := range pool {
+		hash.Append(xxhash.Sum64String(p))
+		texts.Append(p)
+	}
+	for m := range 60 {
+		for hst := range 20 {
+			for k := range 300 {
+				ts.Append(from.Add(time.Duration(m)*time.Minute + time.Duration(hst)*time.Second))
+				svc.Append("bench")
+				host.Append("host-" + strconv.Itoa(hst))
+				cont.Append("")
+				inst.Append("m5.large")
+				k8s.Append("")
+				profile.Append(uint64(m*20 + hst))
+				stack.Append(hash[(m*7+hst*13+k*10)%len(pool)])
+				count.Append(uint32(1 + rng.IntN(9)))
+			}
+		}
+	}
+	if err := db.Insert(ctx, "stacks", proto.Input{{Name: "hash", Data: &hash}, {Name: "frames", Data: &texts}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Insert(ctx, "samples", proto.Input{{Name: "ts", Data: &ts}, {Name: "service", Data: &svc},
+		{Name: "host", Data: &host}, {Name: "container", Data: &cont}, {Name: "instance_type", Data: &inst},
+		{Name: "k8s_object", Data: &k8s}, {Name: "profile", Data: &profile}, {Name: "stack", Data: &stack},
+		{Name: "count", Data: &count}}); err != nil {
+		b.Fatal(err)
+	}
+	s := New(Config{}, db, nil, testenv.Logger(b))
+	q := url.Values{"service": {"bench"}, "from": {strconv.FormatInt(from.Unix(), 10)}, "to": {strconv.FormatInt(to.Unix(), 10)}}
+	call := func(b *testing.B, h func(http.ResponseWriter, *http.Request) error, extra url.Values) {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		for k, vs := range extra {
+			v[k] = vs
+		}
+		req := httptest.NewRequest(http.MethodGet, "/?"+v.Encode(), nil)
+		w := httptest.NewRecorder()
+		if err := h(w, req); err != nil || w.Code != http.StatusOK {
+			b.Fatalf("%v %d %s", err, w.Code, w.Body.Bytes())
+		}
+	}
+	for _, bc := range []struct {
+		name  string
+		h     func(http.ResponseWriter, *http.Request) error
+		extra url.Values
+	}{
+		{"top", s.top, nil},
+		{"history", s.function, url.Values{"name": {"fn_42_[p]"}}},
+		{"table", s.functions, nil},
+		{"history_host", s.function, url.Values{"name": {"fn_42_[p]"}, "host": {"host-3", "host-4"}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			call(b, bc.h, bc.extra) // learns the stacks once
+			b.ResetTimer()
+			for range b.N {
+				call(b, bc.h, bc.extra)
+			}
+		})
+	}
 }
