@@ -583,7 +583,7 @@ func (ix *Indexer) load(ctx context.Context, items []*item) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			body, err := ix.objects.Get(ctx, it.ev.Key)
+			body, err := fetchObject(ctx, ix.objects, it.ev.Key) // the original, or its bundle (compact_read.go)
 			if errors.Is(err, objstore.ErrNotFound) {
 				it.poison = "object missing: " + it.ev.Key
 				return

@@ -91,7 +91,14 @@ type Janitor struct {
 	// MaxArchiveDeletes bounds the objects one sweep deletes (default 100,000); the next sweep goes on.
 	MaxArchiveDeletes int
 
+	// Compaction tunes CompactArchive, which Run calls when Archive is a CompactStore.
+	Compaction Compaction
+
 	next string // the service after which the next sweep's page of services starts
+	// compactedBefore is, per service prefix, the end of the hours CompactArchive found bundled already;
+	// watermarksAt is when it was last forgotten (once a day, so late uploads behind it are found).
+	compactedBefore map[string]time.Time
+	watermarksAt    time.Time
 }
 
 // NewJanitor returns a janitor for db's tables.
@@ -122,6 +129,12 @@ func (j *Janitor) Run(ctx context.Context, interval time.Duration) error {
 			j.log.Warn("archive retention sweep incomplete", "deleted", n, "err", err)
 		} else if n > 0 {
 			j.log.Info("archive retention sweep deleted raw uploads", "objects", n)
+		}
+		if r, err := j.CompactArchive(ctx); err != nil && ctx.Err() == nil {
+			j.log.Warn("archive compaction incomplete", "bundles", r.Bundles, "err", err)
+		} else if r.Bundles > 0 {
+			j.log.Info("archive compaction bundled raw uploads", "bundles", r.Bundles, "objects", r.Objects,
+				"raw_bytes", r.RawBytes, "bundle_bytes", r.BundleBytes)
 		}
 		select {
 		case <-ctx.Done():
