@@ -15,8 +15,11 @@ import (
 
 // benchBatch returns n stored uploads (gzip JSON, as in the bucket) of the demo fleet's default shape:
 // 800 lines per profile over 5,000 stacks of depth 20–60.
-func benchBatch(b *testing.B, n int) [][]byte {
-	fleet := demo.NewFleet(1, "bench", demo.DefaultShape)
+func benchBatch(b *testing.B, n int) [][]byte { return benchBatchOf(b, n, demo.DefaultShape) }
+
+// benchBatchOf is benchBatch of another shape.
+func benchBatchOf(b *testing.B, n int, shape demo.Shape) [][]byte {
+	fleet := demo.NewFleet(1, "bench", shape)
 	rng := rand.New(rand.NewPCG(3, 4))
 	out := make([][]byte, n)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -31,7 +34,17 @@ func benchBatch(b *testing.B, n int) [][]byte {
 // build the ClickHouse columns of stacks and samples. lines/s counts stack lines (one stack with its count),
 // samples/s the counts they carry.
 func BenchmarkObjectToColumns(b *testing.B) {
-	bodies := benchBatch(b, 32)
+	b.Run("800", func(b *testing.B) { benchObjectToColumns(b, benchBatch(b, 32)) })
+	// The pipeline bench's shapes (internal/soak.PipelineShapes).
+	b.Run("60", func(b *testing.B) {
+		benchObjectToColumns(b, benchBatchOf(b, 128, demo.Shape{Stacks: 2000, Lines: 60, MinDepth: 4, MaxDepth: 16}))
+	})
+	b.Run("2000", func(b *testing.B) {
+		benchObjectToColumns(b, benchBatchOf(b, 16, demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}))
+	})
+}
+
+func benchObjectToColumns(b *testing.B, bodies [][]byte) {
 	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
 	known := map[serviceStack]struct{}{}
 	ln := newLane()
@@ -41,9 +54,9 @@ func BenchmarkObjectToColumns(b *testing.B) {
 	cpu0 := cpuTime()
 	for b.Loop() {
 		for i, body := range bodies {
-			agg, err := ix.parse(stream.Event{Start: time.Now()}, body)
-			if err != nil {
-				b.Fatal(err)
+			agg, host, err := ix.parseWithHost(stream.Event{Start: time.Now()}, body)
+			if err != nil || !host.ok {
+				b.Fatal(err, host)
 			}
 			lines += agg.Lines()
 			samples += int(agg.Samples())
@@ -52,6 +65,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 		for h := range ln.w.build(1, items, known) {
 			known[h] = struct{}{}
 		}
+		release(items) // as Index does once the batch is written
 	}
 	cpu := (cpuTime() - cpu0).Seconds()
 	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
@@ -59,6 +73,7 @@ func BenchmarkObjectToColumns(b *testing.B) {
 	// Per CPU-second figures hold on a shared machine too: the process's user+system time, GC included.
 	b.ReportMetric(float64(lines)/cpu, "lines/cpu-s")
 	b.ReportMetric(float64(samples)/cpu, "samples/cpu-s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(bodies)), "ns/profile")
 }
 
 // cpuTime is the user plus system CPU time of the process so far.

@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -42,27 +43,39 @@ type hostSample struct {
 	cores    uint32
 }
 
-// hostSampleOf reads metrics.cpu_avg, metrics.mem_avg and metadata.processors from the header's JSON.
-// Both metrics must be numbers; processors is 0 when absent or not a count.
+// hostSampleOf reads metrics.cpu_avg, metrics.mem_avg and metadata.processors from the header. Both
+// metrics must be numbers; processors is 0 when absent or not a count. The header says which were there
+// (Header.HasMetrics; CPUAvg is 0 both when the agent said 0 and when it said nothing), so the JSON is
+// not decoded a second time.
 func hostSampleOf(h *profile.Header) hostSample {
-	var j struct {
-		Metrics *struct {
-			CPU *float64 `json:"cpu_avg"`
-			Mem *float64 `json:"mem_avg"`
-		} `json:"metrics"`
-		Metadata *struct {
-			Processors any `json:"processors"`
-		} `json:"metadata"`
-	}
-	// Header.CPUAvg is 0 both when the agent said 0 and when it said nothing: only the JSON tells.
-	if len(h.Raw) == 0 || json.Unmarshal(h.Raw, &j) != nil || j.Metrics == nil || j.Metrics.CPU == nil || j.Metrics.Mem == nil {
+	if !h.HasMetrics {
 		return hostSample{}
 	}
-	s := hostSample{ok: true, cpu: *j.Metrics.CPU, mem: *j.Metrics.Mem}
-	if j.Metadata != nil {
-		if n, ok := j.Metadata.Processors.(float64); ok && n >= 1 && n <= 1<<20 && n == float64(uint32(n)) {
-			s.cores = uint32(n)
+	s := hostSample{ok: true, cpu: h.CPUAvg, mem: h.MemAvg}
+	p := h.Processors
+	if len(p) == 0 {
+		return s
+	}
+	var n float64
+	switch c := p[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		v, err := strconv.ParseFloat(string(p), 64)
+		if err != nil {
+			return hostSample{} // encoding/json refused such a number: the metrics were never read
 		}
+		n = v
+	case c == '[' || c == '{':
+		// A number float64 cannot hold anywhere inside made encoding/json refuse the whole header.
+		var v any
+		if json.Unmarshal(p, &v) != nil {
+			return hostSample{}
+		}
+		return s
+	default:
+		return s // a string, true, false or null: no count
+	}
+	if n >= 1 && n <= 1<<20 && n == float64(uint32(n)) {
+		s.cores = uint32(n)
 	}
 	return s
 }

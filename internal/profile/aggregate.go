@@ -117,6 +117,25 @@ func (a *Aggregate) Add(l *Line) error {
 	return nil
 }
 
+// Reserve makes room for a profile of about lines lines and textBytes bytes of stack text, so that Add
+// does not grow its tables (and copy them) again and again on a fresh Aggregate. It is only a hint.
+func (a *Aggregate) Reserve(lines, textBytes int) {
+	if a.index == nil {
+		a.containerIDs = make(map[string]uint32)
+		a.index = make(map[entryKey]int, lines)
+		a.stackIndex = make(map[uint64]int, lines)
+	}
+	if cap(a.entries) < lines {
+		a.entries = make([]Entry, 0, lines)
+	}
+	if cap(a.stacks) < lines {
+		a.stacks = make([]stackRef, 0, lines)
+	}
+	if cap(a.arena) < textBytes {
+		a.arena = make([]byte, 0, textBytes)
+	}
+}
+
 // Reset empties the Aggregate, keeping its memory for reuse.
 func (a *Aggregate) Reset() {
 	clear(a.containerIDs)

@@ -50,6 +50,11 @@ type Header struct {
 	CPUAvg float64
 	// MemAvg is metrics.mem_avg, the average memory use in percent.
 	MemAvg float64
+	// HasMetrics says that metrics.cpu_avg and metrics.mem_avg are both numbers (CPUAvg is 0 both when
+	// the agent said 0 and when it said nothing).
+	HasMetrics bool
+	// Processors is metadata.processors verbatim (any JSON value), nil when absent.
+	Processors json.RawMessage
 	// SpawnTime is metadata.spawn_time as sent by the agent.
 	SpawnTime string
 	// RunArguments is metadata.run_arguments verbatim, nil when absent.
@@ -79,8 +84,8 @@ type headerJSON struct {
 	ContainerNamesEnabled bool          `json:"container_names_enabled"`
 	Metadata              *metadataJSON `json:"metadata"`
 	Metrics               *struct {
-		CPUAvg float64 `json:"cpu_avg"`
-		MemAvg float64 `json:"mem_avg"`
+		CPUAvg *float64 `json:"cpu_avg"`
+		MemAvg *float64 `json:"mem_avg"`
 	} `json:"metrics"`
 	ApplicationMetadataEnabled bool   `json:"application_metadata_enabled"`
 	ProfilingMode              string `json:"profiling_mode"`
@@ -96,6 +101,7 @@ type metadataJSON struct {
 	RunArguments  json.RawMessage `json:"run_arguments"`
 	SpawnTime     string          `json:"spawn_time"`
 	ProfilingMode string          `json:"profiling_mode"`
+	Processors    json.RawMessage `json:"processors"`
 }
 
 type runArgumentsJSON struct {
@@ -121,6 +127,16 @@ func ParseHeader(line []byte) (Header, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return Header{}, fmt.Errorf("%w: the header is not a JSON object", ErrBadMetadata)
 	}
+	raw := append(json.RawMessage(nil), body...)
+	if h, ok := scanHeader(body, raw); ok {
+		return h, nil
+	}
+	return decodeHeader(body, raw)
+}
+
+// decodeHeader is ParseHeader by encoding/json, for the headers scanHeader leaves to it; raw is the
+// Header's own copy of body.
+func decodeHeader(body, raw json.RawMessage) (Header, error) {
 	var hj headerJSON
 	if err := json.Unmarshal(body, &hj); err != nil {
 		return Header{}, fmt.Errorf("%w: %v", ErrBadMetadata, err)
@@ -148,7 +164,8 @@ func ParseHeader(line []byte) (Header, error) {
 		ContainerNamesEnabled: hj.ContainerNamesEnabled,
 		AppMetadataEnabled:    hj.ApplicationMetadataEnabled,
 		SpawnTime:             mj.SpawnTime,
-		Raw:                   append(json.RawMessage(nil), body...),
+		Processors:            mj.Processors,
+		Raw:                   raw,
 	}
 	if h.ProfilingMode == "" {
 		h.ProfilingMode = mj.ProfilingMode
@@ -156,8 +173,14 @@ func ParseHeader(line []byte) (Header, error) {
 	if mj.CloudInfo != nil {
 		h.InstanceType = mj.CloudInfo.InstanceType
 	}
-	if hj.Metrics != nil {
-		h.CPUAvg, h.MemAvg = hj.Metrics.CPUAvg, hj.Metrics.MemAvg
+	if m := hj.Metrics; m != nil {
+		if m.CPUAvg != nil {
+			h.CPUAvg = *m.CPUAvg
+		}
+		if m.MemAvg != nil {
+			h.MemAvg = *m.MemAvg
+		}
+		h.HasMetrics = m.CPUAvg != nil && m.MemAvg != nil
 	}
 	if len(mj.RunArguments) > 0 && !bytes.Equal(mj.RunArguments, []byte("null")) {
 		if mj.RunArguments[0] != '{' {

@@ -120,7 +120,7 @@ func TestParseHeaderFields(t *testing.T) {
 		{
 			name: "metrics and flags",
 			line: `#{"metadata": {"hostname": "h", "agent_version": "1.2.3", "cloud_provider": "gcp", "spawn_time": "t"}, "metrics": {"cpu_avg": 1.5, "mem_avg": 2}, "container_names_enabled": true, "application_metadata_enabled": true, "containers": ["a", "b"]}`,
-			want: Header{Hostname: "h", AgentVersion: "1.2.3", CloudProvider: "gcp", SpawnTime: "t", CPUAvg: 1.5, MemAvg: 2, ContainerNamesEnabled: true, AppMetadataEnabled: true, Containers: []string{"a", "b"}},
+			want: Header{Hostname: "h", AgentVersion: "1.2.3", CloudProvider: "gcp", SpawnTime: "t", CPUAvg: 1.5, MemAvg: 2, HasMetrics: true, ContainerNamesEnabled: true, AppMetadataEnabled: true, Containers: []string{"a", "b"}},
 		},
 		{
 			name: "surrounding white space and CRLF are ignored",
