@@ -26,6 +26,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	pb "go.opentelemetry.io/proto/otlp/profiles/v1development"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	gproto "google.golang.org/protobuf/proto"
 
 	"github.com/flamestream/flamestream/cmd/flamestream/testenv"
@@ -255,7 +256,7 @@ func TestPyroscopeIngestFoldedLinesAndRefusals(t *testing.T) {
 		{"token of another service", q(service+".cpu", ""), "Bearer " + other, nil, folded, 403, "API key is not valid for this service"},
 		{"no name", st.URL + "/ingest?from=1", "Bearer " + token, nil, folded, 400, "bad query: name has no application name (want app.cpu{key=value,...})"},
 		{"relative time", st.URL + "/ingest?name=" + service + "&until=now-1h", "Bearer " + token, nil, folded, 400, `bad query: until "now-1h" is not a Unix time`},
-		{"jfr", q(service, "jfr"), "Bearer " + token, nil, folded, 400, `bad query: format "jfr" is not supported (folded, lines or pprof)`},
+		{"jfr", q(service, "jfr"), "Bearer " + token, nil, folded, 415, "format jfr is not supported"},
 		{"no count", q(service, ""), "Bearer " + token, nil, []byte("a;b\n"), 400, "malformed profile: line 1: missing sample count"},
 		{"count over UInt32", q(service, ""), "Bearer " + token, nil, []byte("a;b 4294967296\n"), 400, "malformed profile: line 1: sample count 4294967296 is over the limit of 4294967295"},
 		{"not gzip", q(service, ""), "Bearer " + token, map[string]string{"Content-Encoding": "gzip"}, folded, 400, "body is not gzip"},
@@ -419,7 +420,8 @@ func TestOTLPProfilesAreStoredPerServiceAndHost(t *testing.T) {
 	}{
 		{"token scoped to one of the services", "Bearer " + shopOnly, nil, body, 403, "API key is not valid for this service"},
 		{"basic auth, wrong password", "Basic " + "Zmw6bm9wZQ==", nil, body, 401, "Invalid API key"},
-		{"OTLP/JSON", "Bearer " + token, map[string]string{"Content-Type": "application/json"}, []byte("{}"), 415, "unsupported Content-Type"},
+		{"OTLP/JSON that is not JSON", "Bearer " + token, map[string]string{"Content-Type": "application/json"}, []byte("{"), 400, ""},
+		{"text", "Bearer " + token, map[string]string{"Content-Type": "text/plain"}, body, 415, "unsupported Content-Type"},
 		{"not protobuf", "Bearer " + token, nil, []byte("\xff\xff\xff"), 400, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -437,5 +439,102 @@ func TestOTLPProfilesAreStoredPerServiceAndHost(t *testing.T) {
 	// Nothing more was stored by the refusals or the retry.
 	if got := waitIndexed(t, st.CH, "otel-shop", 1, 5*time.Second); got != 43 {
 		t.Errorf("otel-shop after the refusals: %d", got)
+	}
+}
+
+// TestOTLPJSONProfilesAreStoredExactly posts the request of otlpRequest, built with the official types, in
+// OTLP/JSON (protojson, gzip): the reply is an ExportProfilesServiceResponse in JSON, each service's CPU
+// samples are stored exactly under its host, and the same request in protobuf afterwards is the same
+// upload (stored once).
+func TestOTLPJSONProfilesAreStoredExactly(t *testing.T) {
+	st := testenv.Start(t, testenv.Options{})
+	token := st.Token(t, pgdb.KindAgent, "")
+	req, want := otlpRequest(time.Now().UTC().Truncate(time.Second).Add(-10 * time.Minute))
+	body, err := protojson.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := st.URL + "/v1development/profiles?service=otel-ledger"
+	r := postFront(t, endpoint, token, map[string]string{"Content-Type": "application/json", "Content-Encoding": "gzip"}, gz(body))
+	var reply collpb.ExportProfilesServiceResponse
+	if r.code != 200 || r.header.Get("Content-Type") != "application/json" || protojson.Unmarshal(r.raw, &reply) != nil ||
+		reply.GetPartialSuccess().GetErrorMessage() != "" {
+		t.Fatalf("export: %d %s %q", r.code, r.header.Get("Content-Type"), r.raw)
+	}
+	pbBody, _ := gproto.Marshal(req)
+	hr, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(pbBody))
+	hr.Header.Set("Content-Type", "application/x-protobuf")
+	hr.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("protobuf: %d", resp.StatusCode)
+	}
+	if got := waitIndexed(t, st.CH, "otel-shop", 1, 30*time.Second); got != 43 {
+		t.Errorf("otel-shop: %d samples, want 43", got)
+	}
+	if got := waitIndexed(t, st.CH, "otel-ledger", 1, 30*time.Second); got != 9 {
+		t.Errorf("otel-ledger: %d samples, want 9", got)
+	}
+	got := map[string]uint64{}
+	for _, svc := range []string{"otel-shop", "otel-ledger"} {
+		for _, r := range storedRows(t, st.CH, svc) {
+			got[svc+"|"+r.Frames+"|"+r.Container] += r.Count
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d (all %v)", k, got[k], v, got)
+		}
+	}
+	if h := hosts(t, st.CH, "otel-ledger"); !slices.Equal(h, []string{"node-b/"}) {
+		t.Errorf("otel-ledger hosts %v", h)
+	}
+}
+
+// TestPyroscopeTrieTreeAndSpeedscopeAreStoredExactly posts Pyroscope's other formats to a real stack: a
+// trie and a tree in the bytes Pyroscope's own serializers write (its tests pin them), and a speedscope
+// file of two threads; each is stored as its stacks and totals, under the application's name.
+func TestPyroscopeTrieTreeAndSpeedscopeAreStoredExactly(t *testing.T) {
+	st := testenv.Start(t, testenv.Options{})
+	const service = "pyro-formats"
+	token := st.Token(t, pgdb.KindAgent, service)
+	from := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	post := func(host, format, contentType string, body []byte) {
+		t.Helper()
+		v := url.Values{"name": {service + ".cpu{hostname=" + host + "}"}, "from": {itoa(from.Unix())}, "until": {itoa(from.Unix() + 10)}}
+		if format != "" {
+			v.Set("format", format)
+		}
+		h := map[string]string{}
+		if contentType != "" {
+			h["Content-Type"] = contentType
+		}
+		if r := postFront(t, st.URL+"/ingest?"+v.Encode(), token, h, body); r.code != 200 || r.message() != "ok" {
+			t.Fatalf("%s: %d %s", format, r.code, r.raw)
+		}
+	}
+	post("trie-1", "trie", "", []byte("\x00\x00\x01\x02ab\x00\x02\x01c\x01\x00\x01d\x02\x00"))
+	post("tree-1", "", "binary/octet-stream+tree", []byte("\x00\x00\x01\x01a\x00\x02\x01b\x01\x00\x01c\x02\x00"))
+	post("speedscope-1", "speedscope", "application/json", []byte(`{"$schema":"https://www.speedscope.app/file-format-schema.json",
+		"shared":{"frames":[{"name":"main"},{"name":"work"}]},"profiles":[
+		{"type":"sampled","name":"thread 1","unit":"none","samples":[[0,1],[0]],"weights":[5,2]},
+		{"type":"sampled","name":"thread 2","unit":"seconds","samples":[[0,1]],"weights":[0.25]}]}`))
+	if got := waitIndexed(t, st.CH, service, 3, 30*time.Second); got != 3+3+7+25 {
+		t.Errorf("stored %d samples, want 38", got)
+	}
+	want := []row{{service + ";a;b", "", "", 1}, {service + ";a;c", "", "", 2}, {service + ";abc", "", "", 1}, {service + ";abd", "", "", 2},
+		{service + ";main", "", "", 2}, {service + ";main;work", "", "", 30}}
+	if got := storedRows(t, st.CH, service); !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if h := hosts(t, st.CH, service); !slices.Equal(h, []string{"speedscope-1/", "tree-1/", "trie-1/"}) {
+		t.Errorf("hosts %v", h)
 	}
 }
