@@ -240,7 +240,11 @@ func timelineStep(d time.Duration) int64 {
 }
 
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
-	rd, err := s.startReading(w, r, nil)
+	var sh stackShape
+	rd, err := s.startReading(w, r, func(*Selection) (err error) {
+		sh, err = parseStackShape(r.URL.Query()) // the runtime and process view (stackshape.go)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -256,6 +260,9 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
 		case seg.Gran == Hour && step < 3600:
 			step = 3600
 		}
+	}
+	if sh.dropsProcesses() {
+		return s.shapedTimeline(w, rd, sh, step)
 	}
 	var t proto.ColUInt32
 	var c proto.ColUInt64

@@ -491,7 +491,259 @@ func TestFunctionBucketsOverRollupsEqualRawRows(t *testing.T) {
 						t.Errorf("history point %d: %+v, want t=%d samples %d %+v", i, p, e[0].Unix(), all, ws["handle_[p]"])
 					}
 				}
+
+				// The runtime and process view over the same tables: the raw rows reshaped here.
+				notJava := func(p string) bool { return p != "java" }
+				shapedRaw := func(a, b time.Time, keep func(string) bool) map[string]uint64 {
+					return reshape(f.rawStacks("svc", a, b, fl.f), []string{"k"}, keep)
+				}
+				qs := merge(q, url.Values{"process_not": {"java"}, "runtimes_off": {"kernel"}, "name": {"loop_[p]"}})
+				var sh historyReply
+				f.getJSON(t, "/api/v1/function", qs, &sh)
+				ws, sall := functionStats(shapedRaw(from, to, notJava))
+				if sh.Samples != sall || sh.Self != ws["loop_[p]"].Self || sh.Total != ws["loop_[p]"].Total || sh.Occurrences != ws["loop_[p]"].Occurrences {
+					t.Errorf("shaped history: samples %d self %d total %d occurrences %d, want %d %+v", sh.Samples, sh.Self, sh.Total, sh.Occurrences, sall, ws["loop_[p]"])
+				}
+				for i, e := range bucketEdges(from, to, sh.Step) {
+					ws, all := functionStats(shapedRaw(e[0], e[1], notJava))
+					if p := sh.Points[i]; p.T != e[0].Unix() || p.Samples != all || p.Self != ws["loop_[p]"].Self || p.Total != ws["loop_[p]"].Total {
+						t.Errorf("shaped history point %d: %+v, want t=%d samples %d %+v", i, p, e[0].Unix(), all, ws["loop_[p]"])
+					}
+				}
+				qs.Del("name")
+				var stb tableReply
+				f.getJSON(t, "/api/v1/functions", qs, &stb)
+				if stb.Total != sall || len(stb.Functions) != len(ws) {
+					t.Errorf("shaped table: total %d, %d functions; want %d, %d", stb.Total, len(stb.Functions), sall, len(ws))
+				}
+				sedges := bucketEdges(from, to, stb.Step)
+				for _, fn := range stb.Functions {
+					if w := ws[fn.Name]; fn.Self != w.Self || fn.Total != w.Total || fn.Occurrences != w.Occurrences {
+						t.Errorf("shaped table %s: %d/%d/%d, want %+v", fn.Name, fn.Self, fn.Total, fn.Occurrences, w)
+					}
+				}
+				for i, e := range sedges {
+					if _, all := functionStats(shapedRaw(e[0], e[1], notJava)); stb.Samples[i] != all {
+						t.Errorf("shaped table bucket %d: %d samples, want %d", i, stb.Samples[i], all)
+					}
+				}
+				// The timeline of one process: its samples per aligned bucket of the step.
+				var tl struct {
+					Step   int64       `json:"step"`
+					Points [][2]uint64 `json:"points"`
+				}
+				f.getJSON(t, "/api/v1/timeline", merge(params("svc", from, to, fl.f), url.Values{"process": {"nginx"}}), &tl)
+				gotTL := map[int64]uint64{}
+				for _, p := range tl.Points {
+					gotTL[int64(p[0])] += p[1]
+				}
+				wantTL := map[int64]uint64{}
+				for _, e := range bucketEdges(from, to, tl.Step) {
+					if _, all := functionStats(shapedRaw(e[0], e[1], func(p string) bool { return p == "nginx" })); all > 0 {
+						wantTL[e[0].Unix()-e[0].Unix()%tl.Step] = all
+					}
+				}
+				if len(wantTL) == 0 || fmt.Sprint(gotTL) != fmt.Sprint(wantTL) {
+					t.Errorf("timeline of nginx: %v, want %v", gotTL, wantTL)
+				}
 			})
+		}
+	}
+}
+
+// TestReadsHonorRuntimeAndProcessViews: the functions table, a function's history and the timeline follow
+// runtimes_off, process and process_not as the flame graph does (frames of a runtime turned off go and
+// equal stacks merge, totals kept; stacks of excluded processes go), checked per bucket against sums made
+// here from the uploaded text; host metrics, which have no stacks, name the parameters in ignored and are
+// otherwise the reply without them.
+func TestReadsHonorRuntimeAndProcessViews(t *testing.T) {
+	st := testenv.Start(t, testenv.Options{})
+	agent, read := st.Token(t, pgdb.KindAgent, "shop"), st.Token(t, pgdb.KindRead, "")
+	start := time.Now().UTC().Truncate(5 * time.Minute).Add(-40 * time.Minute)
+	mixed := append(demo.NewFleet(1, "shop", demo.Shape{Stacks: 10, Lines: 1, MinDepth: 2, MaxDepth: 3}).HeaderLine("web-1", "m5.large"),
+		";python3;main_[p];rec_[p];rec_[p];leaf_[k] 40\n"+
+			";python3;main_[p];do_syscall_64_[k];sys_read_[k] 9\n"+
+			";python3;main_[p];sys_read_[k] 6\n"+ // with the kernel off, one stack with the one above
+			";python3;main_[p];numpy_dot_[pn] 11\n"+
+			";java;Main.run_[j];gc_[k] 7\n"+
+			";java;Main.run_[j];write_[k] 3\n"+
+			";java;Main.run_[j] 2\n"+
+			";nginx;ngx_worker;epoll_wait_[k] 5\n"...)
+	var ups []upload
+	send := func(at time.Time, text []byte) {
+		t.Helper()
+		st.Upload(t, agent, "shop", demo.NewUpload(text, "web-1", at, "").Gzip())
+		u := upload{host: "web-1", start: at, stacks: map[string]uint64{}}
+		collapsedStacks(t, text, u.stacks)
+		ups = append(ups, u)
+	}
+	send(start.Add(5*time.Minute), demo.Restamp("web-1", 1))
+	send(start.Add(12*time.Minute), mixed)
+	send(start.Add(21*time.Minute), mixed)
+
+	from, to := start, start.Add(time.Hour)
+	q := func(extra url.Values) url.Values {
+		v := url.Values{"service": {"shop"}, "from": {strconv.FormatInt(from.Unix(), 10)}, "to": {strconv.FormatInt(to.Unix(), 10)}}
+		for k, vs := range extra {
+			v[k] = vs
+		}
+		return v
+	}
+	getJSON := func(path string, v url.Values, out any) []byte {
+		t.Helper()
+		code, body := rawGet(t, st.URL, path+"?"+v.Encode(), read)
+		if code != http.StatusOK {
+			t.Fatalf("GET %s?%s: %d %s", path, v.Encode(), code, body)
+		}
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("GET %s: %v in %s", path, err, body)
+		}
+		return body
+	}
+	all := map[string]uint64{}
+	for _, u := range ups {
+		for s, c := range u.stacks {
+			all[s] += c
+		}
+	}
+	_, wantAll := functionStats(all)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		var tb tableReply
+		getJSON("/api/v1/functions", q(url.Values{"limit": {"1"}}), &tb)
+		if tb.Total == wantAll {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("uploads not indexed within 90 s: total %d, want %d", tb.Total, wantAll)
+		}
+	}
+	yes := func(string) bool { return true }
+	for _, tc := range []struct {
+		name  string
+		extra url.Values
+		drop  []string
+		keep  func(string) bool
+	}{
+		{"kernel off", url.Values{"runtimes_off": {"kernel"}}, []string{"k"}, yes},
+		{"kernel and python off", url.Values{"runtimes_off": {"kernel,python"}}, []string{"k", "p"}, yes},
+		{"exclude python3", url.Values{"process_not": {"python3"}}, nil, func(p string) bool { return p != "python3" }},
+		{"only java and nginx, kernel off", url.Values{"process": {"java", "nginx"}, "runtimes_off": {"kernel"}}, []string{"k"},
+			func(p string) bool { return p == "java" || p == "nginx" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			per := make([]map[string]fnStats, len(ups))
+			perAll := make([]uint64, len(ups))
+			merged := map[string]uint64{}
+			for k, u := range ups {
+				r := reshape(u.stacks, tc.drop, tc.keep)
+				per[k], perAll[k] = functionStats(r)
+				for s, c := range r {
+					merged[s] += c
+				}
+			}
+			// Occurrences count the stacks of the view: stacks that it makes equal are one.
+			want, total := functionStats(merged)
+			if total == 0 || len(want) == 0 {
+				t.Fatal("the case keeps nothing: it would prove nothing")
+			}
+
+			var tb tableReply
+			getJSON("/api/v1/functions", q(merge(tc.extra, url.Values{"limit": {"10000"}, "sort": {"name"}})), &tb)
+			if tb.Total != total || len(tb.Functions) != len(want) || tb.Step != 300 || len(tb.Samples) != 12 {
+				t.Fatalf("table: total %d, %d functions, %d buckets of %d s; want %d, %d, 12 of 300 s", tb.Total, len(tb.Functions), len(tb.Samples), tb.Step, total, len(want))
+			}
+			inBucket := func(k int) int { return int((ups[k].start.Unix() - tb.From) / tb.Step) }
+			wantSamples := make([]uint64, len(tb.Samples))
+			for k := range ups {
+				wantSamples[inBucket(k)] += perAll[k]
+			}
+			if fmt.Sprint(tb.Samples) != fmt.Sprint(wantSamples) {
+				t.Errorf("table samples per bucket %v, want %v", tb.Samples, wantSamples)
+			}
+			for _, f := range tb.Functions {
+				w, ok := want[f.Name]
+				if !ok || f.Self != w.Self || f.Total != w.Total || f.Occurrences != w.Occurrences {
+					t.Errorf("table %s: self %d total %d occurrences %d; want %+v (listed: %v)", f.Name, f.Self, f.Total, f.Occurrences, w, ok)
+					continue
+				}
+				wantTrend := make([]uint64, len(tb.Samples))
+				for k := range ups {
+					wantTrend[inBucket(k)] += per[k][f.Name].Total
+				}
+				if fmt.Sprint(f.Trend) != fmt.Sprint(wantTrend) {
+					t.Errorf("table %s: trend %v, want %v", f.Name, f.Trend, wantTrend)
+				}
+			}
+
+			for _, name := range []string{"main_[p]", "sys_read_[k]", "Main.run_[j]", "java", "python3", "rec_[p]"} {
+				var h historyReply
+				getJSON("/api/v1/function", q(merge(tc.extra, url.Values{"name": {name}})), &h)
+				w := want[name]
+				if h.Samples != total || h.Self != w.Self || h.Total != w.Total || h.Occurrences != w.Occurrences {
+					t.Errorf("history %s: samples %d self %d total %d occurrences %d; want %d %+v", name, h.Samples, h.Self, h.Total, h.Occurrences, total, w)
+				}
+				if h.Step != 60 || len(h.Points) != 60 {
+					t.Fatalf("history %s: %d points of %d s, want 60 of 60 s", name, len(h.Points), h.Step)
+				}
+				got := map[int64][3]uint64{}
+				for _, p := range h.Points {
+					if p.Samples+p.Self+p.Total > 0 {
+						got[p.T] = [3]uint64{p.Samples, p.Self, p.Total}
+					}
+				}
+				wantPts := map[int64][3]uint64{}
+				for k, u := range ups {
+					if perAll[k] > 0 {
+						wantPts[u.start.Unix()] = [3]uint64{perAll[k], per[k][name].Self, per[k][name].Total}
+					}
+				}
+				if fmt.Sprint(got) != fmt.Sprint(wantPts) {
+					t.Errorf("history %s: points (samples, self, total) %v, want %v", name, got, wantPts)
+				}
+			}
+
+			var tl struct {
+				Step   int64       `json:"step"`
+				Points [][2]uint64 `json:"points"`
+			}
+			getJSON("/api/v1/timeline", q(tc.extra), &tl)
+			gotTL := map[uint64]uint64{}
+			for _, p := range tl.Points {
+				gotTL[p[0]] += p[1]
+			}
+			wantTL := map[uint64]uint64{}
+			for k, u := range ups {
+				if perAll[k] > 0 {
+					wantTL[uint64(u.start.Unix())] += perAll[k]
+				}
+			}
+			if tl.Step != 60 || fmt.Sprint(gotTL) != fmt.Sprint(wantTL) {
+				t.Errorf("timeline: step %d, points %v; want 60, %v", tl.Step, gotTL, wantTL)
+			}
+
+			var plain, shapedM map[string]any
+			getJSON("/api/v1/metrics", q(nil), &plain)
+			getJSON("/api/v1/metrics", q(tc.extra), &shapedM)
+			var names []string
+			for _, p := range []string{"runtimes_off", "process", "process_not"} {
+				if len(tc.extra[p]) > 0 {
+					names = append(names, p)
+				}
+			}
+			if fmt.Sprint(shapedM["ignored"]) != fmt.Sprint(names) {
+				t.Errorf("metrics: ignored %v, want %v", shapedM["ignored"], names)
+			}
+			delete(shapedM, "ignored")
+			if _, ok := plain["ignored"]; ok || fmt.Sprint(plain) != fmt.Sprint(shapedM) {
+				t.Errorf("metrics with the view differ from the plain reply:\n%v\n%v", shapedM, plain)
+			}
+		})
+	}
+	// A bad value is a 400 on every read, host metrics included.
+	for _, path := range []string{"/api/v1/functions", "/api/v1/function", "/api/v1/timeline", "/api/v1/metrics"} {
+		code, body := rawGet(t, st.URL, path+"?"+q(url.Values{"name": {"main_[p]"}, "runtimes_off": {"no such!"}}).Encode(), read)
+		if code != http.StatusBadRequest || !strings.Contains(string(body), "bad runtimes_off") {
+			t.Errorf("%s with a bad runtimes_off: %d %s", path, code, body)
 		}
 	}
 }

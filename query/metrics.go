@@ -19,6 +19,10 @@ package query
 // filter over a range past the raw retention is a 400.
 //
 // Percentiles are ClickHouse's quantilesExact: the value at index floor(q·n) of the n sorted values.
+//
+// The runtime and process view (runtimes_off, process, process_not) cannot apply: an agent measures its
+// host's CPU and memory for all processes and runtimes together. The reply names those parameters in
+// ignored, and the UI says so, instead of ignoring them silently.
 
 import (
 	"context"
@@ -26,6 +30,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
@@ -88,7 +93,15 @@ type MetricsReply struct {
 	Series  []MetricsBucket `json:"series"`
 	Summary MetricsSummary  `json:"summary"`
 	Trend   MetricsTrend    `json:"trend"`
+	// Ignored names the parameters of the request that cannot apply to host metrics, so that a client
+	// says so instead of showing numbers as if they did: the runtime and process view (runtimes_off,
+	// process, process_not) reshapes stacks, while an agent measures CPU and memory per host, for all its
+	// processes and runtimes together.
+	Ignored []string `json:"ignored,omitempty"`
 }
+
+// stackShapeParams are the parameters of the runtime and process view (see stackShape).
+var stackShapeParams = []string{"runtimes_off", "process", "process_not"}
 
 // ownDims are the dimensions host_metrics rows carry; the others filter through the minute totals.
 var ownDims = map[string]bool{"host": true, "instance_type": true}
@@ -97,7 +110,11 @@ var ownDims = map[string]bool{"host": true, "instance_type": true}
 const trendOffset = 7 * 24 * time.Hour
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
-	rd, err := s.startReading(w, r, nil)
+	rd, err := s.startReading(w, r, func(*Selection) error {
+		// Checked like everywhere else (a bad value is a 400 here too), then reported as ignored.
+		_, err := parseStackShape(r.URL.Query())
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -123,6 +140,11 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
 	prevOld, _ := rd.rollups.PastRaw(prev.From, prev.To)
 	noTrend := len(prevOld) > 0 && throughTotals(sel)
 	out := MetricsReply{From: sel.From, To: sel.To, Step: step, Series: []MetricsBucket{}}
+	for _, p := range stackShapeParams {
+		if strings.Join(r.URL.Query()[p], "") != "" {
+			out.Ignored = append(out.Ignored, p)
+		}
+	}
 	if out.Series, err = s.metricsSeries(rd.ctx, rd, sel, step); err != nil {
 		return err
 	}

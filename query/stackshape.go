@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
+
 	"github.com/flamestream/flamestream/internal/flame"
 	"github.com/flamestream/flamestream/internal/profile"
 )
@@ -65,6 +67,73 @@ type stackShape struct {
 // active reports whether the shape changes anything.
 func (sh stackShape) active() bool {
 	return len(sh.dropSuffix) > 0 || sh.onlyProcess != nil || len(sh.dropProcess) > 0
+}
+
+// dropsProcesses reports whether the shape drops whole stacks (process, process_not), which changes the
+// totals: turning runtimes off moves samples to callers and leaves every total as it is, so a timeline
+// without process parameters is the plain one.
+func (sh stackShape) dropsProcesses() bool {
+	return sh.onlyProcess != nil || len(sh.dropProcess) > 0
+}
+
+// shapedTimeline serves a timeline with process parameters: the stacks of the range, read as a top table
+// reads them, say which stacks the shape drops (by their first frame); then one scan of the range grouped
+// by bucket sums the samples of the others (see bucketTotals), the dropped stacks going to ClickHouse as an
+// external table.
+func (s *Server) shapedTimeline(w http.ResponseWriter, rd *reading, sh stackShape, step int64) error {
+	sums, err := s.sums(rd.ctx, rd.sel)
+	if err != nil {
+		return err
+	}
+	v, leaves, release, err := s.viewLeaves(rd.ctx, rd.sel.Service, sums)
+	if err != nil {
+		return err
+	}
+	var drop proto.ColUInt64
+	kept := 0
+	seen := map[uint64]bool{}
+	keep := map[uint32]bool{} // by leaf
+	var frames []string
+	for j, sg := range sums {
+		for k, x := range sg.sums {
+			if seen[x.stack] {
+				continue
+			}
+			seen[x.stack] = true
+			leaf := leaves[j][k]
+			ok, known := keep[leaf]
+			if !known {
+				frames = v.Frames(leaf, frames[:0])
+				_, ok = sh.apply(frames, nil)
+				keep[leaf] = ok
+			}
+			if ok {
+				kept++
+			} else {
+				drop.Append(x.stack)
+			}
+		}
+	}
+	release()
+	points := [][2]uint64{}
+	if kept > 0 {
+		first, to := rd.sel.From.Unix()/step, rd.sel.To.Unix()
+		if rd.sel.To.After(time.Unix(to, 0)) {
+			to++ // a sub-second end: its second has rows too
+		}
+		n := int((to+step-1)/step - first)
+		per, err := s.bucketTotals(rd.ctx, rd.sel, rd.rollups, step, n, &drop)
+		if err != nil {
+			return err
+		}
+		for i, c := range per {
+			if c[0] > 0 {
+				points = append(points, [2]uint64{uint64((first + int64(i)) * step), uint64(c[0])})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"step": step, "points": points})
+	return nil
 }
 
 // parseStackShape reads runtimes_off (comma-separated or repeated), process and process_not.
