@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -12,8 +13,12 @@ import (
 // object, so a one-pass decoder handles it and hands everything unusual (nested values, \u escapes,
 // invalid UTF-8, keys in other letter cases, any syntax error) to encoding/json, which then decides and
 // words the error. Both give the same result on every input: FuzzDecodeUpload checks it.
-func decodeUpload(b []byte, up *upload) error {
-	if fastDecodeUpload(b, up) {
+func decodeUpload(b []byte, up *upload) error { return decodeUploadTo(b, up, nil) }
+
+// decodeUploadTo is decodeUpload that unescapes the profile text into *scratch (grown when too small, and
+// left pointing at the grown buffer) instead of a new slice. up.ProfileBytes then aliases *scratch or b.
+func decodeUploadTo(b []byte, up *upload, scratch *[]byte) error {
+	if fastDecodeUpload(b, up, scratch) {
 		return nil
 	}
 	*up = upload{}
@@ -42,18 +47,46 @@ func (s *scanner) ws() {
 	}
 }
 
+// Bytes of a little-endian word, for scanning a string eight bytes at a time.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special has the high bit set in every byte of w that a string scan must look at ('"', '\\', a control
+// character, a byte of a multi-byte UTF-8 sequence), and may set it in a few more after one (the borrow
+// of the subtraction): it only has to be zero when no byte is special.
+func special(w uint64) uint64 {
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((q-ones)&^q | (bs-ones)&^bs | (w - ones*0x20) | w) & highs
+}
+
 // str reads a string at s.i (which is '"') and returns its value; with keep false it only validates.
-// ok is false for anything the fast path leaves to encoding/json.
-func (s *scanner) str(keep bool) (v []byte, ok bool) {
+// ok is false for anything the fast path leaves to encoding/json. A value with escapes is unescaped into
+// *scratch when scratch is not nil (see decodeUploadTo), else into a new slice; one without is a slice
+// of s.b. The scan skips eight plain ASCII bytes at a time: profile text is mostly that.
+func (s *scanner) str(keep bool, scratch *[]byte) (v []byte, ok bool) {
 	s.i++ // the opening quote
 	start := s.i
+	ascii := true // no byte >= 0x80 since start
 	var out []byte
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	b := s.b
+	for s.i < len(b) {
+		for s.i+8 <= len(b) && special(binary.LittleEndian.Uint64(b[s.i:])) == 0 {
+			s.i += 8
+		}
+		if s.i >= len(b) {
+			break
+		}
+		c := b[s.i]
 		switch {
+		case c >= 0x80:
+			ascii = false
+			s.i++
 		case c == '"':
-			seg := s.b[start:s.i]
-			if !utf8.Valid(seg) {
+			seg := b[start:s.i]
+			if !ascii && !utf8.Valid(seg) {
 				return nil, false
 			}
 			s.i++
@@ -63,23 +96,33 @@ func (s *scanner) str(keep bool) (v []byte, ok bool) {
 				}
 				return seg, true
 			}
-			return append(out, seg...), true
+			out = append(out, seg...)
+			if scratch != nil {
+				*scratch = out
+			}
+			return out, true
 		case c == '\\':
-			if s.i+1 >= len(s.b) {
+			if s.i+1 >= len(b) {
 				return nil, false
 			}
-			seg := s.b[start:s.i]
-			if !utf8.Valid(seg) {
+			seg := b[start:s.i]
+			if !ascii && !utf8.Valid(seg) {
 				return nil, false
 			}
+			ascii = true
 			if out == nil {
-				out = make([]byte, 0, len(s.b)-start)
+				// The unescaped text is shorter than what is left of the body: one allocation at most.
+				if n := len(b) - start; scratch != nil && cap(*scratch) >= n {
+					out = (*scratch)[:0]
+				} else {
+					out = make([]byte, 0, n)
+				}
 			}
 			out = append(out, seg...)
 			var r byte
-			switch s.b[s.i+1] {
+			switch b[s.i+1] {
 			case '"', '\\', '/':
-				r = s.b[s.i+1]
+				r = b[s.i+1]
 			case 'n':
 				r = '\n'
 			case 't':
@@ -93,10 +136,10 @@ func (s *scanner) str(keep bool) (v []byte, ok bool) {
 			case 'u':
 				// Go's encoder writes <, > and & as \u003c…; surrogate pairs (and their replacement rules)
 				// are left to encoding/json.
-				if s.i+6 > len(s.b) {
+				if s.i+6 > len(b) {
 					return nil, false
 				}
-				n, err := strconv.ParseUint(string(s.b[s.i+2:s.i+6]), 16, 16)
+				n, err := strconv.ParseUint(string(b[s.i+2:s.i+6]), 16, 16)
 				if err != nil || (n >= 0xd800 && n < 0xe000) {
 					return nil, false
 				}
@@ -165,7 +208,7 @@ func (s *scanner) literal(word string) bool {
 
 var uploadFields = []string{"start_time", "end_time", "hostname", "profile", "gpid", "spawn_time", "cpu_avg", "mem_avg"}
 
-func fastDecodeUpload(b []byte, up *upload) bool {
+func fastDecodeUpload(b []byte, up *upload, scratch *[]byte) bool {
 	*up = upload{}
 	s := &scanner{b: b}
 	s.ws()
@@ -183,7 +226,7 @@ func fastDecodeUpload(b []byte, up *upload) bool {
 		if s.i >= len(b) || b[s.i] != '"' {
 			return false
 		}
-		key, ok := s.str(true)
+		key, ok := s.str(true, nil)
 		if !ok {
 			return false
 		}
@@ -210,7 +253,11 @@ func fastDecodeUpload(b []byte, up *upload) bool {
 		switch c := b[s.i]; {
 		case c == '"':
 			isString = true
-			if val, ok = s.str(known); !ok {
+			var into *[]byte
+			if string(key) == "profile" {
+				into = scratch
+			}
+			if val, ok = s.str(known, into); !ok {
 				return false
 			}
 		case c == '-' || (c >= '0' && c <= '9'):

@@ -38,6 +38,14 @@ var uploadSeeds = []string{
 	`{"profile": "x",}`,
 	`[]`, ``, `{}`, ` { } `, `{"a":1`, `{"hostname": "\ud83d\ude00"}`, `{"hostname": "\q"}`,
 	`{"ſtart_time": "kelvin"}`, `{"gpid": tru}`, `{"end_time": false}`,
+	// Long strings, scanned eight bytes at a time: special bytes at several offsets of a word.
+	"{\"profile\": \"0123456789abcdef0123456789abcdef\\n0123456789abcdef01234567\\\"89abcdef\\\\x\"}",
+	"{\"profile\": \"0123456789abcdef0123456789abcdé0123456789abcdef\\u00e90123456789abcdefghij\"}",
+	"{\"profile\": \"0123456789abcdef0123456789abcde\x010123456789abcdef\"}",
+	"{\"profile\": \"0123456789abcdef0123456789abcdefghi\xff0123456789abcdef\"}",
+	"{\"profile\": \"0123456789abcdef0123456789abcdefghi\xe2\x82\"}",
+	"{\"profile\": \"0123456789abcdef0123456789abcdefghi",
+	"{\"hostname\": \"0123456789abcdef01234\x7f56789abcdef~~~~~~~~\"}",
 }
 
 func TestDecodeUploadMatchesEncodingJSON(t *testing.T) {
@@ -63,5 +71,13 @@ func checkDecode(t *testing.T, in []byte) {
 	}
 	if werr == nil && !sameUpload(got, want) {
 		t.Fatalf("%q:\n got %+v\nwant %+v", in, got, want)
+	}
+	// The same with the profile unescaped into a reused buffer, too small or big enough.
+	for _, size := range []int{0, 8, len(in)} {
+		scratch := make([]byte, 0, size)
+		var got2 upload
+		if err := decodeUploadTo(in, &got2, &scratch); (err == nil) != (werr == nil) || werr == nil && !sameUpload(got2, want) {
+			t.Fatalf("%q with a scratch buffer of %d: %+v, %v; want %+v, %v", in, size, got2, err, want, werr)
+		}
 	}
 }
