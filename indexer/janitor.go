@@ -428,7 +428,8 @@ const maxArchiveServices = 100_000
 
 // SweepArchive deletes the raw uploads of the days wholly older than Retention.ArchiveDays, at most
 // MaxArchiveDeletes objects per call. Uploads are stored as profiles/<service>/<YYYY-MM-DD>/..., by the
-// UTC day of their start, so a day's folder goes as a whole; other keys are never touched. Once gone, a
+// UTC day of their start, so a day's folder goes as a whole, with the bundles CompactArchive made of its
+// hours (they lie in the same folder); other keys are never touched. Once gone, a
 // profile can no longer be replayed from the bucket or reindexed: keep ArchiveDays at least as long as
 // the stream's replay window and as far back as a reindex may need to go.
 func (j *Janitor) SweepArchive(ctx context.Context) (deleted int, err error) {

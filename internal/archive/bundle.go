@@ -12,7 +12,7 @@
 //
 //	"FSB1"
 //	frames           zstd frames, each with its content checksum
-//	dictionary       a zstd frame holding the dictionary (may be empty)
+//	dictionary       a zstd frame: uvarint length, the dictionary (may be empty), the stack table (lines.go)
 //	index            a zstd frame: see encodeIndex
 //	trailer (36 B)   dictOff u64, dictLen u32, indexOff u64, indexLen u32, indexCRC u32, version u32, "FSB1"
 //
@@ -61,6 +61,9 @@ type Options struct {
 	Level zstd.EncoderLevel
 	// MaxObjectBytes bounds an upload's inflated size (default 256 MiB): a gzip bomb is refused.
 	MaxObjectBytes int64
+	// MaxStackBytes bounds the bundle's table of distinct stacks (default 8 MiB); stacks past it are kept
+	// in the uploads themselves.
+	MaxStackBytes int
 }
 
 func (o *Options) defaults() {
@@ -76,6 +79,9 @@ func (o *Options) defaults() {
 	if o.MaxObjectBytes <= 0 {
 		o.MaxObjectBytes = 256 << 20
 	}
+	if o.MaxStackBytes <= 0 {
+		o.MaxStackBytes = 8 << 20
+	}
 }
 
 // Entry is one upload of a bundle.
@@ -85,7 +91,9 @@ type Entry struct {
 	// frame is the index of its frame; off and n its place in the frame's inflated bytes.
 	frame  uint32
 	off, n uint32
-	crc    uint32
+	// size is the upload's own size (n is what the frame keeps of it), crc the CRC-32C of its bytes.
+	size uint32
+	crc  uint32
 }
 
 type frame struct {
@@ -107,12 +115,14 @@ type Writer struct {
 	frames  []frame
 	seen    map[string]bool
 	inflate []byte
+	stacks  stackTable
+	encoded []byte
 }
 
 // NewWriter starts a bundle.
 func NewWriter(o Options) *Writer {
 	o.defaults()
-	w := &Writer{o: o, seen: map[string]bool{}}
+	w := &Writer{o: o, seen: map[string]bool{}, stacks: stackTable{max: o.MaxStackBytes}}
 	w.out.WriteString(magic)
 	return w
 }
@@ -137,15 +147,22 @@ func (w *Writer) Add(key string, body []byte) ([]byte, error) {
 	if int64(len(content)) > w.o.MaxObjectBytes || len(content) > 1<<31 {
 		return nil, fmt.Errorf("archive: object %s is %d bytes, above the limit %d", key, len(content), w.o.MaxObjectBytes)
 	}
-	if len(w.plain) > 0 && len(w.plain)+len(content) > w.o.FrameBytes {
+	stored := content
+	if enc, ok := encodeLines(w.encoded[:0], content, &w.stacks); ok {
+		w.encoded = enc
+		if len(enc) < len(content) {
+			stored, kind = enc, kind|lineEncoded
+		}
+	}
+	if len(w.plain) > 0 && len(w.plain)+len(stored) > w.o.FrameBytes {
 		if err := w.flush(); err != nil {
 			return nil, err
 		}
 	}
 	w.seen[key] = true
 	w.entries = append(w.entries, Entry{Key: key, kind: kind, frame: uint32(len(w.frames)), off: uint32(len(w.plain)),
-		n: uint32(len(content)), crc: crc32.Checksum(content, castagnoli)})
-	w.plain = append(w.plain, content...)
+		n: uint32(len(stored)), size: uint32(len(content)), crc: crc32.Checksum(content, castagnoli)})
+	w.plain = append(w.plain, stored...)
 	return content, nil
 }
 
@@ -214,7 +231,11 @@ func (w *Writer) Finish() ([]byte, error) {
 	}
 	defer plainEnc.Close()
 	dictOff := int64(w.out.Len())
-	w.out.Write(plainEnc.EncodeAll(w.dict, nil))
+	// The dictionary and the stack table travel in one section, read together with the index.
+	sec := binary.AppendUvarint(nil, uint64(len(w.dict)))
+	sec = append(sec, w.dict...)
+	sec = encodeStacks(sec, w.stacks.list)
+	w.out.Write(plainEnc.EncodeAll(sec, nil))
 	dictLen := int64(w.out.Len()) - dictOff
 	idx := plainEnc.EncodeAll(encodeIndex(w.entries, w.frames), nil)
 	indexOff := int64(w.out.Len())
@@ -252,6 +273,7 @@ func encodeIndex(entries []Entry, frames []frame) []byte {
 		b = binary.AppendUvarint(b, uint64(e.frame))
 		b = binary.AppendUvarint(b, uint64(e.off))
 		b = binary.AppendUvarint(b, uint64(e.n))
+		b = binary.AppendUvarint(b, uint64(e.size))
 		b = binary.LittleEndian.AppendUint32(b, e.crc)
 	}
 	return b
@@ -262,13 +284,16 @@ func encodeIndex(entries []Entry, frames []frame) []byte {
 type Index struct {
 	Entries []Entry // sorted by key
 	frames  []frame
+	stacks  [][]byte
 	dec     *zstd.Decoder
 	size    int64 // the bundle's size
+	// sectionBytes is the inflated dictionary and stack table (the stacks point into it).
+	sectionBytes int
 }
 
 // Bytes approximates the memory the index holds (for caches).
 func (x *Index) Bytes() int {
-	n := 64*len(x.Entries) + 24*len(x.frames) + 1<<16
+	n := 64*len(x.Entries) + 24*len(x.frames) + 1<<16 + 24*len(x.stacks) + x.sectionBytes
 	for _, e := range x.Entries {
 		n += len(e.Key)
 	}
@@ -316,7 +341,7 @@ func (x *Index) Object(e Entry, framePlain []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.kind == kindRaw {
+	if e.kind&^lineEncoded == kindRaw {
 		return append([]byte(nil), content...), nil
 	}
 	var buf bytes.Buffer
@@ -338,7 +363,13 @@ func (x *Index) Content(e Entry, framePlain []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s lies past its frame", ErrCorrupt, e.Key)
 	}
 	content := framePlain[e.off:end]
-	if crc32.Checksum(content, castagnoli) != e.crc {
+	if e.kind&lineEncoded != 0 {
+		var err error
+		if content, err = decodeLines(content, x.stacks, int(e.size)); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, e.Key, err)
+		}
+	}
+	if len(content) != int(e.size) || crc32.Checksum(content, castagnoli) != e.crc {
 		return nil, fmt.Errorf("%w: %s fails its checksum", ErrCorrupt, e.Key)
 	}
 	return content, nil
@@ -407,15 +438,24 @@ func ParseIndex(tail []byte, trailer []byte, size int64) (*Index, error) {
 		return nil, err
 	}
 	defer plainDec.Close()
-	dict, err := plainDec.DecodeAll(tail[:ti.dictLen], nil)
+	sec, err := plainDec.DecodeAll(tail[:ti.dictLen], nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dictionary: %v", ErrCorrupt, err)
+	}
+	dl, k := binary.Uvarint(sec)
+	if k <= 0 || dl > uint64(len(sec)-k) {
+		return nil, fmt.Errorf("%w: dictionary length", ErrCorrupt)
+	}
+	dict := sec[k : k+int(dl)]
+	stacks, err := decodeStacks(sec[k+int(dl):])
+	if err != nil {
+		return nil, fmt.Errorf("%w: stack table: %v", ErrCorrupt, err)
 	}
 	idx, err := plainDec.DecodeAll(rawIdx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: index: %v", ErrCorrupt, err)
 	}
-	x := &Index{size: size}
+	x := &Index{size: size, stacks: stacks, sectionBytes: len(sec)}
 	if err := x.decodeIndex(idx, ti.dictOff); err != nil {
 		return nil, err
 	}
@@ -478,11 +518,12 @@ func (x *Index) decodeIndex(b []byte, framesEnd int64) error {
 		f, ok1 := uv()
 		off, ok2 := uv()
 		n, ok3 := uv()
-		if !ok1 || !ok2 || !ok3 || len(r) < 4 || f >= uint64(len(x.frames)) || off+n > uint64(x.frames[f].plain) ||
-			(e.kind != kindGzip && e.kind != kindRaw) {
+		size, ok4 := uv()
+		if base := e.kind &^ lineEncoded; !ok1 || !ok2 || !ok3 || !ok4 || len(r) < 4 || f >= uint64(len(x.frames)) ||
+			off+n > uint64(x.frames[f].plain) || size > 1<<31 || (base != kindGzip && base != kindRaw) {
 			return bad("entry of " + e.Key)
 		}
-		e.frame, e.off, e.n = uint32(f), uint32(off), uint32(n)
+		e.frame, e.off, e.n, e.size = uint32(f), uint32(off), uint32(n), uint32(size)
 		e.crc = binary.LittleEndian.Uint32(r)
 		r = r[4:]
 		if len(x.Entries) > 0 && x.Entries[len(x.Entries)-1].Key >= e.Key {
