@@ -240,6 +240,10 @@ func (s *Store) Delete(ctx context.Context, keys []string) error {
 	}()
 	var firstErr error
 	for e := range s.client.RemoveObjects(ctx, s.bucket, ch, minio.RemoveObjectsOptions{}) {
+		// S3 reports a key already gone as deleted; versitygw reports NoSuchKey (another deleter won).
+		if er := minio.ToErrorResponse(e.Err); er.Code == "NoSuchKey" || er.StatusCode == http.StatusNotFound {
+			continue
+		}
 		if firstErr == nil {
 			firstErr = fmt.Errorf("delete %s: %w", e.ObjectName, e.Err)
 		}
