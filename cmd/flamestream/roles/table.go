@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -90,6 +91,10 @@ var (
 			}
 			c.BatchTimeout = batchTimeout
 			ix := indexer.New(c, d.ch, d.store, d.js, cons, log, reg)
+			if cfg.Consumer != stream.IndexerConsumer {
+				// An operator's replay: a progress line on stderr, like the other long commands (replay.go).
+				return []func(context.Context) error{ix.Run, replayProgress(cfg.Consumer, cons, os.Stderr, log)}, nil
+			}
 			return []func(context.Context) error{ix.Run}, nil
 		},
 	}

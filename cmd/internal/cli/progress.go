@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// Progress is the progress line of a long command (reindex, backfill, soak). On a terminal it rewrites
-// one line of its writer in place, at most once a second, so that an operator sees the command move
-// without the scrollback filling up; anywhere else (a log file, CI) it writes nothing until Done, which
-// writes the summary line, so that a log holds one line per run instead of hundreds of redraws.
+// Progress is the progress line of a long command (reindex, backfill, soak, an indexer replaying). On a
+// terminal it rewrites one line of its writer in place, at most once a second, so that an operator sees the
+// command move without the scrollback filling up; anywhere else (a log file, CI) it writes nothing until
+// Done, which writes the summary line, so that a log holds one line per run instead of hundreds of redraws.
 // Its methods may be called from several goroutines.
 type Progress struct {
 	w     io.Writer
@@ -34,6 +34,12 @@ func NewProgress(w io.Writer) *Progress { return newProgress(w, IsTerminal(w), t
 // (a test, a caller that knows better than the file mode).
 func NewProgressFor(w io.Writer, terminal bool) *Progress {
 	return newProgress(w, terminal, time.Second, time.Now)
+}
+
+// NewProgressAt is NewProgressFor with the clock now, which decides when a line may be drawn again (a
+// test, or a caller that draws on its own clock).
+func NewProgressAt(w io.Writer, terminal bool, now func() time.Time) *Progress {
+	return newProgress(w, terminal, time.Second, now)
 }
 
 func newProgress(w io.Writer, tty bool, every time.Duration, now func() time.Time) *Progress {
