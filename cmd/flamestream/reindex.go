@@ -110,18 +110,25 @@ func runReindex(ctx context.Context, cfg config.Config, log *slog.Logger, o *rei
 type migrateOptions struct {
 	cluster *string
 	print   *bool
+	storage *string
 }
 
 func migrateFlags(fs *flag.FlagSet) *migrateOptions {
 	return &migrateOptions{
 		cluster: fs.String("cluster", "", "ClickHouse cluster name: create Replicated tables ON CLUSTER behind Distributed ones"),
 		print:   fs.Bool("print", false, "print the ClickHouse schema SQL and exit without connecting"),
+		storage: fs.String("storage", "auto", "ClickHouse column storage of new tables: auto (what the server supports; plain with --print), "+
+			"plain (ClickHouse 18.16's types) or compact (LowCardinality and codecs, ClickHouse 20.3+); existing tables are not rewritten"),
 	}
 }
 
 // printSchema writes the ClickHouse statements of the layout, one per paragraph.
 func printSchema(cfg config.Config, o *migrateOptions, out io.Writer) error {
-	stmts, err := schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: *o.cluster}.SQL()
+	storage, err := schema.ParseStorage(*o.storage)
+	if err != nil {
+		return cli.Usagef("%v", err)
+	}
+	stmts, err := schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: *o.cluster, Storage: storage}.SQL()
 	if err != nil {
 		return err
 	}
@@ -129,8 +136,14 @@ func printSchema(cfg config.Config, o *migrateOptions, out io.Writer) error {
 	return nil
 }
 
-// migrateCluster applies the PostgreSQL migrations and the cluster variant of the ClickHouse schema.
-func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cluster string, out io.Writer) error {
+// migrateCluster applies the PostgreSQL migrations and the ClickHouse schema in the layout the options
+// say: the cluster variant, or one server in a storage of the operator's choice.
+func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, o *migrateOptions, out io.Writer) error {
+	cluster := *o.cluster
+	storage, err := schema.ParseStorage(*o.storage)
+	if err != nil {
+		return cli.Usagef("%v", err)
+	}
 	pg, err := roles.OpenPG(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -142,9 +155,13 @@ func migrateCluster(ctx context.Context, cfg config.Config, log *slog.Logger, cl
 		return err
 	}
 	defer db.Close()
-	applied, err := schema.MigrateLayout(ctx, db, schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: cluster})
+	applied, err := schema.MigrateLayout(ctx, db, schema.Layout{Database: cfg.ClickHouseDatabase, Cluster: cluster, Storage: storage})
 	if err != nil {
 		return err
+	}
+	if cluster == "" {
+		fmt.Fprintf(out, "migrated postgres and clickhouse, %s storage (applied %v)\n", storage, applied)
+		return nil
 	}
 	fmt.Fprintf(out, "migrated postgres and clickhouse cluster %s (applied %v)\n", cluster, applied)
 	return nil

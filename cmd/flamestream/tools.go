@@ -20,8 +20,8 @@ func runMigrate(ctx context.Context, cfg config.Config, log *slog.Logger, o *mig
 	if *o.print {
 		return printSchema(cfg, o, out)
 	}
-	if *o.cluster != "" {
-		return migrateCluster(ctx, cfg, log, *o.cluster, out)
+	if *o.cluster != "" || *o.storage != "auto" {
+		return migrateCluster(ctx, cfg, log, o, out)
 	}
 	pg, err := roles.OpenPG(ctx, cfg, log)
 	if err != nil {

@@ -45,7 +45,10 @@ type DB struct {
 	// Revision is the server's protocol revision; Legacy is true when we talk the old protocol to it.
 	Revision uint64
 	Legacy   bool
-	observer func(query string)
+	// ServerMajor and ServerMinor are the server's version (18 and 16 for 18.16), as it said when the
+	// connection opened; schema.StorageFor chooses the column types by them.
+	ServerMajor, ServerMinor int
+	observer                 func(query string)
 }
 
 // maxLifetime retires a connection after an hour even if it never failed, so that a long-lived process
@@ -63,12 +66,19 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial clickhouse %s: %w", o.Addr, err)
 	}
-	rev := probe.ServerInfo().Revision
+	info := probe.ServerInfo()
+	rev := info.Revision
 	_ = probe.Close()
-	db := &DB{Database: o.Database, Revision: uint64(rev), observer: o.Observe}
+	db := &DB{Database: o.Database, Revision: uint64(rev), ServerMajor: info.Major, ServerMinor: info.Minor, observer: o.Observe}
 	if rev < legacyRevision {
 		opts.ProtocolVersion = legacyProtocol
 		db.Legacy = true
+	} else {
+		// Tables created on current servers have LowCardinality(String) columns (schema.StorageCompact).
+		// This setting makes the server send them as String and accept String for them, so every reader
+		// and writer uses proto.ColStr on every server. In the legacy protocol the server does that by
+		// itself (the client is older than LowCardinality), and ignores per-query settings anyway.
+		opts.Settings = append(opts.Settings, ch.Setting{Key: "low_cardinality_allow_in_native_format", Value: "0"})
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = 8

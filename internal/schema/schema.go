@@ -17,8 +17,9 @@ import (
 
 // table is one ClickHouse table, described once so that the single-server schema and the cluster variant
 // (Replicated*MergeTree shards behind a Distributed table of the same name) come from the same definition.
-// Definitions must run on ClickHouse 18.16 and on current ClickHouse: no TTL, codecs, LowCardinality, Map
-// or JSON functions.
+// Definitions must run on ClickHouse 18.16 and on current ClickHouse: no TTL, Map or JSON functions, and
+// columns are declared with 18.16's types; on a server that supports them, Storage adds LowCardinality
+// and codecs to the same columns when the statement is written (see storage.go).
 type table struct {
 	name      string
 	columns   string // "ts DateTime, service String, ..."
@@ -251,6 +252,9 @@ type Layout struct {
 	// indexer and the query API use the same names in both layouts. Materialized views are created on the
 	// local tables: each shard rolls up its own samples.
 	Cluster string
+	// Storage chooses the column types: StorageAuto (the zero value) is what the server supports when
+	// Migrate runs, and 18.16's plain types where no server is known (SQL).
+	Storage Storage
 }
 
 // localSuffix names the shard-local tables of the cluster variant.
@@ -275,6 +279,7 @@ func (l Layout) tableSQL(t table) []string {
 		tail += " PARTITION BY " + t.partition
 	}
 	tail += " ORDER BY (" + t.order + ")"
+	t.columns = l.Storage.columns(t)
 	if l.Cluster == "" {
 		engine := t.engine
 		if t.engineArg != "" {
@@ -354,9 +359,17 @@ func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
 
 // MigrateLayout is Migrate for a given layout; with a cluster, db may be any node of it (DDL runs ON
 // CLUSTER). The layout's database must be db's.
+//
+// With StorageAuto, the tables a step creates take the storage the server supports (StorageFor its
+// version): on current ClickHouse, LowCardinality and codecs. Tables that exist already are never
+// rewritten: a database created on an older server keeps its types, and only the tables of later steps
+// get the new ones (readers and writers work on both; see storage.go).
 func MigrateLayout(ctx context.Context, db *chdb.DB, l Layout) (applied []string, err error) {
 	if err := l.check(); err != nil {
 		return nil, err
+	}
+	if l.Storage == StorageAuto {
+		l.Storage = StorageFor(db.ServerMajor, db.ServerMinor)
 	}
 	if l.Database != db.Database {
 		return nil, fmt.Errorf("migrate: layout database %s is not the connection's %s", l.Database, db.Database)
