@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,9 +247,20 @@ func (s *Server) readBodyTo(w http.ResponseWriter, r *http.Request, requireGzip 
 	return raw, plain, nil
 }
 
+var (
+	timeLayouts       = [...]string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999"}
+	timeLayoutsNoZone = [...]string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", time.RFC3339Nano}
+)
+
 // parseTime accepts the agent's ISO 8601 times, with or without zone (no zone means UTC).
 func parseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999"} {
+	layouts := timeLayouts[:]
+	if len(s) > 19 && !strings.ContainsAny(s[19:], "Zz+-") {
+		// No zone, as the agent writes them: try its layouts first (a failed time.Parse allocates its
+		// error).
+		layouts = timeLayoutsNoZone[:]
+	}
+	for _, layout := range layouts {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
 		}
@@ -362,15 +374,13 @@ func agentOf(service string, p parsedUpload) pgdb.Agent {
 	a := pgdb.Agent{Service: service, Hostname: p.host, AgentVersion: cleanText(hdr.AgentVersion),
 		InstanceType: cleanText(hdr.InstanceType), CloudProvider: cleanText(hdr.CloudProvider),
 		RunArguments: cleanJSON(hdr.RunArguments)}
-	seenC, seenK := map[string]bool{}, map[string]bool{}
+	// An agent has a handful of containers: a linear search is cheaper than two maps per upload.
 	for _, c := range cleanTexts(hdr.Containers) {
 		name, obj := profile.ContainerInfo(c)
-		if name != "" && !seenC[name] {
-			seenC[name] = true
+		if name != "" && !slices.Contains(a.Containers, name) {
 			a.Containers = append(a.Containers, name)
 		}
-		if obj != "" && !seenK[obj] {
-			seenK[obj] = true
+		if obj != "" && !slices.Contains(a.K8sObjects, obj) {
 			a.K8sObjects = append(a.K8sObjects, obj)
 		}
 	}
@@ -493,7 +503,7 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request, format prof
 	}
 	if skipIndexing(svc, id) {
 		s.metrics.downsampled.Inc()
-		writeJSON(w, http.StatusOK, map[string]any{"message": "ok", "gpid": gpid})
+		writeOK(w, gpid)
 		return nil
 	}
 	ev := stream.Event{ID: id, Service: service, Host: p.host, GPID: gpid, Start: p.start, End: p.end, Key: objKey,
@@ -508,6 +518,18 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request, format prof
 		return unavailable("event stream unavailable", err)
 	}
 	s.metrics.ackLatency.Observe(time.Since(t0).Seconds())
-	writeJSON(w, http.StatusOK, map[string]any{"message": "ok", "gpid": gpid})
+	writeOK(w, gpid)
 	return nil
+}
+
+// writeOK writes an accepted upload's reply, {"gpid":N,"message":"ok"}: the bytes writeJSON writes for
+// that map, without encoding a map by reflection on every upload.
+func writeOK(w http.ResponseWriter, gpid int64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	b := make([]byte, 0, 48)
+	b = append(b, `{"gpid":`...)
+	b = strconv.AppendInt(b, gpid, 10)
+	b = append(b, ",\"message\":\"ok\"}\n"...)
+	_, _ = w.Write(b)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -64,5 +65,37 @@ func TestSkipIndexingNeverDownsamplesTestServices(t *testing.T) {
 		if got := skipIndexing(c.svc, id); got != c.skip {
 			t.Errorf("%+v: skip %v, want %v", c.svc, got, c.skip)
 		}
+	}
+}
+
+// TestWriteOKIsWhatWriteJSONWrites: the hand-written reply of an accepted upload has the bytes the
+// agent got before (encoding/json of the map).
+func TestWriteOKIsWhatWriteJSONWrites(t *testing.T) {
+	for _, gpid := range []int64{0, 1, 1234567890123} {
+		want, got := httptest.NewRecorder(), httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, map[string]any{"message": "ok", "gpid": gpid})
+		writeOK(got, gpid)
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("gpid %d: %d %q, want %d %q", gpid, got.Code, got.Body, want.Code, want.Body)
+		}
+	}
+}
+
+// TestParseTimeReadsEveryLayout: with a zone or without (UTC), T or space, with or without fraction;
+// the layout tried first depends on the text, the result must not.
+func TestParseTimeReadsEveryLayout(t *testing.T) {
+	want := time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC)
+	for _, in := range []string{"2026-01-02T03:04:05.12", "2026-01-02 03:04:05.120000", "2026-01-02T03:04:05.12Z",
+		"2026-01-02T04:04:05.12+01:00", "2026-01-01T22:04:05.12-05:00"} {
+		got, err := parseTime(in)
+		if err != nil || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	if got, err := parseTime("2026-01-02T03:04:05"); err != nil || !got.Equal(want.Truncate(time.Second)) {
+		t.Errorf("no fraction: %v %v", got, err)
+	}
+	if _, err := parseTime("2026-01-02T03:04:05.12 nonsense"); err == nil {
+		t.Error("trailing text accepted")
 	}
 }
