@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -201,4 +202,59 @@ func protoBytes(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// FuzzOTLPJSON: any body is converted or refused with a 400 whose message says what; what converts is a
+// request in protobuf that decodes, and converts to the same bytes again through protojson (the stored
+// form of a request is a function of the request).
+func FuzzOTLPJSON(f *testing.F) {
+	f.Add([]byte(`{"resourceProfiles":[]}`))
+	f.Add([]byte(`{"dictionary":{"linkTable":[{"traceId":"ab01ab01ab01ab01ab01ab01ab01ab01","spanId":"0102030405060708"}]}}`))
+	f.Add([]byte(`{"resource_profiles":[{"scopeProfiles":[{"profiles":[{"timeUnixNano":"12","samples":[{"values":["3"]}]}]}]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := otlpJSONToProtobuf(body)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status != 400 || !strings.HasPrefix(ae.message, "malformed OTLP/JSON: ") {
+				t.Fatalf("error %v is not a 400 reply", err)
+			}
+			return
+		}
+		req, err := profile.DecodeOTLP(out)
+		if err != nil {
+			t.Fatalf("converted request does not decode: %v", err)
+		}
+		text, err := protojson.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var again collpb.ExportProfilesServiceRequest
+		if err := protojson.Unmarshal(text, &again); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(req, &again) {
+			t.Fatalf("protojson round trip changed the request")
+		}
+	})
+}
+
+// BenchmarkOTLPJSONToProtobuf is the cost of the JSON door over the protobuf one: decoding a request of
+// 2,000 samples in OTLP/JSON and encoding it in protobuf.
+func BenchmarkOTLPJSONToProtobuf(b *testing.B) {
+	req := otlpJSONRequest(time.Now())
+	p := req.ResourceProfiles[0].ScopeProfiles[0].Profiles[0]
+	for i := range 2000 {
+		p.Samples = append(p.Samples, &pb.Sample{StackIndex: int32(1 + i%2), Values: []int64{int64(i)}})
+	}
+	text, err := protojson.Marshal(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := otlpJSONToProtobuf(text); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -393,3 +393,32 @@ func TestPyroscopeRefusedFormats(t *testing.T) {
 		})
 	}
 }
+
+// benchStacks is a profile of n distinct stacks of depth 12 over 40 frames.
+func benchStacks(n int) map[string]uint64 {
+	m := map[string]uint64{}
+	for i := range n {
+		var b strings.Builder
+		for d := range 12 {
+			if d > 0 {
+				b.WriteByte(';')
+			}
+			b.WriteString("pkg.func" + strconv.Itoa((i*7+d*13)%40))
+		}
+		b.WriteString(";leaf" + strconv.Itoa(i))
+		m[b.String()] = uint64(i%9 + 1)
+	}
+	return m
+}
+
+// BenchmarkTreeToFolded converts a tree of 5,000 stacks.
+func BenchmarkTreeToFolded(b *testing.B) {
+	body := encodeTree(benchStacks(5000))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := treeToFolded(body, 1<<30); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
