@@ -15,10 +15,10 @@ import (
 
 // benchBatch returns n stored uploads (gzip JSON, as in the bucket) of the demo fleet's default shape:
 // 800 lines per profile over 5,000 stacks of depth 20–60.
-func benchBatch(b *testing.B, n int) [][]byte { return benchBatchOf(b, n, demo.DefaultShape) }
+func benchBatch(b testing.TB, n int) [][]byte { return benchBatchOf(b, n, demo.DefaultShape) }
 
 // benchBatchOf is benchBatch of another shape.
-func benchBatchOf(b *testing.B, n int, shape demo.Shape) [][]byte {
+func benchBatchOf(b testing.TB, n int, shape demo.Shape) [][]byte {
 	fleet := demo.NewFleet(1, "bench", shape)
 	rng := rand.New(rand.NewPCG(3, 4))
 	out := make([][]byte, n)
