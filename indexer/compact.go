@@ -211,8 +211,11 @@ func (j *Janitor) compactPart(ctx context.Context, store CompactStore, part []ob
 	bk := archive.BundleKey(keys)
 	w := archive.NewWriter(j.Compaction.Options)
 	sums := make([][sha256.Size]byte, len(keys))
+	pf := prefetch(ctx, store, keys, compactFetchWindow)
+	defer pf.stop()
 	for i, k := range keys {
-		body, err := store.Get(ctx, k)
+		f := pf.take(ctx, i)
+		body, err := f.body, f.err
 		if errors.Is(err, objstore.ErrNotFound) {
 			return 0, errVanished
 		}
@@ -247,6 +250,58 @@ func (j *Janitor) compactPart(ctx context.Context, store CompactStore, part []ob
 	}
 	return len(data), nil
 }
+
+// compactFetchWindow is how many originals a compaction reads ahead: S3 round trips overlap, and at most
+// this many bodies wait in memory.
+const compactFetchWindow = 8
+
+type fetched struct {
+	body []byte
+	err  error
+}
+
+// prefetcher reads keys in order, at most its window ahead of the consumer: each take frees a place.
+type prefetcher struct {
+	out    []chan fetched
+	sem    chan struct{}
+	cancel context.CancelFunc
+}
+
+func prefetch(ctx context.Context, store CompactStore, keys []string, window int) *prefetcher {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetcher{out: make([]chan fetched, len(keys)), sem: make(chan struct{}, window), cancel: cancel}
+	for i := range p.out {
+		p.out[i] = make(chan fetched, 1) // buffered: a read never waits on a consumer that left
+	}
+	go func() {
+		for i, k := range keys {
+			select {
+			case p.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				b, err := store.Get(ctx, k)
+				p.out[i] <- fetched{b, err}
+			}()
+		}
+	}()
+	return p
+}
+
+// take waits for the i-th body; call it for 0, 1, 2… in turn.
+func (p *prefetcher) take(ctx context.Context, i int) fetched {
+	select {
+	case f := <-p.out[i]:
+		<-p.sem
+		return f
+	case <-ctx.Done():
+		return fetched{err: ctx.Err()}
+	}
+}
+
+// stop ends the reading (reads in flight finish into their buffers).
+func (p *prefetcher) stop() { p.cancel() }
 
 // verifyBundle checks that the bundle holds exactly keys, each with the content whose SHA-256 is sums[i].
 func verifyBundle(data []byte, keys []string, sums [][sha256.Size]byte) error {

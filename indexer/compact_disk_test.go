@@ -106,6 +106,9 @@ func TestDiskBytesPerSample(t *testing.T) {
 	t.Logf("ClickHouse as merged:      %d bytes, %s", chAsIs, per(chAsIs))
 	t.Logf("ClickHouse after OPTIMIZE: %d bytes, %s", chFinal, per(chFinal))
 	t.Logf("in all, before → after:    %s → %s", per(before+chFinal), per(after+chFinal))
+	for _, tb := range clickHouseTables(t, r.st.CH) {
+		t.Logf("  %-32s %s", tb, per(clickHouseBytes(t, r.st.CH, tb)))
+	}
 }
 
 func envInt(name string, def int) int {
@@ -212,12 +215,24 @@ func clickHouseTables(t *testing.T, db *chdb.DB) []string {
 	return out
 }
 
-// clickHouseBytes is the bytes on disk of every active part of the test's database.
-func clickHouseBytes(t *testing.T, db *chdb.DB) int64 {
+// clickHouseBytes is the bytes on disk of every active part of the test's database, or of the tables
+// named.
+func clickHouseBytes(t *testing.T, db *chdb.DB, tables ...string) int64 {
 	t.Helper()
 	var n proto.ColUInt64
+	where := ""
+	for i, tb := range tables {
+		if i == 0 {
+			where = " AND table IN (" + chdb.String(tb)
+		} else {
+			where += ", " + chdb.String(tb)
+		}
+		if i == len(tables)-1 {
+			where += ")"
+		}
+	}
 	err := db.Do(context.Background(), ch.Query{
-		Body:   "SELECT toUInt64(sum(bytes_on_disk)) AS n FROM system.parts WHERE active AND database = " + chdb.String(db.Database),
+		Body:   "SELECT toUInt64(sum(bytes_on_disk)) AS n FROM system.parts WHERE active AND database = " + chdb.String(db.Database) + where,
 		Result: proto.Results{{Name: "n", Data: &n}},
 	})
 	if err != nil {
