@@ -282,6 +282,8 @@ func (f *fixtureAPI) handler() http.Handler {
 	auth("GET /api/v1/timeline", f.timeline)
 	auth("GET /api/v1/metrics", f.metrics)
 	auth("GET /api/v1/top", f.top)
+	auth("GET /api/v1/functions", f.functions)
+	auth("GET /api/v1/function", f.function)
 	auth("GET /api/v1/filters", func(w http.ResponseWriter, r *http.Request) {
 		vals := func(pairs ...any) []map[string]any {
 			var out []map[string]any

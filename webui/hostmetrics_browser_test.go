@@ -48,8 +48,15 @@ func (f *fixtureAPI) metrics(w http.ResponseWriter, r *http.Request) {
 		trend = map[string]any{"from": from.Add(-7 * 24 * time.Hour), "to": to.Add(-7 * 24 * time.Hour),
 			"previous": map[string]any{"profiles": 0}, "cpu": nil, "mem": nil, "unavailable": "filters apply within the raw retention only"}
 	}
+	// As the server does: the runtime and process view cannot apply to host metrics, and the reply says so.
+	var ignored []string
+	for _, p := range []string{"runtimes_off", "process", "process_not"} {
+		if strings.Join(r.URL.Query()[p], "") != "" {
+			ignored = append(ignored, p)
+		}
+	}
 	writeJSON(w, 200, map[string]any{"from": from.Format(time.RFC3339), "to": to.Format(time.RFC3339), "step": step,
-		"series": series,
+		"ignored": ignored, "series": series,
 		"summary": map[string]any{"profiles": 2 * len(series), "hosts": 2, "cores": 8, "cpu": stats(37.25), "mem": stats(52.5),
 			"percentiles_from": from.Format(time.RFC3339)},
 		"trend": trend,

@@ -51,12 +51,18 @@ export function agentLogsPanel(): { el: HTMLElement; update(u: URL): void; destr
       h('thead', null, h('tr', null, ['Time', 'Level', 'Host', 'Logger', 'Message'].map((c) => h('th', null, c)))), rows),
     h('div', null, older));
 
+  let host = ''; // the host shown, '' for every host
+
   function row(l: AgentLog): HTMLElement {
     const cls = l.severity >= 4 ? 'bad' : l.severity === 3 ? 'warn' : '';
     return h('tr', { dataset: { id: String(l.id), severity: String(l.severity) } },
       h('td', { class: 'al-time', title: l.time }, fmtDateTime(parseTime(l.time), true)),
       h('td', null, h('span', { class: 'badge al-level ' + cls }, levelName(l.severity))),
-      h('td', null, l.hostname), h('td', { class: 'muted' }, l.logger || '—'),
+      // A host opens its own logs: every host that logged is reachable, listed agent or not.
+      h('td', null, host ? l.hostname : h('a', {
+        href: '#', class: 'al-host', title: 'only this host', dataset: { host: l.hostname },
+        onclick: (e: Event) => { e.preventDefault(); setParams({ log_host: l.hostname }); },
+      }, l.hostname)), h('td', { class: 'muted' }, l.logger || '—'),
       h('td', { class: 'al-msg' }, l.message));
   }
 
@@ -95,7 +101,7 @@ export function agentLogsPanel(): { el: HTMLElement; update(u: URL): void; destr
     const k = LOG_PARAMS.map((p) => q.get(p) || '').join('\u0000');
     if (k === key) return;
     key = k;
-    const host = q.get('log_host') || '';
+    host = q.get('log_host') || '';
     replace(title, 'Logs of ', h('b', null, host || 'every host'), ' · ', svc);
     level.value = q.get('log_level') || '';
     if (document.activeElement !== search) search.value = q.get('log_q') || '';

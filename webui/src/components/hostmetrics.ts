@@ -17,6 +17,15 @@ export interface HostMetrics {
   series: MetricsBucket[];
   summary: MetricsSummary;
   trend: { from: string; to: string; previous: MetricsSummary; cpu: number | null; mem: number | null; unavailable?: string };
+  /** ignored names the request's parameters that cannot apply to host metrics (the runtime and process view). */
+  ignored?: string[];
+}
+
+/** ignoredNote says why the runtime and process view does not change the host metrics. */
+function ignoredNote(ignored: string[] | undefined): HTMLElement | null {
+  if (!ignored || !ignored.length) return null;
+  return h('div', { class: 'hm-ignored muted', dataset: { ignored: ignored.join(',') }, style: { fontSize: '12px' } },
+    'The runtime and process view (', ignored.join(', '), ') does not apply here: agents measure each host\'s CPU and memory for all its processes and runtimes together.');
 }
 
 const W = 600;
@@ -69,7 +78,7 @@ export class HostMetricsPanel {
     const s = m.summary;
     this.el.dataset.state = 'ready';
     if (!s.profiles) {
-      replace(this.body, h('span', { class: 'hm-empty' }, 'No host metrics in this range (the agents send them with each profile).'));
+      replace(this.body, h('span', { class: 'hm-empty' }, 'No host metrics in this range (the agents send them with each profile).'), ignoredNote(m.ignored));
       return;
     }
     const from = Date.parse(m.from) / 1000;
@@ -86,6 +95,7 @@ export class HostMetricsPanel {
         h('span', { class: 'hm-hosts' }, `${fmtInt(s.hosts)} hosts`),
         s.cores ? h('span', { class: 'hm-cores' }, `${fmtInt(s.cores)} cores`) : null,
         h('span', { class: 'hm-profiles muted' }, `${fmtInt(s.profiles)} reports`)),
+      ignoredNote(m.ignored),
       line('cpu', s.cpu, m.trend.cpu),
       line('mem', s.mem, m.trend.mem),
       h('div', { class: 'hm-charts', style: { display: 'grid', gridTemplateColumns: '1fr 1fr', gap: '8px', marginTop: '4px' } },

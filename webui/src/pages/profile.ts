@@ -88,8 +88,10 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
   let filterOpts: FilterOptions | null = null;
   let baseFilterOpts: FilterOptions | null = null;
   let dataKey = '';
+  let graphKey = '';
   let topKey = '';
   let ctrl: AbortController | null = null;
+  let graphCtrl: AbortController | null = null;
   let topCtrl: AbortController | null = null;
   let appliedSearch: string | null = null;
   let appliedModel: FlameModel | null = null;
@@ -241,6 +243,11 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     return { base_from: b.from, base_to: b.to, ...filterParams(f, 'base_'), ...(q.get('base_service') ? { base_service: q.get('base_service') as string } : {}) };
   }
 
+  /** graphShown reports whether the flame graph and its top table are on screen (not in the table-only view). */
+  function graphShown(): boolean {
+    return mode === 'diff' || readView(q) !== 'table';
+  }
+
   function update(u: URL): void {
     q = u.searchParams;
     const key = currentKey();
@@ -248,10 +255,23 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       dataKey = key;
       void load();
     }
-    const tk = key + '|' + (q.get('sort') || 'self');
-    if (tk !== topKey) {
-      topKey = tk;
-      void loadTop();
+    // Only what the view shows is fetched: the table-only view asks for neither the graph nor the top
+    // table, and they load when the graph is shown again (if the selection changed meanwhile).
+    if (graphShown()) {
+      if (key !== graphKey) {
+        graphKey = key;
+        void loadGraph();
+      }
+      const tk = key + '|' + (q.get('sort') || 'self');
+      if (tk !== topKey) {
+        topKey = tk;
+        void loadTop();
+      }
+    } else {
+      graphCtrl?.abort();
+      topCtrl?.abort();
+      if (graphKey !== key) graphKey = '';
+      if (!topKey.startsWith(key + '|')) topKey = '';
     }
     renderControls();
     applyView();
@@ -271,7 +291,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     // The graph's own tools go with it.
     for (const e of [searchInput, matched, orientBtn, resetBtn, crumbs]) e.hidden = view === 'table';
     fnTable.el.hidden = view === 'graph';
-    const params = q.get('service') ? commonParams : null;
+    // The table and the history follow the runtime and process view, as the graph does.
+    const params = q.get('service') ? { ...commonParams, ...stackViewParams(readStackView(q)) } : null;
     if (view !== 'graph') fnTable.update(params, { sort: q.get('tsort') || 'total', filter: q.get('tfilter') || '', selected: q.get('fn') || '' });
     fnHist.update(params, q.get('hist') || '');
   }
@@ -296,6 +317,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     commonParams = { service, from: range.from, to: range.to, ...filterParams(filters) };
     renderExports();
     if (!service) {
+      graphCtrl?.abort();
       model = null;
       graph.setModel(null);
       replace(status, 'Choose a service to see its profile.');
@@ -304,10 +326,12 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       debug.ready = true;
       return;
     }
+    const shape = stackViewParams(readStackView(q));
     timeline.set(null, range.from, range.to);
-    get<Timeline>('/timeline', commonParams, signal).then((t) => timeline.set(t, range.from, range.to)).catch(ignoreAbort);
-    // Host metrics of the same selection, in the profile view (a diff compares stacks only).
-    hostMetrics.load(mode === 'profile' ? commonParams : null, signal);
+    get<Timeline>('/timeline', { ...commonParams, ...shape }, signal).then((t) => timeline.set(t, range.from, range.to)).catch(ignoreAbort);
+    // Host metrics of the same selection, in the profile view (a diff compares stacks only). The runtime
+    // and process view goes along, so that the panel says it does not apply (the reply's ignored).
+    hostMetrics.load(mode === 'profile' ? { ...commonParams, ...shape } : null, signal);
     filterOpts = null;
     get<FilterOptions>('/filters', { service, from: range.from, to: range.to }, signal).then((o) => { filterOpts = o; dataVer++; renderFilters(); }).catch(ignoreAbort);
     if (mode === 'diff' && q.get('bf') === 'own') {
@@ -315,6 +339,17 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
       baseFilterOpts = null;
       get<FilterOptions>('/filters', { service, from: b.from, to: b.to }, signal).then((o) => { baseFilterOpts = o; dataVer++; renderBase(); }).catch(ignoreAbort);
     }
+    // The table-only view is ready once its own parts are asked for: the graph is not (see update).
+    if (!graphShown()) debug.ready = true;
+  }
+
+  /** loadGraph fetches and draws the flame graph (or the diff) of the selection. */
+  async function loadGraph(): Promise<void> {
+    graphCtrl?.abort();
+    const c = (graphCtrl = new AbortController());
+    const signal = c.signal;
+    if (!q.get('service')) return;
+    debug.ready = false;
     replace(status, 'loading…');
     try {
       const t0 = performance.now();
@@ -553,6 +588,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     destroy() {
       destroyed = true;
       ctrl?.abort();
+      graphCtrl?.abort();
       topCtrl?.abort();
       fnTable.destroy();
       fnHist.destroy();
