@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -304,8 +305,11 @@ type pipeBench struct {
 
 	next     atomic.Int64 // the next upload's index
 	accepted atomic.Int64
-	mu       sync.Mutex
-	uploads  []pipeUpload
+	// gpids holds each agent's gpid once the server gave it one: like the real agent, an emulated agent
+	// sends it back with its next uploads (without it every upload would be a new agent process).
+	gpids   []atomic.Int64
+	mu      sync.Mutex
+	uploads []pipeUpload
 
 	seenMu    sync.Mutex
 	seen      map[uint64]time.Time // batch → when its marker was first seen
@@ -319,6 +323,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	b.fleet = demo.NewLoadFleet(cfg.Seed, fleet, cfg.Shape.Agents, cfg.Shape.Pool)
 	b.base = time.Now().UTC().Truncate(time.Minute)
 	b.seen = map[uint64]time.Time{}
+	b.gpids = make([]atomic.Int64, cfg.Shape.Agents)
 	rep.PlainBytes = b.fleet.PlainBytes
 	for k := range cfg.Shape.Pool {
 		rep.BodyBytes += len(b.fleet.Body(0, k, b.base, ""))
@@ -574,7 +579,11 @@ func (b *pipeBench) send(ctx context.Context, i int) {
 	a := i % agents
 	start := b.base.Add(-time.Duration(i/agents+1) * time.Minute)
 	host := b.fleet.Agents[a].Host
-	body := b.fleet.Body(a, i%b.cfg.Shape.Pool, start, "")
+	gpid := ""
+	if g := b.gpids[a].Load(); g > 0 {
+		gpid = strconv.FormatInt(g, 10)
+	}
+	body := b.fleet.Body(a, i%b.cfg.Shape.Pool, start, gpid)
 	q := url.Values{"key": {b.token}, "service": {b.cfg.Service}, "hostname": {host}, "version": {"1.35.0"}}
 	req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, "http://"+b.st.addrs["ingest"]+"/api/v2/profiles?"+q.Encode(), bytes.NewReader(body))
 	req.Header.Set("Content-Encoding", "gzip")
@@ -586,11 +595,17 @@ func (b *pipeBench) send(ctx context.Context, i int) {
 	resp, err := b.client.Do(req)
 	u.latency = time.Since(u.at)
 	if err == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		reply, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		u.status = resp.StatusCode
 		if u.status == http.StatusOK {
 			b.accepted.Add(1)
+			var r struct {
+				GPID int64 `json:"gpid"`
+			}
+			if json.Unmarshal(reply, &r) == nil && r.GPID > 0 {
+				b.gpids[a].Store(r.GPID)
+			}
 		}
 	}
 	b.mu.Lock()
