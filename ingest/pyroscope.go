@@ -12,10 +12,10 @@ import (
 // postPyroscope is POST /ingest as Pyroscope serves it: name=app.cpu{k=v,...}, from, until, format
 // (folded, lines, pprof; multipart pprof as the SDKs send it; trie, tree, speedscope and collapsed are
 // converted to folded, jfr is refused: see pyroscope_formats.go), units, spyName, sampleRate; the body
-// plain or gzip (Content-Encoding). The application name is the service (the service_name label wins); labels
-// map onto host, container and instance type (see internal/profile/dims.go) and all of them stay in the
-// stored object. A profile that is not CPU (heap, mutex, wall clock, ...) is answered 200 and not stored:
-// the SDKs send those by default and would log every refusal.
+// plain or gzip (Content-Encoding). The application name is the service (the service_name label wins);
+// labels map onto host, container and instance type (see internal/profile/dims.go) and all of them stay
+// in the stored object. A profile that is not CPU (heap, mutex, wall clock, ...) is answered 200 and not
+// stored: the SDKs send those by default and would log every refusal.
 func (s *Server) postPyroscope(w http.ResponseWriter, r *http.Request) error {
 	tok, err := s.checkFrontToken(r)
 	if err != nil {
