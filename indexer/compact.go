@@ -23,6 +23,9 @@ type CompactStore interface {
 	Delete(ctx context.Context, keys []string) error
 }
 
+// The janitor role hands the bucket to Janitor.Archive: compaction runs because it is a CompactStore.
+var _ CompactStore = (*objstore.Store)(nil)
+
 // Compaction tunes CompactArchive; the zero value takes the defaults.
 type Compaction struct {
 	// After is how long after an hour ends its uploads are bundled (default 2h): late uploads and an
@@ -152,7 +155,7 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 	return res, nil
 }
 
-// compactHour bundles the uploads left in one hour folder and returns how many originals it found.
+// compactHour bundles the uploads left in one hour folder and returns how many it found.
 func (j *Janitor) compactHour(ctx context.Context, store CompactStore, h compactHour, res *CompactResult, budget *int, step time.Duration) (int, error) {
 	lctx, cancel := context.WithTimeout(ctx, step)
 	objs, err := store.List(lctx, h.dir, 1_000_000)
@@ -166,7 +169,8 @@ func (j *Janitor) compactHour(ctx context.Context, store CompactStore, h compact
 			raw = append(raw, o)
 		}
 	}
-	if len(raw) == 0 {
+	found := len(raw)
+	if found == 0 {
 		return 0, nil
 	}
 	sort.Slice(raw, func(a, b int) bool { return raw[a].Key < raw[b].Key })
@@ -185,10 +189,10 @@ func (j *Janitor) compactHour(ctx context.Context, store CompactStore, h compact
 		cancel()
 		if errors.Is(err, errVanished) {
 			j.log.Info("archive compaction: an original vanished meanwhile, leaving the hour to the next run", "hour", h.dir)
-			return len(objs), nil
+			return found, nil
 		}
 		if err != nil {
-			return len(objs), fmt.Errorf("compact %s: %w", h.dir, err)
+			return found, fmt.Errorf("compact %s: %w", h.dir, err)
 		}
 		*budget--
 		res.Bundles++
@@ -196,7 +200,7 @@ func (j *Janitor) compactHour(ctx context.Context, store CompactStore, h compact
 		res.RawBytes += size
 		res.BundleBytes += int64(written)
 	}
-	return len(objs), nil
+	return found, nil
 }
 
 // errVanished stops an hour whose originals changed under a run (another janitor bundled them).
