@@ -15,12 +15,13 @@ import (
 
 // Pyroscope's POST /ingest takes more body formats than the indexer reads (folded, lines, pprof). The
 // others that can be read exactly without a new dependency are turned into folded text at the door:
-// "trie" and "tree" (Pyroscope's varint serializations, sent by its older agents), "speedscope" (JSON) and
-// "collapsed" (the Java agent's name for folded). The stored object is then the folded text with the query
-// saying format=folded and converted_from=<the format sent>: the indexer reads one format, and the same
-// request converts to the same bytes, so a retry keeps its ids. "jfr" (the Java agent's default) is
-// refused with a 415 saying how to switch: reading JFR exactly needs a JFR parser, which is not a
-// dependency (github.com/grafana/jfr-parser is not on the module proxy here).
+// "trie" and "tree" (Pyroscope's varint serializations, sent by its older agents), "speedscope" (JSON)
+// and "collapsed" (the Java agent's name for folded, before its 0.13.1). The stored object is then the
+// folded text with the query saying format=folded and converted_from=<the format sent>: the indexer reads
+// one format, and the same request converts to the same bytes, so a retry keeps its ids. "jfr" (the Java
+// agent's default) is refused with a 415 saying how to switch (the agent sends OTLP since its 2.9.0):
+// reading JFR exactly needs a JFR parser, which is not a dependency (github.com/grafana/jfr-parser is not
+// on the module proxy here).
 
 // pyroscopeFormats names the formats POST /ingest takes, for the refusals.
 const pyroscopeFormats = "folded (also groups, collapsed), lines, pprof, trie, tree, speedscope"
@@ -43,9 +44,9 @@ func pyroscopeFormatOf(q url.Values, contentType string) (string, error) {
 		return "folded", nil
 	case "jfr":
 		return "", fail(http.StatusUnsupportedMediaType, "format jfr is not supported",
-			errors.New("Flamestream reads "+pyroscopeFormats+"; set the Pyroscope Java agent's PYROSCOPE_FORMAT "+
-				"to pprof (or collapsed on agents that have no pprof), or send through the OpenTelemetry Java agent "+
-				"to /v1development/profiles"))
+			errors.New("Flamestream reads "+pyroscopeFormats+" here and OTLP at /v1development/profiles; "+
+				"set the Pyroscope Java agent's PYROSCOPE_FORMAT=otlp (agent 2.9.0 and later: it then sends OTLP to "+
+				"/v1development/profiles), or PYROSCOPE_FORMAT=collapsed on agents before 0.13.1"))
 	}
 	return "", fail(http.StatusUnsupportedMediaType, "format "+strconv.Quote(f)+" is not supported",
 		errors.New("Flamestream reads "+pyroscopeFormats))
