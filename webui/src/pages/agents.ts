@@ -23,7 +23,7 @@ function logsForm(known: () => { services: string[]; hosts: string[] }): HTMLEle
   };
   svc.addEventListener('focus', fill);
   host.addEventListener('focus', fill);
-  const form = h('form', { class: 'al-open', dataset: { action: 'open-logs-form' } },
+  const form = h('form', { class: 'al-open', dataset: { action: 'open-logs-form' }, style: { display: 'flex', gap: '6px', alignItems: 'center', flexWrap: 'wrap' } },
     h('span', { class: 'label' }, 'Logs of'), svc, host, svcList, hostList,
     h('button', { type: 'submit', class: 'btn small' }, 'Open logs'));
   form.addEventListener('submit', (e) => {
@@ -79,7 +79,7 @@ export function agentsPage(url: URL): Page {
             h('td', null, h('button', { type: 'button', class: 'btn tiny', dataset: { action: 'logs', host: a.hostname },
               onclick: () => setParams({ log_service: a.service, log_host: a.hostname }) }, 'Logs')));
         })))
-        : h('p', { class: 'muted' }, 'No agent has reported yet. ', h('a', { href: '/admin/install' }, 'Install one.')));
+        : h('p', { class: 'muted' }, 'No agent has uploaded a profile yet (the logs of one that only sent logs open by "Logs of" above). ', h('a', { href: '/admin/install' }, 'Install one.')));
       debug.ready = true;
     }).catch((e) => { if (e.name !== 'AbortError') replace(body, errorBox(e)); });
   }
