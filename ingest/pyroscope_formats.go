@@ -46,7 +46,8 @@ func pyroscopeFormatOf(q url.Values, contentType string) (string, error) {
 		return "", fail(http.StatusUnsupportedMediaType, "format jfr is not supported",
 			errors.New("Flamestream reads "+pyroscopeFormats+" here and OTLP at /v1development/profiles; "+
 				"set the Pyroscope Java agent's PYROSCOPE_FORMAT=otlp (agent 2.9.0 and later: it then sends OTLP to "+
-				"/v1development/profiles), or PYROSCOPE_FORMAT=collapsed on agents before 0.13.1"))
+				"/v1development/profiles) with PYROSCOPE_HTTP_HEADERS={\"GPROFILER-SERVICE-NAME\":\"<service>\"} "+
+				"(its OTLP names no service), or PYROSCOPE_FORMAT=collapsed on agents before 0.13.1"))
 	}
 	return "", fail(http.StatusUnsupportedMediaType, "format "+strconv.Quote(f)+" is not supported",
 		errors.New("Flamestream reads "+pyroscopeFormats))

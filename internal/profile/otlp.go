@@ -209,8 +209,8 @@ func (r *otlpReader) stackText(si int32) ([]byte, error) {
 }
 
 // cpuProfiles picks the profiles of a scope to read: those counting CPU
-// samples ("samples" or "cpu" in count), else those of CPU time in
-// nanoseconds with a period to divide by. The others (off-CPU, memory,
+// samples ("samples", "cpu" or "itimer" in count), else those of CPU time in
+// nanoseconds ("nanoseconds" or "ns") with a period to divide by. The others (off-CPU, memory,
 // another view of the same samples) are skipped. div is 1 for counts.
 func (r *otlpReader) cpuProfiles(ps []*pb.Profile) (picked []*pb.Profile, div []int64, err error) {
 	var nanos []*pb.Profile
@@ -223,16 +223,18 @@ func (r *otlpReader) cpuProfiles(ps []*pb.Profile) (picked []*pb.Profile, div []
 		if err != nil {
 			return nil, nil, err
 		}
-		if typ != "samples" && typ != "cpu" {
+		// itimer (ITIMER_PROF) is CPU time too: async-profiler's default event, as the Pyroscope Java
+		// agent's OTLP export sends it, in "ns".
+		if typ != "samples" && typ != "cpu" && typ != "itimer" {
 			continue
 		}
 		switch unit {
 		case "count", "samples", "":
 			picked = append(picked, p)
 			div = append(div, 1)
-		case "nanoseconds":
+		case "nanoseconds", "ns":
 			pu, _ := r.str(p.GetPeriodType().GetUnitStrindex())
-			if p.GetPeriod() > 0 && pu == "nanoseconds" {
+			if p.GetPeriod() > 0 && (pu == "nanoseconds" || pu == "ns") {
 				nanos = append(nanos, p)
 			}
 		}
