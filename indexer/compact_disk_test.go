@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,12 +78,12 @@ func TestDiskBytesPerSample(t *testing.T) {
 	before := archiveBytes(t, r, svc)
 	j := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
 	j.Archive = scopedStore{r.store, "profiles/" + svc}
-	t1 := time.Now()
+	t1, c1 := time.Now(), processCPU()
 	res, err := j.CompactArchive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(t1)
+	took, cpu := time.Since(t1), processCPU()-c1
 	after := archiveBytes(t, r, svc)
 	if after >= before || res.Objects != len(keys) {
 		t.Errorf("compaction %+v: archive %d → %d bytes, %d uploads", res, before, after, len(keys))
@@ -101,14 +102,24 @@ func TestDiskBytesPerSample(t *testing.T) {
 	per := func(b int64) string { return fmt.Sprintf("%.3f B/sample", float64(b)/float64(samples)) }
 	t.Logf("%s: %d hosts × %d minutes, %d profiles, %d samples (%.0f a profile)", mode, hosts, minutes, hosts*minutes, samples, float64(samples)/float64(hosts*minutes))
 	t.Logf("archive before compaction: %d bytes, %s (%d objects)", before, per(before), len(keys))
-	t.Logf("archive after compaction:  %d bytes, %s (%d bundles, %.1fx smaller, compaction took %v)", after, per(after), res.Bundles,
-		float64(before)/float64(after), took.Round(time.Millisecond))
+	t.Logf("archive after compaction:  %d bytes, %s (%d bundles, %.1fx smaller, compaction took %v, %v of this process's CPU a upload)",
+		after, per(after), res.Bundles, float64(before)/float64(after), took.Round(time.Millisecond), (cpu / time.Duration(len(keys))).Round(time.Microsecond))
 	t.Logf("ClickHouse as merged:      %d bytes, %s", chAsIs, per(chAsIs))
 	t.Logf("ClickHouse after OPTIMIZE: %d bytes, %s", chFinal, per(chFinal))
 	t.Logf("in all, before → after:    %s → %s", per(before+chFinal), per(after+chFinal))
 	for _, tb := range clickHouseTables(t, r.st.CH) {
 		t.Logf("  %-32s %s", tb, per(clickHouseBytes(t, r.st.CH, tb)))
 	}
+}
+
+// processCPU is the CPU time this process has used (the janitor's compaction runs in it; the S3 server's
+// share is not counted).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func envInt(name string, def int) int {

