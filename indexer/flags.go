@@ -10,8 +10,10 @@ import (
 // Defaults of the indexer's and the janitor's settings, declared once: Vars prints them and New falls
 // back to them.
 const (
-	DefaultBatchSize            = 256
-	DefaultBatchWait            = time.Second
+	DefaultBatchSize = 256
+	// DefaultBatchWait is long enough for a round to carry a few hundred profiles at a few hundred a
+	// second: every INSERT round costs ClickHouse about twelve new parts whatever it holds (see fetch).
+	DefaultBatchWait            = 2 * time.Second
 	DefaultFetchParallel        = 8
 	DefaultMaxDecompressedBytes = 128 << 20
 	DefaultRetentionRawDays     = 30
