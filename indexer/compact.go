@@ -99,13 +99,15 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 	if err != nil {
 		return res, err
 	}
+	var errs []error
 	for _, svc := range services {
 		days, err := list(svc)
 		if err != nil {
-			return res, err
+			return res, errors.Join(append(errs, err)...)
 		}
 		mark := j.compactedBefore[svc]
 		clean := true // every hour so far is bundled: the watermark may move past it
+		stop := false // the hours still open were reached, or this service failed
 		for _, d := range days {
 			day, perr := time.Parse("2006-01-02", strings.TrimSuffix(strings.TrimPrefix(d, svc), "/"))
 			if perr != nil || day.Before(retentionCutoff) || !day.Add(24*time.Hour).After(mark) {
@@ -116,7 +118,7 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 			}
 			hours, err := list(d)
 			if err != nil {
-				return res, err
+				return res, errors.Join(append(errs, err)...)
 			}
 			for _, h := range hours {
 				hh := strings.TrimSuffix(strings.TrimPrefix(h, d), "/")
@@ -128,15 +130,23 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 					continue
 				}
 				if end.Add(after).After(now) {
-					clean = false
+					stop = true
 					break
 				}
 				if budget <= 0 {
-					return res, nil
+					return res, errors.Join(errs...)
 				}
 				n, err := j.compactHour(ctx, store, compactHour{dir: h, end: end}, &res, &budget, step)
 				if err != nil {
-					return res, err
+					if ctx.Err() != nil {
+						return res, errors.Join(append(errs, ctx.Err())...)
+					}
+					// One hour that fails (an S3 error, a bundle that does not verify) stops its service
+					// until the next run, not the others.
+					j.log.Warn("archive compaction failed", "hour", h, "err", err)
+					errs = append(errs, err)
+					stop = true
+					break
 				}
 				if n == 0 && clean {
 					j.compactedBefore[svc] = end
@@ -144,7 +154,7 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 					clean = false // bundled now but the budget may have cut it: look again next run
 				}
 			}
-			if !clean {
+			if stop {
 				break
 			}
 		}
@@ -152,7 +162,7 @@ func (j *Janitor) CompactArchive(ctx context.Context) (CompactResult, error) {
 			clear(j.compactedBefore)
 		}
 	}
-	return res, nil
+	return res, errors.Join(errs...)
 }
 
 // compactHour bundles the uploads left in one hour folder and returns how many it found.

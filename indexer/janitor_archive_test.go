@@ -117,11 +117,15 @@ func (a scopedStore) Prefixes(ctx context.Context, prefix string, max int) ([]st
 	return scoped{a.Store, a.prefix}.Prefixes(ctx, prefix, max)
 }
 
-// corruptingStore flips one byte of every bundle it stores: a store that does not keep what it is given.
-type corruptingStore struct{ scopedStore }
+// corruptingStore flips one byte of every bundle of the services named with only it stores: a store that
+// does not keep what it is given.
+type corruptingStore struct {
+	scopedStore
+	only string
+}
 
 func (c corruptingStore) Put(ctx context.Context, key string, body []byte, ct string) error {
-	if archive.IsBundleKey(key) {
+	if archive.IsBundleKey(key) && strings.Contains(key, c.only) {
 		body = bytes.Clone(body)
 		body[len(body)/2] ^= 0x55
 	}
@@ -148,6 +152,14 @@ func contents(t *testing.T, s *objstore.Store, keys []string) map[string][]byte 
 		out[k] = plain
 	}
 	return out
+}
+
+func uploadKeysOf(m map[string][]byte) []string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // uploadKeys lists the uploads (not bundles) of service's hour folders.
@@ -244,26 +256,41 @@ func TestArchiveCompactionKeepsUploadsAndReindexExact(t *testing.T) {
 	}
 }
 
-// A bundle that does not read back as written keeps the originals; a late upload into an hour already
-// bundled gets a bundle of its own; two janitors at once lose nothing.
+// A bundle that does not read back as written keeps the originals and stops only its service; one run
+// bundles every closed hour of every day; a late upload into an hour already bundled gets a bundle of its
+// own; two janitors at once lose nothing.
 func TestArchiveCompactionIsSafe(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	svc := fmt.Sprintf("compact-safe-%d", time.Now().UnixNano())
+	run := fmt.Sprintf("compact-safe-%d", time.Now().UnixNano())
+	svc, other := run+"-a", run+"-b"
 	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
 	r.upload(t, svc, 24, 6, base)
 	r.upload(t, svc, 24, 6, base.Add(time.Hour))
+	for _, back := range []time.Duration{50 * time.Hour, 26 * time.Hour, 5 * time.Hour} { // three days
+		r.upload(t, other, 6, 3, base.Add(5*time.Hour-back))
+	}
 	all := uploadKeys(t, r.store, svc)
 	before := contents(t, r.store, all)
-	scope := scopedStore{r.store, "profiles/" + svc}
+	others := contents(t, r.store, uploadKeys(t, r.store, other))
+	scope := scopedStore{r.store, "profiles/" + run}
 
 	bad := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
-	bad.Archive = corruptingStore{scope}
-	if res, err := bad.CompactArchive(ctx); err == nil || res.Bundles != 0 {
-		t.Errorf("a store that alters bundles: %+v, %v; want a verification error", res, err)
+	bad.Archive = corruptingStore{scope, svc + "/"}
+	res, err := bad.CompactArchive(ctx)
+	if err == nil || res.Bundles != 3 || res.Objects != 18 {
+		t.Errorf("a store that alters one service's bundles: %+v, %v; want a verification error, and the other's 3 hours bundled", res, err)
 	}
 	if left := uploadKeys(t, r.store, svc); len(left) != len(all) {
 		t.Fatalf("%d originals left of %d after a failed verification", len(left), len(all))
+	}
+	if left := uploadKeys(t, r.store, other); len(left) != 0 {
+		t.Errorf("%d originals of the other service left", len(left))
+	}
+	for k, b := range contents(t, r.store, uploadKeysOf(others)) {
+		if !bytes.Equal(others[k], b) {
+			t.Errorf("%s reads back other content", k)
+		}
 	}
 
 	// Two janitors at once (separate watermarks, as on two indexers).
