@@ -159,6 +159,10 @@ func TestReplayProgressLine(t *testing.T) {
 	observe() // still caught up: said once
 	clock = clock.Add(time.Second)
 	publishEvent(t, js, 10) // a new event: the line is back
+	// The consumer counts a new event shortly after the stream acknowledged it: wait for it (bounded).
+	for deadline := time.Now().Add(5 * time.Second); info(t, c).NumPending == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	observe()
 	for _, w := range watches {
 		w.stop()
