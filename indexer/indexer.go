@@ -242,7 +242,9 @@ func (ix *Indexer) work(ctx context.Context) {
 func (ix *Indexer) fetch(size int) ([]jetstream.Msg, error) {
 	ix.fetchMu.Lock()
 	defer ix.fetchMu.Unlock()
-	batch, err := ix.cons.Fetch(size, jetstream.FetchMaxWait(ix.cfg.BatchWait))
+	// The events of a fetch wait in it without in-progress acks: it must end well within the ack wait,
+	// or the first of them would go to another worker meanwhile.
+	batch, err := ix.cons.Fetch(size, jetstream.FetchMaxWait(min(ix.cfg.BatchWait, max(ix.ackWait/4, 100*time.Millisecond))))
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,9 @@ type PipelineConfig struct {
 	// unless Keep is set or it was given).
 	Dir  string
 	Keep bool
+	// IndexerBatchWait is the indexer's FLAMESTREAM_BATCH_WAIT; 0 leaves its default (the soak's stack
+	// sets 200 ms, which this bench undoes).
+	IndexerBatchWait time.Duration
 	// ProfileRole, when set, runs that role as `RoleBinary role -pprof ADDR <role>` and writes a CPU
 	// profile of it over the load to ProfileOut.
 	ProfileRole, RoleBinary, ProfileOut string
@@ -166,6 +169,7 @@ type PipelineReport struct {
 	IndexerInsertSeconds float64    `json:"indexer_insert_seconds"`
 	IndexerInsertShare   float64    `json:"indexer_insert_share"`
 	IndexerBatchEvents   float64    `json:"indexer_mean_batch_events"`
+	IndexerBatchWait     string     `json:"indexer_batch_wait"` // "default" or the configured wait
 	MachineCores         float64    `json:"machine_busy_cores"`
 	OtherCores           float64    `json:"other_cores"`
 	LoadAverage          [2]float64 `json:"load_average"`
@@ -248,6 +252,22 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineReport, erro
 	if tmp && !cfg.Keep {
 		rep.Dir = ""
 	}
+	// The soak's stack gives every role a 200 ms batch wait (its faults want quick rounds); this bench
+	// measures the indexer as deployed, at its default wait (or cfg.IndexerBatchWait): the wait decides
+	// how many profiles an INSERT round carries, and each round costs ClickHouse a dozen parts.
+	if err := st.restartWithEnv(ctx, "indexer", func(env []string) []string {
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "FLAMESTREAM_BATCH_WAIT=") })
+		if cfg.IndexerBatchWait > 0 {
+			env = append(env, "FLAMESTREAM_BATCH_WAIT="+cfg.IndexerBatchWait.String())
+		}
+		return env
+	}); err != nil {
+		return nil, err
+	}
+	rep.IndexerBatchWait = "default"
+	if cfg.IndexerBatchWait > 0 {
+		rep.IndexerBatchWait = cfg.IndexerBatchWait.String()
+	}
 	pprofAddr := ""
 	if cfg.ProfileRole != "" {
 		if pprofAddr, err = st.profiled(ctx, cfg.ProfileRole, cfg.RoleBinary); err != nil {
@@ -266,6 +286,25 @@ func RunPipeline(ctx context.Context, cfg PipelineConfig) (*PipelineReport, erro
 	}
 	b := &pipeBench{cfg: cfg, st: st, rep: rep, progress: progress, token: token}
 	return b.run(ctx, pprofAddr)
+}
+
+// restartWithEnv restarts role with the environment edit returns.
+func (st *stack) restartWithEnv(ctx context.Context, role string, edit func([]string) []string) error {
+	p, ok := st.roles[role]
+	if !ok {
+		return fmt.Errorf("pipeline: no role %q", role)
+	}
+	p.kill()
+	p.mu.Lock()
+	p.env = edit(slices.Clone(p.env))
+	p.mu.Unlock()
+	if err := p.start(); err != nil {
+		return err
+	}
+	if err := p.waitReady(ctx, 90*time.Second); err != nil {
+		return fmt.Errorf("%w (log %s)", err, p.logPath)
+	}
+	return nil
 }
 
 // profiled restarts role under the dev binary's pprof wrapper and returns the wrapper's pprof address.
@@ -853,8 +892,8 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "lag upload → queryable p50 / p99 / max\t%.2f / %.2f / %.2f s\t\n", r.LagP50S, r.LagP99S, r.LagMaxS)
 	fmt.Fprintf(tw, "all queryable after the load\t%.1f s\t(-1: not within the drain bound)\n", r.AllQueryableAfterLoadS)
 	if r.IndexerInserts > 0 {
-		fmt.Fprintf(tw, "indexer inserts\t%.0f, mean %.2f s\t%.0f%% of the window in INSERTs; %.0f events per pulled batch\n",
-			r.IndexerInserts, r.IndexerInsertSeconds/r.IndexerInserts, 100*r.IndexerInsertShare, r.IndexerBatchEvents)
+		fmt.Fprintf(tw, "indexer inserts\t%.0f, mean %.2f s\t%.0f%% of the window in INSERTs; %.0f events per pulled batch (batch wait %s)\n",
+			r.IndexerInserts, r.IndexerInsertSeconds/r.IndexerInserts, 100*r.IndexerInsertShare, r.IndexerBatchEvents, r.IndexerBatchWait)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "CPU over %.0f s (load, drain, then %.0f s for ClickHouse to settle), per accepted profile:\n", r.WindowSeconds, r.SettleSeconds)
