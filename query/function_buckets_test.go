@@ -112,3 +112,57 @@ func TestLeafCountsClassifyStacksLikeAView(t *testing.T) {
 		t.Errorf("main: samples %d self %d total %d occurrences %d, want 12 0 8 3", samples, self, total, occ)
 	}
 }
+
+// TestBucketSegmentsKeepEachRowInOneBucket: a read in buckets plans the whole range once, on tables no
+// coarser than the step (a day row cannot be split into hours), and the signed segments cover the range
+// exactly: every second inside it once, every second outside it not at all (subtracted edges included),
+// and each segment (rollup bucket or raw span) lies in one bucket of the step.
+func TestBucketSegmentsKeepEachRowInOneBucket(t *testing.T) {
+	day := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	all := Rollups{Hour: true, Day: true, MinuteSince: day.Add(-30 * 24 * time.Hour), Settled: day.Add(40 * 24 * time.Hour)}
+	for _, tc := range []struct {
+		name     string
+		from, to time.Time
+		step     int64
+	}{
+		{"an hour in minutes, edges inside minutes", day.Add(10*time.Hour + 7*time.Second), day.Add(11*time.Hour + 3*time.Second), 60},
+		{"a day in hours, edges inside hours", day.Add(5*time.Minute + 1*time.Second), day.Add(24*time.Hour - 13*time.Second), 3600},
+		{"three days in 3-hour buckets", day.Add(-17 * time.Minute), day.Add(3*24*time.Hour + 2*time.Hour), 3 * 3600},
+		{"a month in days", day.Add(-30*24*time.Hour + 11*time.Second), day.Add(-time.Second), 86400},
+		{"a day in 5-minute buckets", day, day.Add(24 * time.Hour), 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sel := Selection{Service: "s", From: tc.from, To: tc.to}
+			segs := bucketSegments(sel, all, tc.step)
+			if len(segs) == 0 {
+				t.Fatal("no segments")
+			}
+			units := map[Granularity]int64{Minute: 60, Hour: 3600, Day: 86400}
+			for _, sg := range segs {
+				if u := units[sg.Gran]; u > 0 && tc.step%u != 0 {
+					t.Errorf("segment %v %v..%v: its rows span %d s, more than a bucket of %d s", sg.Gran, sg.From, sg.To, u, tc.step)
+				}
+				// A segment's rows are at its span's seconds (raw) or its buckets' starts (rollups): all in
+				// one bucket of the step per row, so its first and last second give the buckets it meets.
+				if sg.Gran == Raw && sg.From.Unix()/tc.step != (sg.To.Unix()-1)/tc.step && sg.Sign < 0 {
+					t.Errorf("subtracted raw span %v..%v crosses a bucket edge", sg.From, sg.To)
+				}
+			}
+			for at := tc.from.Add(-2 * time.Hour); at.Before(tc.to.Add(2 * time.Hour)); at = at.Add(time.Duration(tc.step/7+1) * time.Second) {
+				n := 0
+				for _, sg := range segs {
+					if !at.Before(sg.From) && at.Before(sg.To) {
+						n += sg.Sign
+					}
+				}
+				want := 0
+				if !at.Before(tc.from) && at.Before(tc.to) {
+					want = 1
+				}
+				if n != want {
+					t.Fatalf("second %v is counted %d times, want %d (segments %v)", at, n, want, segs)
+				}
+			}
+		})
+	}
+}
