@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,12 +79,23 @@ func TestDiskBytesPerSample(t *testing.T) {
 	before := archiveBytes(t, r, svc)
 	j := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
 	j.Archive = scopedStore{r.store, "profiles/" + svc}
+	if out := os.Getenv("FLAMESTREAM_DISK_PPROF"); out != "" { // a CPU profile of the compaction alone
+		f, err := os.Create(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+	}
 	t1, c1 := time.Now(), processCPU()
 	res, err := j.CompactArchive(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	took, cpu := time.Since(t1), processCPU()-c1
+	pprof.StopCPUProfile() // nothing when no profile was started
 	after := archiveBytes(t, r, svc)
 	if after >= before || res.Objects != len(keys) {
 		t.Errorf("compaction %+v: archive %d → %d bytes, %d uploads", res, before, after, len(keys))

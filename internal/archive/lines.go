@@ -77,17 +77,22 @@ func profileSpan(content []byte) (start, end int, sep byte, ok bool) {
 	}
 	i++
 	start = i
-	for i < len(content) {
-		switch content[i] {
-		case '\\':
-			i += 2
-			continue
-		case '"':
+	// Jump from quote to quote: a quote ends the string unless an odd run of backslashes precedes it.
+	for {
+		q := bytes.IndexByte(content[i:], '"')
+		if q < 0 {
+			return 0, 0, 0, false
+		}
+		i += q
+		bs := 0
+		for k := i - 1; k >= start && content[k] == '\\'; k-- {
+			bs++
+		}
+		if bs%2 == 0 {
 			return start, i, sepEscaped, true
 		}
 		i++
 	}
-	return 0, 0, 0, false
 }
 
 // encodeLines appends the encoded form of content to dst; ok is false when content is no profile.
@@ -132,15 +137,17 @@ func encodeLines(dst, content []byte, t *stackTable) ([]byte, bool) {
 func splitEscaped(b []byte) [][]byte {
 	var out [][]byte
 	last := 0
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' || i+1 >= len(b) {
-			continue
+	for i := 0; i < len(b); {
+		k := bytes.IndexByte(b[i:], '\\') // escapes are rare but for the line breaks: jump between them
+		if k < 0 || i+k+1 >= len(b) {
+			break
 		}
+		i += k
 		if b[i+1] == 'n' {
 			out = append(out, b[last:i])
 			last = i + 2
 		}
-		i++
+		i += 2
 	}
 	return append(out, b[last:])
 }
