@@ -137,6 +137,10 @@ func TestCurrentClickHouseAnswersLikeTheOldServer(t *testing.T) {
 		{"top filtered", "/api/v1/top", with(hours, "host", "host-0")},
 		{"timeline", "/api/v1/timeline", days},
 		{"timeline recent", "/api/v1/timeline", with(recentSpan, "host_not", "host-1")},
+		{"timeline of a process", "/api/v1/timeline", with(hours, "process_not", "python")},
+		{"functions table", "/api/v1/functions", with(hours, "runtimes_off", "kernel")},
+		{"function history", "/api/v1/function", with(days, "name", "python")},
+		{"function history recent", "/api/v1/function", with(recentSpan, "name", "python", "host", "host-0")},
 		{"filters", "/api/v1/filters", days},
 		{"filters recent", "/api/v1/filters", with(recentSpan, "host", "host-0")},
 		{"export", "/api/v1/export", hours},
@@ -357,7 +361,7 @@ func (h *harness) get(t *testing.T, name, path string, q url.Values) {
 var external = regexp.MustCompile(`\(SELECT (\w+) FROM (_\w+)\)`)
 
 // externalStandIns maps an external table to the column of samples that stands in for it.
-var externalStandIns = map[string]string{"_hashes": "stack", "_ids": "profile"}
+var externalStandIns = map[string]string{"_hashes": "stack", "_ids": "profile", "_set1": "stack", "_set2": "stack", "_drop": "stack"}
 
 func (h *harness) standIns(t *testing.T, sql string) string {
 	return external.ReplaceAllStringFunc(sql, func(m string) string {
