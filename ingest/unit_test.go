@@ -3,14 +3,22 @@ package ingest
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
+	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
+	"github.com/flamestream/flamestream/internal/profile"
+	"github.com/flamestream/flamestream/stream"
 )
 
 func TestGunzipRefusesToInflatePastTheLimit(t *testing.T) {
@@ -97,5 +105,66 @@ func TestParseTimeReadsEveryLayout(t *testing.T) {
 	}
 	if _, err := parseTime("2026-01-02T03:04:05.12 nonsense"); err == nil {
 		t.Error("trailing text accepted")
+	}
+}
+
+// TestConcurrentUploadsKeepTheirOwnProfile: uploads served at the same time, each inflated and unescaped
+// into pooled buffers, each get the id of their own profile text (a buffer shared by two requests would
+// give one of them the other's id, or a text that fails its check).
+func TestConcurrentUploadsKeepTheirOwnProfile(t *testing.T) {
+	fleet := demo.NewFleet(2, "svc", demo.Shape{Stacks: 200, Lines: 40, MinDepth: 4, MaxDepth: 16})
+	lf := demo.NewLoadFleet(2, fleet, 16, 8)
+	start := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	const n = 400
+	want := map[string]bool{}
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = lf.Body(i%16, i%8, start.Add(-time.Duration(i)*time.Minute), "")
+		plain, err := gunzip(bodies[i], 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := parseUpload(plain, profile.FormatV2, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[ProfileID("svc", p.start, p.host, p.text)] = true
+	}
+	var mu sync.Mutex
+	got := map[string]bool{}
+	publish := func(_ context.Context, ev stream.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[ev.ID] = true
+		return nil
+	}
+	put := putFunc(func(context.Context, string, []byte, string) error { return nil })
+	s := New(Config{AuthCacheTTL: time.Hour}, benchMeta{}, put, publish, slog.New(slog.DiscardHandler), nil)
+	r := chi.NewRouter()
+	s.Routes(r)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				req := httptest.NewRequest(http.MethodPost, "/api/v2/profiles", bytes.NewReader(bodies[i]))
+				req.Header.Set(HeaderAPIKey, "k")
+				req.Header.Set(HeaderServiceName, "svc")
+				req.Header.Set("Content-Encoding", "gzip")
+				rec := httptest.NewRecorder()
+				r.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					t.Errorf("upload %d: %d %s", i, rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != len(want) {
+		t.Errorf("%d distinct ids published, want %d", len(got), len(want))
+	}
+	for id := range got {
+		if !want[id] {
+			t.Errorf("id %s is no upload's", id)
+		}
 	}
 }
