@@ -68,8 +68,9 @@ type Deletion struct {
 	Before         time.Time
 }
 
-// Janitor drops the partitions that fell out of retention, and deletes the rows of services whose own
-// retention is shorter (see SweepServices). The stacks table is not partitioned and keeps every stack ever
+// Janitor drops the partitions that fell out of retention, deletes the rows of services whose own
+// retention is shorter (see SweepServices), deletes the raw uploads past the archive retention
+// (SweepArchive) and bundles the others once their hour is closed (CompactArchive). The stacks table is not partitioned and keeps every stack ever
 // seen (it is small next to the samples: a stack is stored once).
 type Janitor struct {
 	db        *chdb.DB
