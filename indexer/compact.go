@@ -31,6 +31,11 @@ type Compaction struct {
 	// After is how long after an hour ends its uploads are bundled (default 2h): late uploads and an
 	// indexer lagging behind still find the originals. Negative turns compaction off.
 	After time.Duration
+	// Settle is how long the newest upload of an hour must have been stored before the hour is bundled
+	// (default 10 minutes): an hour that still receives uploads (a backfill, an agent sending what it kept
+	// while the server was away, a retry) is left until it is quiet rather than cut into many small
+	// bundles while it is written. Negative bundles at once.
+	Settle time.Duration
 	// MaxBundles bounds the bundles one run writes (default 200); the next run goes on.
 	MaxBundles int
 	// PartBytes bounds the stored bytes of the objects of one bundle (default 64 MiB), PartObjects their
@@ -182,6 +187,12 @@ func (j *Janitor) compactHour(ctx context.Context, store CompactStore, h compact
 	found := len(raw)
 	if found == 0 {
 		return 0, nil
+	}
+	settle := cmp.Or(j.Compaction.Settle, 10*time.Minute)
+	for _, o := range raw {
+		if settle > 0 && o.Modified.After(j.Now().Add(-settle)) {
+			return found, nil // still being written: the next run looks again
+		}
 	}
 	sort.Slice(raw, func(a, b int) bool { return raw[a].Key < raw[b].Key })
 	partBytes := cmp.Or(j.Compaction.PartBytes, 64<<20)

@@ -217,6 +217,15 @@ func TestArchiveCompactionKeepsUploadsAndReindexExact(t *testing.T) {
 	j := indexer.NewJanitor(r.st.CH, indexer.Retention{ArchiveDays: 30}, r.log)
 	j.Archive = scopedStore{r.store, "profiles/" + svc}
 	j.Compaction.PartObjects = 16 // three bundles for the hour
+	// Uploads stored seconds ago are left until their hour is quiet (Compaction.Settle), however old the
+	// hour they belong to: a backfill or an agent catching up may still be writing it.
+	if res, err := j.CompactArchive(ctx); err != nil || res.Bundles != 0 {
+		t.Errorf("uploads stored seconds ago: %+v, %v; want them left until they settle", res, err)
+	}
+	if left := uploadKeys(t, r.store, svc); len(left) != 44 {
+		t.Errorf("%d originals left by a run that bundled nothing, want 44", len(left))
+	}
+	j.Compaction.Settle = -1 // bundle at once from here on
 	res, err := j.CompactArchive(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -276,6 +285,7 @@ func TestArchiveCompactionIsSafe(t *testing.T) {
 	scope := scopedStore{r.store, "profiles/" + run}
 
 	bad := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
+	bad.Compaction.Settle = -1 // this test's uploads are seconds old
 	bad.Archive = corruptingStore{scope, svc + "/"}
 	res, err := bad.CompactArchive(ctx)
 	if err == nil || res.Bundles != 3 || res.Objects != 18 {
@@ -298,6 +308,7 @@ func TestArchiveCompactionIsSafe(t *testing.T) {
 	for range 2 {
 		go func() {
 			j := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
+			j.Compaction.Settle = -1 // this test's uploads are seconds old
 			j.Archive = scope
 			_, err := j.CompactArchive(ctx)
 			errs <- err
@@ -320,6 +331,7 @@ func TestArchiveCompactionIsSafe(t *testing.T) {
 	}
 	lateBody := contents(t, r.store, late)
 	j := indexer.NewJanitor(r.st.CH, indexer.Retention{}, r.log)
+	j.Compaction.Settle = -1 // this test's uploads are seconds old
 	j.Archive = scope
 	if res, err := j.CompactArchive(ctx); err != nil || res.Bundles != 1 || res.Objects != 1 {
 		t.Errorf("late upload: %+v, %v; want one bundle of one object", res, err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -166,6 +167,8 @@ func (s *Store) DeletePrefix(ctx context.Context, prefix string, max int) (int, 
 type Object struct {
 	Key  string
 	Size int64
+	// Modified is when the object was stored.
+	Modified time.Time
 }
 
 // List lists the objects right under prefix (not those in deeper "folders"), in key order, at most max.
@@ -180,7 +183,7 @@ func (s *Store) List(ctx context.Context, prefix string, max int) ([]Object, err
 		if strings.HasSuffix(obj.Key, "/") {
 			continue // a folder
 		}
-		out = append(out, Object{Key: obj.Key, Size: obj.Size})
+		out = append(out, Object{Key: obj.Key, Size: obj.Size, Modified: obj.LastModified})
 		if len(out) >= max {
 			break
 		}
