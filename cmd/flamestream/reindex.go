@@ -118,7 +118,7 @@ func migrateFlags(fs *flag.FlagSet) *migrateOptions {
 		cluster: fs.String("cluster", "", "ClickHouse cluster name: create Replicated tables ON CLUSTER behind Distributed ones"),
 		print:   fs.Bool("print", false, "print the ClickHouse schema SQL and exit without connecting"),
 		storage: fs.String("storage", "auto", "ClickHouse column storage of new tables: auto (what the server supports; plain with --print), "+
-			"plain (ClickHouse 18.16's types) or compact (LowCardinality and codecs, ClickHouse 20.3+); existing tables are not rewritten"),
+			"plain (ClickHouse 18.16's types), codecs (column codecs, ClickHouse 20.3+) or compact (codecs and LowCardinality); existing tables are not rewritten"),
 	}
 }
 

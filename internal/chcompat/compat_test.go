@@ -68,8 +68,9 @@ func TestCurrentClickHouseAnswersLikeTheOldServer(t *testing.T) {
 			t.Errorf("Migrate did not send %q of `migrate --print`", s)
 		}
 	}
-	// On chDB the same steps create the tables in the storage current ClickHouse gets from Migrate
-	// (LowCardinality, codecs): every read below compares 18.16's plain tables with those.
+	// On chDB the same steps create the tables in the compact storage (codecs and LowCardinality, a
+	// superset of the codecs storage Migrate chooses on current ClickHouse): every read below compares
+	// 18.16's plain tables with those.
 	h.replay(t, "migrate", false)
 	if got, err := engine.Query("SELECT type FROM system.columns WHERE database = '"+h.db.Database+"' AND table = 'samples' AND name = 'host'", ""); err != nil ||
 		strings.TrimSpace(got) != "LowCardinality(String)" {

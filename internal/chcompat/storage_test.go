@@ -2,9 +2,11 @@ package chcompat
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,13 @@ import (
 // createSchema creates Flamestream's schema in db on chDB, in the given storage.
 func createSchema(t testing.TB, db string, storage schema.Storage) {
 	t.Helper()
+	createEdited(t, db, storage, nil)
+}
+
+// createEdited is createSchema with each statement edited first (when edit is not nil): the benchmark's
+// variants of a storage.
+func createEdited(t testing.TB, db string, storage schema.Storage, edit func(string) string) {
+	t.Helper()
 	ddl, err := schema.Layout{Database: db, Storage: storage}.SQL()
 	if err != nil {
 		t.Fatal(err)
@@ -27,57 +36,74 @@ func createSchema(t testing.TB, db string, storage schema.Storage) {
 	mustExec(t, "DROP DATABASE IF EXISTS "+db)
 	t.Cleanup(func() { _ = engine.Exec("DROP DATABASE IF EXISTS " + db) })
 	for _, s := range ddl {
+		if edit != nil {
+			s = edit(s)
+		}
 		mustExec(t, s)
 	}
 }
 
-// TestCompactStorageHasLowCardinalityAndCodecsOnCurrentClickHouse creates the schema as Migrate does on
-// current ClickHouse and reads the columns back from system.columns: every dimension column of every
-// table is LowCardinality(String), the time, id, count, hash and stack text columns have codecs (but
-// samples.stack), and the rest (the migrations and epochs tables) is as on 18.16.
-func TestCompactStorageHasLowCardinalityAndCodecsOnCurrentClickHouse(t *testing.T) {
-	const db = "fs_compact_columns"
-	createSchema(t, db, schema.StorageCompact)
-	// The tables only: a materialized view's columns are its SELECT's, it stores nothing.
-	out, err := engine.Query("SELECT table, name, type, compression_codec FROM system.columns WHERE database = '"+db+"'"+
-		" AND table IN (SELECT name FROM system.tables WHERE database = '"+db+"' AND engine LIKE '%MergeTree')", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dims := map[string]bool{"service": true, "host": true, "container": true, "instance_type": true, "k8s_object": true}
-	coded := map[string]bool{"ts": true, "profile": true, "stack": true, "count": true, "frames": true, "hash": true}
-	var lowCard, codecs int
-	for _, line := range SortedLines(out) {
-		f := strings.Split(line, "\t")
-		if len(f) != 4 {
-			t.Fatalf("system.columns row %q", line)
+// Variants of the compact storage, for BenchmarkInsertSamples: LowCardinality without codecs, and the
+// codecs with LZ4 behind them instead of ZSTD.
+var (
+	codecClause = regexp.MustCompile(` CODEC\(([^()]|\([^()]*\))*\)`)
+	zstdLevel   = regexp.MustCompile(`ZSTD\(\d\)`)
+	noCodecs    = func(s string) string { return codecClause.ReplaceAllString(s, "") }
+	lz4Codecs   = func(s string) string { return zstdLevel.ReplaceAllString(s, "LZ4") }
+	plainTypes  = func(s string) string { return strings.ReplaceAll(s, "LowCardinality(String)", "String") }
+)
+
+// TestStoragesHaveTheirTypesAndCodecsOnCurrentClickHouse creates the schema in the codecs storage (what
+// Migrate chooses on current ClickHouse) and in the compact one on chDB, and reads the columns back from
+// system.columns: every dimension column of every table is LowCardinality(String) in compact and String
+// in codecs, the time, id, count, hash and stack text columns have codecs in both (but samples.stack),
+// and the migrations and epochs tables are as on 18.16.
+func TestStoragesHaveTheirTypesAndCodecsOnCurrentClickHouse(t *testing.T) {
+	for _, st := range []schema.Storage{schema.StorageCodecs, schema.StorageCompact} {
+		db := "fs_columns_" + st.String()
+		createSchema(t, db, st)
+		// The tables only: a materialized view's columns are its SELECT's, it stores nothing.
+		out, err := engine.Query("SELECT table, name, type, compression_codec FROM system.columns WHERE database = '"+db+"'"+
+			" AND table IN (SELECT name FROM system.tables WHERE database = '"+db+"' AND engine LIKE '%MergeTree')", "")
+		if err != nil {
+			t.Fatal(err)
 		}
-		table, name, typ, codec := f[0], f[1], f[2], f[3]
-		switch {
-		case table == "schema_migrations" || table == schema.Epochs:
-			if typ == "LowCardinality(String)" || codec != "" {
-				t.Errorf("%s.%s is %s %s, want 18.16's type", table, name, typ, codec)
+		dimType := map[schema.Storage]string{schema.StorageCodecs: "String", schema.StorageCompact: "LowCardinality(String)"}[st]
+		dims := map[string]bool{"service": true, "host": true, "container": true, "instance_type": true, "k8s_object": true}
+		coded := map[string]bool{"ts": true, "profile": true, "stack": true, "count": true, "frames": true, "hash": true}
+		var dimCols, codecs int
+		for _, line := range SortedLines(out) {
+			f := strings.Split(line, "\t")
+			if len(f) != 4 {
+				t.Fatalf("system.columns row %q", line)
 			}
-		case dims[name]:
-			if typ != "LowCardinality(String)" {
-				t.Errorf("%s.%s is %s, want LowCardinality(String)", table, name, typ)
+			table, name, typ, codec := f[0], f[1], f[2], f[3]
+			switch {
+			case table == "schema_migrations" || table == schema.Epochs:
+				if typ == "LowCardinality(String)" || codec != "" {
+					t.Errorf("%s: %s.%s is %s %s, want 18.16's type", st, table, name, typ, codec)
+				}
+			case dims[name]:
+				if typ != dimType {
+					t.Errorf("%s: %s.%s is %s, want %s", st, table, name, typ, dimType)
+				}
+				dimCols++
+			case table == schema.Samples && name == "stack": // LZ4 alone does best there (see schema's codecs)
+				if codec != "" {
+					t.Errorf("%s: samples.stack has codec %q, want the default", st, codec)
+				}
+			case coded[name]:
+				if !strings.HasPrefix(codec, "CODEC(") || !strings.Contains(codec, "ZSTD") {
+					t.Errorf("%s: %s.%s (%s) has codec %q, want one with ZSTD", st, table, name, typ, codec)
+				}
+				codecs++
 			}
-			lowCard++
-		case table == schema.Samples && name == "stack": // LZ4 alone does best there (see schema's codecs)
-			if codec != "" {
-				t.Errorf("samples.stack has codec %q, want the default", codec)
-			}
-		case coded[name]:
-			if !strings.HasPrefix(codec, "CODEC(") || !strings.Contains(codec, "ZSTD") {
-				t.Errorf("%s.%s (%s) has codec %q, want one with ZSTD", table, name, typ, codec)
-			}
-			codecs++
 		}
-	}
-	// samples 5 dimensions, 2 rollups and totals 5 each, the other 3 rollups, service_stacks, batches
-	// 1 each, host metrics 3 x 3.
-	if lowCard != 5*4+3+1+1+9 || codecs < 30 {
-		t.Errorf("%d LowCardinality columns, %d with codecs: the schema changed, or the storage did not apply", lowCard, codecs)
+		// samples 5 dimensions, 2 rollups and totals 5 each, the other 3 rollups, service_stacks, batches
+		// 1 each, host metrics 3 x 3.
+		if dimCols != 5*4+3+1+1+9 || codecs < 30 {
+			t.Errorf("%s: %d dimension columns, %d with codecs: the schema changed, or the storage did not apply", st, dimCols, codecs)
+		}
 	}
 }
 
@@ -104,22 +130,24 @@ const stackText = "arrayStringConcat(arrayMap(i -> concat('pkg', toString(cityHa
 	"toString(cityHash64(svc, i, bitShiftRight(s, greatest(0, 16 - i))) % 4999)), range(8 + s % 16)), ';')"
 
 // TestStorageBytesPerSample loads the same synthetic fleet (2,400 hosts, 4 minutes: 576,000 sample rows,
-// 100k+ distinct stacks with their texts) into the plain and the compact storage on ClickHouse 26.5 and
-// reports the bytes on disk per sample row of every table, merged, and of each column of samples. It
-// fails if the compact storage is not smaller in all, or if either stops loading on current ClickHouse.
-// (With 10 minutes, 1.44M rows and 150k stacks, it took 4 minutes here: 58.7 B/sample plain, 43.1
-// compact.)
+// 100k+ distinct stacks with their texts) into the plain, codecs and compact storages on ClickHouse 26.5
+// and reports the bytes on disk per sample row of every table, merged, and of each column of samples and
+// stack texts. It fails if a storage with codecs is not smaller in all than the plain one, or if any stops
+// loading on current ClickHouse.
+// Measured here: 78.5 B/sample plain, 58.5 codecs, 55.1 compact (4 minutes: 576k rows, 139k stacks).
 func TestStorageBytesPerSample(t *testing.T) {
 	if testing.Short() {
-		t.Skip("loads 576k rows twice")
+		t.Skip("loads 576k rows three times")
 	}
 	const minutes = 4
 	const rows = minutes * 2400 * 60
-	dbs := []string{"fs_store_plain", "fs_store_compact"}
-	sizes := map[string]map[string]float64{}
+	storages := []schema.Storage{schema.StoragePlain, schema.StorageCodecs, schema.StorageCompact}
+	sizes := map[schema.Storage]map[string]float64{}
+	colSizes := map[schema.Storage]map[string]float64{}
 	var tables []string
-	for i, db := range dbs {
-		createSchema(t, db, []schema.Storage{schema.StoragePlain, schema.StorageCompact}[i])
+	for _, st := range storages {
+		db := "fs_store_" + st.String()
+		createSchema(t, db, st)
 		cols := "ts, service, host, container, instance_type, k8s_object, profile, stack, count"
 		mustExec(t, "INSERT INTO "+db+".samples ("+cols+") SELECT "+cols+" FROM ("+fleet(minutes)+")")
 		mustExec(t, "INSERT INTO "+db+"."+schema.Stacks+" (service, hash, frames) SELECT service, stack, "+stackText+
@@ -129,7 +157,7 @@ func TestStorageBytesPerSample(t *testing.T) {
 			t.Fatal(err)
 		}
 		tables = SortedLines(out)
-		sizes[db] = map[string]float64{}
+		sizes[st] = map[string]float64{}
 		for _, tb := range tables {
 			mustExec(t, "OPTIMIZE TABLE "+db+"."+tb+" FINAL")
 			out, err := engine.Query("SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '"+db+"' AND table = '"+tb+"'", "")
@@ -140,42 +168,51 @@ func TestStorageBytesPerSample(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s.%s bytes: %q", db, tb, out)
 			}
-			sizes[db][tb] = b
+			sizes[st][tb] = b
+		}
+		out, err = engine.Query("SELECT concat(table, '.', name), data_compressed_bytes FROM system.columns WHERE database = '"+db+
+			"' AND table IN ('samples', '"+schema.Stacks+"')", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		colSizes[st] = map[string]float64{}
+		for _, line := range SortedLines(out) {
+			name, b, _ := strings.Cut(line, "\t")
+			colSizes[st][name], _ = strconv.ParseFloat(b, 64)
 		}
 	}
 	stacks, err := engine.Query("SELECT count() FROM fs_store_plain."+schema.Stacks, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d sample rows, %s distinct stacks", rows, strings.TrimSpace(stacks))
-	var plain, compact float64
+	t.Logf("%d sample rows, %s distinct stacks; bytes per sample row:", rows, strings.TrimSpace(stacks))
+	t.Logf("%-28s %8s %8s %8s", "", "plain", "codecs", "compact")
+	total := map[schema.Storage]float64{}
+	line := func(name string, of map[schema.Storage]float64) {
+		t.Logf("%-28s %8.3f %8.3f %8.3f", name, of[storages[0]]/rows, of[storages[1]]/rows, of[storages[2]]/rows)
+	}
 	for _, tb := range tables {
-		p, c := sizes[dbs[0]][tb], sizes[dbs[1]][tb]
-		plain, compact = plain+p, compact+c
-		if p > 0 {
-			t.Logf("%-16s plain %8.3f B/sample, compact %8.3f B/sample (%.0f%%)", tb, p/rows, c/rows, 100*c/p)
+		of := map[schema.Storage]float64{}
+		for _, st := range storages {
+			of[st] = sizes[st][tb]
+			total[st] += of[st]
+		}
+		if of[schema.StoragePlain] > 0 {
+			line(tb, of)
 		}
 	}
-	t.Logf("%-16s plain %8.3f B/sample, compact %8.3f B/sample (%.0f%%)", "all tables", plain/rows, compact/rows, 100*compact/plain)
-	for _, tb := range []string{"samples", schema.Stacks} {
-		var cols [2][]string
-		for i, db := range dbs {
-			out, err := engine.Query("SELECT name, data_compressed_bytes FROM system.columns WHERE database = '"+db+"' AND table = '"+tb+"'", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cols[i] = strings.Split(strings.TrimSpace(out), "\n")
+	line("all tables", total)
+	for _, name := range slices.Sorted(maps.Keys(colSizes[schema.StoragePlain])) {
+		of := map[schema.Storage]float64{}
+		for _, st := range storages {
+			of[st] = colSizes[st][name]
 		}
-		for i := range cols[0] {
-			name, p, _ := strings.Cut(cols[0][i], "\t")
-			_, c, _ := strings.Cut(cols[1][min(i, len(cols[1])-1)], "\t")
-			pb, _ := strconv.ParseFloat(p, 64)
-			cb, _ := strconv.ParseFloat(c, 64)
-			t.Logf("%s.%-14s plain %7.3f B/sample, compact %7.3f B/sample", tb, name, pb/rows, cb/rows)
-		}
+		line("  "+name, of)
 	}
-	if compact >= plain {
-		t.Errorf("the compact storage takes %.0f bytes, the plain one %.0f: no saving", compact, plain)
+	for _, st := range storages[1:] {
+		if total[st] >= total[schema.StoragePlain] {
+			t.Errorf("the %s storage takes %.0f bytes, the plain one %.0f: no saving", st, total[st], total[schema.StoragePlain])
+		}
 	}
 }
 
@@ -302,9 +339,11 @@ func TestIndexerBlocksFillCompactTablesAsPlainOnes(t *testing.T) {
 
 // BenchmarkInsertSamples measures one INSERT into samples, with its six materialized views, on ClickHouse
 // 26.5 in this process: an op is one indexer batch (256 profiles of 60 stacks, or 32 of 2,000) read from a
-// Native file. cpu-ms/op is this process's user+system CPU (chDB's threads, merges included), the figure
-// issue 15 counts; the wall time is ns/op. plain: today's tables; compact/str: the compact storage fed
-// String columns (the indexer today); compact/lc: fed LowCardinality columns built by the client.
+// Native file. cpu-ms/op is this process's user+system CPU during the inserts (chDB's threads: parsing,
+// the views' grouping and sorting, compression), the figure issue 15 counts; merge-cpu-ms/op is the CPU
+// of merging what the ops wrote, afterwards; the wall time is ns/op. plain: today's tables; compact/str: the compact storage fed
+// String columns (the indexer today); compact-lc: fed LowCardinality columns built by the client;
+// lowcard-only: LowCardinality without codecs; compact-lz4: the codecs with LZ4 behind them, not ZSTD.
 func BenchmarkInsertSamples(b *testing.B) {
 	for _, shape := range []struct {
 		name           string
@@ -313,14 +352,33 @@ func BenchmarkInsertSamples(b *testing.B) {
 		for _, v := range []struct {
 			name    string
 			storage schema.Storage
+			edit    func(string) string
 			lowCard bool
-		}{{"plain", schema.StoragePlain, false}, {"compact-str", schema.StorageCompact, false}, {"compact-lc", schema.StorageCompact, true}} {
+		}{
+			{"plain", schema.StoragePlain, nil, false},
+			{"lowcard-only", schema.StorageCompact, noCodecs, false},
+			{"codecs-only", schema.StorageCompact, plainTypes, false},
+			{"compact-lz4", schema.StorageCompact, lz4Codecs, false},
+			{"compact-str", schema.StorageCompact, nil, false},
+			{"compact-lc", schema.StorageCompact, nil, true},
+		} {
 			b.Run(shape.name+"/"+v.name, func(b *testing.B) {
 				db := "fs_bench_" + strings.ReplaceAll(v.name, "-", "_")
-				createSchema(b, db, v.storage)
+				createEdited(b, db, v.storage, v.edit)
 				file := nativeFile(b, sampleBlock(shape.profiles, shape.rows, v.lowCard))
 				sql := "INSERT INTO " + db + ".samples FROM INFILE '" + file + "' FORMAT Native"
 				mustExec(b, sql) // first parts, caches
+				out, err := engine.Query("SELECT name FROM system.tables WHERE database = '"+db+"' AND engine LIKE '%MergeTree'", "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				tables := SortedLines(out)
+				// Background merges would land in whichever op they happen to run beside: they are stopped
+				// while the inserts run, and all of them done at the end as one OPTIMIZE ... FINAL per table,
+				// measured apart (merge-cpu-ms/op, the merge work of one op's rows).
+				for _, tb := range tables {
+					mustExec(b, "SYSTEM STOP MERGES "+db+"."+tb)
+				}
 				before := cpuTime()
 				b.ResetTimer()
 				for range b.N {
@@ -328,8 +386,15 @@ func BenchmarkInsertSamples(b *testing.B) {
 				}
 				b.StopTimer()
 				cpu := cpuTime() - before
-				b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+				before = cpuTime()
+				for _, tb := range tables {
+					mustExec(b, "SYSTEM START MERGES "+db+"."+tb)
+					mustExec(b, "OPTIMIZE TABLE "+db+"."+tb+" FINAL")
+				}
+				merge := cpuTime() - before
+				b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/op")
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*shape.profiles*shape.rows), "cpu-ns/row")
+				b.ReportMetric(float64(merge.Microseconds())/1e3/float64(b.N), "merge-cpu-ms/op")
 			})
 		}
 	}

@@ -74,9 +74,10 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		opts.ProtocolVersion = legacyProtocol
 		db.Legacy = true
 	} else {
-		// Tables created on current servers have LowCardinality(String) columns (schema.StorageCompact).
-		// This setting makes the server send them as String and accept String for them, so every reader
-		// and writer uses proto.ColStr on every server. In the legacy protocol the server does that by
+		// Tables created on current servers may have LowCardinality(String) columns (schema.StorageCompact).
+		// This setting makes the server send them as String (TCPHandler drops LowCardinality from the
+		// blocks it sends), and a String column sent for one is converted by the server anyway, so every
+		// reader and writer uses proto.ColStr on every server. In the legacy protocol the server does that by
 		// itself (the client is older than LowCardinality), and ignores per-query settings anyway.
 		opts.Settings = append(opts.Settings, ch.Setting{Key: "low_cardinality_allow_in_native_format", Value: "0"})
 	}

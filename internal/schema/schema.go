@@ -360,8 +360,8 @@ func Migrate(ctx context.Context, db *chdb.DB) (applied []string, err error) {
 // MigrateLayout is Migrate for a given layout; with a cluster, db may be any node of it (DDL runs ON
 // CLUSTER). The layout's database must be db's.
 //
-// With StorageAuto, the tables a step creates take the storage the server supports (StorageFor its
-// version): on current ClickHouse, LowCardinality and codecs. Tables that exist already are never
+// With StorageAuto, the tables a step creates take the storage StorageFor chooses for the server's
+// version: on current ClickHouse, column codecs. Tables that exist already are never
 // rewritten: a database created on an older server keeps its types, and only the tables of later steps
 // get the new ones (readers and writers work on both; see storage.go).
 func MigrateLayout(ctx context.Context, db *chdb.DB, l Layout) (applied []string, err error) {

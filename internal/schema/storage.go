@@ -8,11 +8,10 @@ import (
 // Storage is how the tables store their columns. The logical schema (names, columns, sort keys,
 // partitions, views) is the same in every storage; only the column types and codecs differ.
 //
-// On current ClickHouse, StorageCompact declares the dimension columns LowCardinality(String) (a
-// dictionary per part: the materialized views group and sort them by dictionary position instead of
-// hashing and comparing strings, and they take almost no space) and gives the columns codecs that
-// suit them. ClickHouse 18.16 has neither at its default settings, so it gets StoragePlain, today's DDL
-// letter for letter.
+// On current ClickHouse, StorageCodecs gives the columns codecs that suit them, and StorageCompact
+// also declares the dimension columns LowCardinality(String) (a dictionary per part: they take almost no
+// space, but inserts cost more CPU; see StorageFor). ClickHouse 18.16 has neither at its default
+// settings, so it gets StoragePlain, today's DDL letter for letter.
 //
 // Clients need no change for LowCardinality: chdb.Open asks current servers to send those columns as
 // String (low_cardinality_allow_in_native_format = 0), so readers keep reading proto.ColStr, and a
@@ -28,6 +27,8 @@ const (
 	StoragePlain
 	// StorageCompact adds LowCardinality(String) and column codecs (ClickHouse 20.3 and later).
 	StorageCompact
+	// StorageCodecs adds the column codecs only: the dimension columns stay String.
+	StorageCodecs
 )
 
 // String names the storage as the migrate command's -storage flag does.
@@ -39,26 +40,37 @@ func (s Storage) String() string {
 		return "plain"
 	case StorageCompact:
 		return "compact"
+	case StorageCodecs:
+		return "codecs"
 	}
 	return fmt.Sprintf("Storage(%d)", int(s))
 }
 
-// ParseStorage reads a storage name: auto, plain or compact.
+// ParseStorage reads a storage name: auto, plain, codecs or compact.
 func ParseStorage(name string) (Storage, error) {
-	for _, s := range []Storage{StorageAuto, StoragePlain, StorageCompact} {
+	for _, s := range []Storage{StorageAuto, StoragePlain, StorageCodecs, StorageCompact} {
 		if s.String() == name {
 			return s, nil
 		}
 	}
-	return 0, fmt.Errorf("storage %q: want auto, plain or compact", name)
+	return 0, fmt.Errorf("storage %q: want auto, plain, codecs or compact", name)
 }
 
-// StorageFor is the storage a server of version major.minor supports at its default settings:
-// StorageCompact from 20.3 on (LowCardinality is no longer experimental there, and every codec used here,
-// T64 the latest of them, exists), StoragePlain before. A version of 0.0 (unknown) is StoragePlain.
+// StorageFor is the storage Migrate chooses for a server of version major.minor: StorageCodecs from 20.3
+// on (every codec used here, T64 the latest of them, exists there, and LowCardinality is no longer
+// experimental), StoragePlain before. A version of 0.0 (unknown) is StoragePlain.
+//
+// Not StorageCompact, although the server supports it: on ClickHouse 26.5 (chDB, BenchmarkInsertSamples
+// in internal/chcompat) LowCardinality dimensions made the indexer's INSERT into samples and its six
+// views cost about 50% more CPU (60-line profiles, 256 a batch: 225-240 ms against 150 ms a batch, and
+// a quarter more to merge), while they save 3.4 bytes per sample row more than the codecs alone (the
+// fleet of TestStorageBytesPerSample: 78.5 B plain, 58.5 codecs, 55.1 compact, all tables). Not
+// profiled; likely because the views' GROUP BY keys are short strings, which hash about as fast as
+// dictionary positions are looked up, while every block and part written builds dictionaries. One to whom
+// disk matters more than CPU chooses compact with `flamestream migrate --storage compact`.
 func StorageFor(major, minor int) Storage {
 	if major > 20 || (major == 20 && minor >= 3) {
-		return StorageCompact
+		return StorageCodecs
 	}
 	return StoragePlain
 }
@@ -102,7 +114,7 @@ var plainCodec = map[string]string{Samples: "stack UInt64"}
 // columns returns t's column list in storage s. Plain storage returns it unchanged; a column with a
 // DEFAULT (schema_migrations.applied_at) is always left as it is.
 func (s Storage) columns(t table) string {
-	if s != StorageCompact {
+	if s != StorageCompact && s != StorageCodecs {
 		return t.columns
 	}
 	defs := strings.Split(t.columns, ", ")
@@ -115,7 +127,7 @@ func (s Storage) columns(t table) string {
 		if plainCodec[t.name] == d {
 			codec = ""
 		}
-		if lowCardinality[name] && typ == "String" {
+		if s == StorageCompact && lowCardinality[name] && typ == "String" {
 			// LowCardinality keeps its dictionary and positions compressed with the default codec.
 			typ, codec = "LowCardinality(String)", ""
 		}

@@ -7,13 +7,13 @@ import (
 	"testing"
 )
 
-func TestStorageForChoosesCompactOnServersThatHaveIt(t *testing.T) {
+func TestStorageForChoosesCodecsOnServersThatHaveThem(t *testing.T) {
 	for _, tt := range []struct {
 		major, minor int
 		want         Storage
 	}{
 		{0, 0, StoragePlain}, {18, 16, StoragePlain}, {19, 17, StoragePlain}, {20, 1, StoragePlain},
-		{20, 3, StorageCompact}, {21, 8, StorageCompact}, {25, 8, StorageCompact}, {26, 5, StorageCompact},
+		{20, 3, StorageCodecs}, {21, 8, StorageCodecs}, {25, 8, StorageCodecs}, {26, 5, StorageCodecs},
 	} {
 		if got := StorageFor(tt.major, tt.minor); got != tt.want {
 			t.Errorf("StorageFor(%d, %d) = %v, want %v", tt.major, tt.minor, got, tt.want)
@@ -22,7 +22,7 @@ func TestStorageForChoosesCompactOnServersThatHaveIt(t *testing.T) {
 }
 
 func TestParseStorageReadsEveryNameAndRefusesOthers(t *testing.T) {
-	for _, s := range []Storage{StorageAuto, StoragePlain, StorageCompact} {
+	for _, s := range []Storage{StorageAuto, StoragePlain, StorageCodecs, StorageCompact} {
 		got, err := ParseStorage(s.String())
 		if err != nil || got != s {
 			t.Errorf("ParseStorage(%q) = %v, %v", s.String(), got, err)
@@ -52,9 +52,16 @@ var codecClause = regexp.MustCompile(` CODEC\([^()]*(\([^()]*\)[^()]*)*\)`)
 // The compact storage changes column types and codecs only: without them, every statement is the plain
 // one, in the same order (names, sort keys, partitions, engines and views stay), in both layouts.
 func TestCompactStorageKeepsTheLogicalSchema(t *testing.T) {
-	for _, cluster := range []string{"", "prod"} {
+	for _, tt := range []struct {
+		cluster string
+		storage Storage
+	}{{"", StorageCompact}, {"prod", StorageCompact}, {"", StorageCodecs}, {"prod", StorageCodecs}} {
+		cluster := tt.cluster
 		plain, _ := Layout{Database: "fs", Cluster: cluster, Storage: StoragePlain}.SQL()
-		compact, _ := Layout{Database: "fs", Cluster: cluster, Storage: StorageCompact}.SQL()
+		compact, _ := Layout{Database: "fs", Cluster: cluster, Storage: tt.storage}.SQL()
+		if tt.storage == StorageCodecs && strings.Contains(strings.Join(compact, "\n"), "LowCardinality") {
+			t.Error("the codecs storage declares LowCardinality columns")
+		}
 		if len(plain) != len(compact) {
 			t.Fatalf("cluster %q: %d plain statements, %d compact", cluster, len(plain), len(compact))
 		}
