@@ -62,8 +62,9 @@ func ParseStorage(name string) (Storage, error) {
 //
 // Not StorageCompact, although the server supports it: on ClickHouse 26.5 (chDB, BenchmarkInsertSamples
 // in internal/chcompat) LowCardinality dimensions made the indexer's INSERT into samples and its six
-// views cost about 50% more CPU (60-line profiles, 256 a batch: 225-240 ms against 150 ms a batch, and
-// a quarter more to merge), while they save 3.4 bytes per sample row more than the codecs alone (the
+// views cost 40-60% more CPU (60-line profiles, 256 a batch: 225-240 ms against 150 ms a batch; 2,000
+// lines, 32 a batch: 560 against 390 ms; and a quarter more to merge; codecs alone cost nothing
+// measurable), while they save 3.4 bytes per sample row more than the codecs alone (the
 // fleet of TestStorageBytesPerSample: 78.5 B plain, 58.5 codecs, 55.1 compact, all tables). Not
 // profiled; likely because the views' GROUP BY keys are short strings, which hash about as fast as
 // dictionary positions are looked up, while every block and part written builds dictionaries. One to whom
