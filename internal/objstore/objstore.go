@@ -29,8 +29,9 @@ type Options struct {
 
 // Store is one bucket.
 type Store struct {
-	client *minio.Client
-	bucket string
+	client    *minio.Client
+	transport *http.Transport
+	bucket    string
 }
 
 // Open connects to the S3 endpoint. It does not touch the network; call EnsureBucket for that.
@@ -51,7 +52,13 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %s: %w", o.Endpoint, err)
 	}
-	return &Store{client: c, bucket: o.Bucket}, nil
+	return &Store{client: c, transport: tr, bucket: o.Bucket}, nil
+}
+
+// Close closes the idle connections to the endpoint (kept alive between requests); a request made after
+// Close opens a new one.
+func (s *Store) Close() {
+	s.transport.CloseIdleConnections()
 }
 
 // EnsureBucket creates the bucket when it does not exist yet.

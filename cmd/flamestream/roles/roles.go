@@ -55,6 +55,9 @@ func (d *deps) close() {
 	if d.pg != nil {
 		d.pg.Close()
 	}
+	if d.store != nil {
+		d.store.Close()
+	}
 }
 
 // OpenPG connects to PostgreSQL and applies its migrations.
