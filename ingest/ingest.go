@@ -10,7 +10,7 @@
 //	POST /api/metrics/heartbeat                       dynamic-profiling heartbeat (forks of the agent)
 //	POST /api/metrics/command_completion              its command completion report
 //	POST /ingest                                      Pyroscope SDKs (folded, lines, pprof; see pyroscope.go)
-//	POST /v1development/profiles                      OTLP/HTTP profiles in protobuf (see otlp.go)
+//	POST /v1development/profiles                      OTLP/HTTP profiles, protobuf or JSON (see otlp.go)
 //
 // Input contract. What cannot be stored exactly is refused with 400 and a message naming the field (or
 // the profile line) and the reason, never changed on the way:

@@ -120,8 +120,9 @@ export class StackViewBar {
       chips,
       h('span', { class: 'label' }, 'Hide nodes'), weight,
       hidden ? h('span', { class: 'muted hidden-count' }, `${hidden} hidden`) : null,
-      // The functions table and a function's history read every stack (GET /functions, /function).
+      // Every stack read follows the view (graph, tables, history, timeline, exports); host metrics cannot:
+      // an agent measures its host's CPU and memory for all processes together (GET /metrics names them ignored).
       v.runtimesOff.length || v.process.length || v.processNot.length
-        ? h('span', { class: 'muted sv-scope', title: 'the functions table and the function history show every runtime and process' }, 'graph, top functions, A vs B and exports only') : null);
+        ? h('span', { class: 'muted sv-scope', title: "an agent measures its host's CPU and memory for all processes and runtimes together" }, 'host metrics: every process') : null);
   }
 }
