@@ -46,6 +46,7 @@ var composeDefaults = map[string]string{
 	"FLAMESTREAM_FRAME_RULES":            "no frame rules unless the operator mounts a file (deploy/frame-rules.yaml is a starting set)",
 	"FLAMESTREAM_TRUSTED_PROXIES":        "the compose Caddy is the peer of the query role only through the Docker network, whose address varies: an operator lists it",
 	"FLAMESTREAM_JANITOR_INTERVAL":       "how often retention runs, independent of the host",
+	"FLAMESTREAM_ARCHIVE_COMPACT_AFTER":  "archive compaction delay, independent of the host",
 	"FLAMESTREAM_MAX_BODY_BYTES":         "agent API limit, same everywhere",
 	"FLAMESTREAM_MAX_DECOMPRESSED_BYTES": "agent API limit, same everywhere",
 	"FLAMESTREAM_RATE_LIMIT":             "agent API limit, same everywhere",

@@ -21,6 +21,7 @@ const (
 	DefaultRetentionDayDays     = 365
 	DefaultRetentionArchiveDays = 30
 	DefaultJanitorInterval      = time.Hour
+	DefaultArchiveCompactAfter  = 2 * time.Hour
 )
 
 // Vars declares the indexer role's own configuration variables.
@@ -49,6 +50,7 @@ func RetentionVars() []config.Var {
 func JanitorVars() []config.Var {
 	return []config.Var{
 		config.Duration("FLAMESTREAM_JANITOR_INTERVAL", "janitor-interval", DefaultJanitorInterval, "how often the janitor role (part of `all`) drops ClickHouse partitions past retention (0 disables)", func(c *config.Config) *time.Duration { return &c.JanitorInterval }),
+		config.Duration("FLAMESTREAM_ARCHIVE_COMPACT_AFTER", "archive-compact-after", DefaultArchiveCompactAfter, "how long after an hour ends the janitor packs its raw uploads into zstd bundles, read back and checked before the originals go (replay and reindex read the bundles; see OPERATIONS.md); 0 keeps one gzip object per upload", func(c *config.Config) *time.Duration { return &c.ArchiveCompactAfter }),
 	}
 }
 
@@ -65,6 +67,15 @@ func ConfigOf(c config.Config) (Config, error) {
 		cfg.Rules = rules
 	}
 	return cfg, nil
+}
+
+// CompactionOf returns the archive compaction the loaded variables describe: off when
+// FLAMESTREAM_ARCHIVE_COMPACT_AFTER is 0 or negative (Compaction's zero value would mean its defaults).
+func CompactionOf(c config.Config) Compaction {
+	if c.ArchiveCompactAfter <= 0 {
+		return Compaction{After: -1}
+	}
+	return Compaction{After: c.ArchiveCompactAfter}
 }
 
 // RetentionOf returns the Retention the loaded variables describe.

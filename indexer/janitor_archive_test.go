@@ -226,6 +226,11 @@ func TestArchiveCompactionKeepsUploadsAndReindexExact(t *testing.T) {
 		t.Errorf("%d originals left by a run that bundled nothing, want 44", len(left))
 	}
 	j.Compaction.Settle = -1 // bundle at once from here on
+	j.Compaction.After = -1  // FLAMESTREAM_ARCHIVE_COMPACT_AFTER=0: compaction off
+	if res, err := j.CompactArchive(ctx); err != nil || res.Bundles != 0 {
+		t.Errorf("compaction turned off: %+v, %v; want nothing bundled", res, err)
+	}
+	j.Compaction.After = 0 // the default, 2h
 	res, err := j.CompactArchive(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -61,6 +61,7 @@ type Config struct {
 	RetentionDayDays     int
 	RetentionArchiveDays int
 	JanitorInterval      time.Duration
+	ArchiveCompactAfter  time.Duration
 
 	QueryTimeout   time.Duration
 	QueryMaxMemory int64

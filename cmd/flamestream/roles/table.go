@@ -135,8 +135,9 @@ var (
 			jan := indexer.NewJanitor(d.ch, indexer.RetentionOf(cfg), log)
 			jan.Services = d.pg // per-service retention
 			if d.store != nil {
-				jan.Archive = d.store // archive retention of the raw uploads
+				jan.Archive = d.store // archive retention and compaction of the raw uploads
 			}
+			jan.Compaction = indexer.CompactionOf(cfg)
 			return []func(context.Context) error{func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) }}, nil
 		},
 	}
