@@ -624,33 +624,57 @@ func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 	if len(out.Functions) > limit {
 		out.Functions = out.Functions[:limit]
 	}
-	// The sparklines: the rows listed on each leaf's stack (once each), found once per leaf.
+	// The sparklines: the rows listed on each stack (once each), found once per leaf or shaped stack. Each
+	// bucket adds its rows' signed counts straight into the rows, rather than summing per leaf first as
+	// leafCounts.each does: the per-leaf map of every bucket cost more than the rest of the table. A
+	// bucket's net per leaf is never below zero (a plan subtracts only rows it also adds) but for rows
+	// written into a settled bucket while it was read; a total below zero is then shown as 0.
 	row := make(map[string]int32, len(out.Functions))
 	for i := range out.Functions {
 		out.Functions[i].Trend = make([]uint64, len(br.buckets))
 		row[out.Functions[i].Name] = int32(i)
 	}
 	rowsOf := map[uint32][]int32{}
-	last := make([]uint32, len(out.Functions)) // the last leaf that listed each row, against recursion
+	last := make([]uint32, len(out.Functions)) // the last key that listed each row, against recursion (keys are never 0)
+	net := make([]int64, len(out.Functions))
 	var frames []string
 	for i, segs := range br.bySide {
-		br.counts.each(segs, func(leaf uint32, n uint64) {
-			out.Samples[i] += n
-			rows, ok := rowsOf[leaf]
-			if !ok {
-				frames = br.counts.frames(leaf, frames[:0])
-				for _, f := range frames {
-					if k, listed := row[f]; listed && last[k] != leaf {
-						last[k] = leaf
-						rows = append(rows, k)
+		clear(net)
+		var samples int64
+		for _, j := range segs {
+			sg := br.counts.sums[j]
+			for k, x := range sg.sums {
+				key := br.counts.leaves[j][k]
+				if key == 0 {
+					continue // the empty stack
+				}
+				if sp := br.counts.shape; sp != nil {
+					if key = sp.key(br.v, key); key == 0 {
+						continue // dropped by the view
 					}
 				}
-				rowsOf[leaf] = rows
+				c := sg.sign * x.sum
+				samples += c
+				rows, ok := rowsOf[key]
+				if !ok {
+					frames = br.counts.frames(key, frames[:0])
+					for _, f := range frames {
+						if r, listed := row[f]; listed && last[r] != key {
+							last[r] = key
+							rows = append(rows, r)
+						}
+					}
+					rowsOf[key] = rows
+				}
+				for _, r := range rows {
+					net[r] += c
+				}
 			}
-			for _, k := range rows {
-				out.Functions[k].Trend[i] += n
-			}
-		})
+		}
+		out.Samples[i] = positive(samples)
+		for r, n := range net {
+			out.Functions[r].Trend[i] = positive(n)
+		}
 	}
 	br.release()
 	writeJSON(w, http.StatusOK, out)
