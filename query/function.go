@@ -36,6 +36,8 @@ const (
 	maxTrendPoints = 24
 	// maxFrameName bounds the frame name a history asks for and the table's name filter.
 	maxFrameName = 4096
+	// maxRoots bounds the top-level frames (processes) the functions table names.
+	maxRoots = 1000
 	// maxTableFunctions bounds the rows of the functions table (each carries a sparkline).
 	maxTableFunctions = 10000
 )
@@ -574,6 +576,10 @@ type FunctionTable struct {
 	// Matched is how many functions match the name filter, of which Functions holds the first limit.
 	Matched   int             `json:"matched"`
 	Functions []TableFunction `json:"functions"`
+	// Roots are the top-level frames (the processes) with samples in the selection, whatever the name
+	// filter, the maxRoots with the most samples, sorted by name: what a flame graph of the same selection
+	// has under its root, for a process picker when no graph is drawn.
+	Roots []string `json:"roots"`
 }
 
 // tableSorts are the orders of the functions table: by self, total or occurrences (largest first), or by
@@ -613,6 +619,7 @@ func (s *Server) functions(w http.ResponseWriter, r *http.Request) error {
 	out := FunctionTable{Step: br.step, From: rd.sel.From.Unix(), Samples: make([]uint64, len(br.buckets)), Functions: []TableFunction{}}
 	stats, total := tableStats(&br.counts, br.whole)
 	out.Total = total
+	out.Roots = tableRoots(stats)
 	lower := strings.ToLower(match)
 	for name, st := range stats {
 		if lower == "" || strings.Contains(strings.ToLower(name), lower) {
@@ -686,6 +693,28 @@ type fnStat struct {
 	self, total uint64
 	occurrences int64
 	last        uint32 // the last leaf counted, against recursion
+	root        uint64 // the samples of the stacks it is the first frame of
+}
+
+// tableRoots returns the first frames of the stacks (see FunctionTable.Roots).
+func tableRoots(stats map[string]*fnStat) []string {
+	roots := []string{}
+	for name, st := range stats {
+		if st.root > 0 {
+			roots = append(roots, name)
+		}
+	}
+	if len(roots) > maxRoots {
+		slices.SortFunc(roots, func(a, b string) int {
+			if c := cmp.Compare(stats[b].root, stats[a].root); c != 0 {
+				return c
+			}
+			return strings.Compare(a, b)
+		})
+		roots = roots[:maxRoots]
+	}
+	slices.Sort(roots)
+	return roots
 }
 
 // tableStats returns every function with samples in the segments segs, and all their samples.
@@ -704,6 +733,9 @@ func tableStats(counts *leafCounts, segs []int) (map[string]*fnStat, uint64) {
 			}
 			if i == len(frames)-1 {
 				st.self += n
+			}
+			if i == 0 {
+				st.root += n
 			}
 			if st.last != leaf {
 				st.last = leaf

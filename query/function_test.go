@@ -105,6 +105,7 @@ type tableReply struct {
 		Occurrences uint64   `json:"occurrences"`
 		Trend       []uint64 `json:"trend"`
 	} `json:"functions"`
+	Roots []string `json:"roots"`
 }
 
 type historyReply struct {
@@ -297,6 +298,19 @@ func TestFunctionTableAndHistoryAgreeWithUploadedText(t *testing.T) {
 			}
 			if fmt.Sprint(tb.Samples) != fmt.Sprint(wantSamples) {
 				t.Errorf("table samples per bucket %v, want %v", tb.Samples, wantSamples)
+			}
+			// The roots: the first frames of the uploaded stacks, whatever the name filter.
+			var wantRoots []string
+			for st, c := range stacks {
+				if root, _, _ := strings.Cut(st, ";"); c > 0 && !slices.Contains(wantRoots, root) {
+					wantRoots = append(wantRoots, root)
+				}
+			}
+			sort.Strings(wantRoots)
+			var filtered tableReply
+			getJSON("/api/v1/functions", q(merge(tc.filter, url.Values{"limit": {"1"}, "match": {"no such function"}})), &filtered)
+			if len(wantRoots) == 0 || fmt.Sprint(tb.Roots) != fmt.Sprint(wantRoots) || fmt.Sprint(filtered.Roots) != fmt.Sprint(wantRoots) {
+				t.Errorf("table roots %q, with a name filter matching nothing %q; want %q", tb.Roots, filtered.Roots, wantRoots)
 			}
 
 			// Sorted and cut: the first rows by occurrences, ties by name.
