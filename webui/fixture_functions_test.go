@@ -3,6 +3,7 @@ package webui
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,7 +163,15 @@ func (f *fixtureAPI) functions(w http.ResponseWriter, r *http.Request) {
 	if limit, _ := strconv.Atoi(q.Get("limit")); limit > 0 && len(rows) > limit {
 		rows = rows[:limit]
 	}
-	writeJSON(w, 200, map[string]any{"total": all * wsum, "step": step, "from": from, "samples": samples, "matched": matched, "functions": rows})
+	// The roots: the first frames of the shaped stacks, whatever the name filter, sorted.
+	roots := []string{}
+	for st, c := range f.shapedStacks(q) {
+		if root, _, _ := strings.Cut(st, ";"); c > 0 && !slices.Contains(roots, root) {
+			roots = append(roots, root)
+		}
+	}
+	sort.Strings(roots)
+	writeJSON(w, 200, map[string]any{"total": all * wsum, "step": step, "from": from, "samples": samples, "matched": matched, "functions": rows, "roots": roots})
 }
 
 // fixtureHistory is the fixture's reply of GET /api/v1/function for q.

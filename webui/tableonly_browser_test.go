@@ -1,7 +1,9 @@
 package webui
 
 import (
+	"encoding/json"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,7 +26,8 @@ func digits(s string) string {
 // page asks for the functions table, the timeline and the host metrics with runtimes_off, and never for the
 // hidden flame graph or its top table; the host metrics panel says the view does not apply to it. A row
 // opens the function's history from the fixture's /function route, whose numbers the panel shows as the
-// fixture computed them from the kernel-less stacks. Switching to the graph then fetches the graph, with
+// fixture computed them from the kernel-less stacks. The process picker offers the stacks' first frames
+// (from the functions reply's roots, as no graph names them). Switching to the graph then fetches the graph, with
 // the same view.
 func TestBrowserTableOnlyViewFetchesOnlyTheTable(t *testing.T) {
 	b := newBrowser(t)
@@ -54,6 +57,21 @@ func TestBrowserTableOnlyViewFetchesOnlyTheTable(t *testing.T) {
 	if kernel := eval[int](b, `[...document.querySelectorAll('.fn-table tbody tr[data-name]')].filter(tr => tr.dataset.name.endsWith('_[k]')).length`); kernel != 0 {
 		t.Errorf("%d kernel frames listed with the kernel off", kernel)
 	}
+	// The process picker offers the processes (the stacks' first frames) though no graph was drawn: the
+	// functions reply names them.
+	var roots []string
+	for st := range b.api.shapedStacks(shape) {
+		if root, _, _ := strings.Cut(st, ";"); !slices.Contains(roots, root) {
+			roots = append(roots, root)
+		}
+	}
+	sort.Strings(roots)
+	if len(roots) < 2 {
+		t.Fatalf("the fixture has %d processes, want several", len(roots))
+	}
+	b.wait("process picker", `JSON.stringify([...document.querySelectorAll('.proc-pick option')].map(o => o.value).filter(v => v)) === `+strconv.Quote(mustJSON(t, roots)))
+	t.Logf("table-only screenshot %s/table-only-processes.png", b.art)
+	b.shot("table-only-processes")
 	b.do("open history", chromedp.Evaluate[chromedp.Void](`[...document.querySelectorAll('.fn-table tbody tr[data-name]')].find(tr => tr.dataset.name === `+strconv.Quote(name)+`).click()`))
 	b.wait("history", `new URLSearchParams(location.search).get('hist') === `+strconv.Quote(name)+` && document.querySelector('.fn-history').dataset.ready === 'true'`)
 	req := b.waitRequest("/api/v1/function?", "runtimes_off=kernel", "name="+url.QueryEscape(name))
@@ -83,4 +101,14 @@ func TestBrowserTableOnlyViewFetchesOnlyTheTable(t *testing.T) {
 	if errs := b.pageErrors(); len(errs) > 0 {
 		t.Errorf("page errors: %v", errs)
 	}
+}
+
+// mustJSON is v as JSON.
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

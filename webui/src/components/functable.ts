@@ -13,6 +13,8 @@ export interface TableFunction { name: string; self: number; total: number; occu
 /** FunctionTable is the reply of GET /api/v1/functions. */
 export interface FunctionTable {
   total: number; step: number; from: number; samples: number[]; matched: number; functions: TableFunction[];
+  /** roots are the selection's top-level frames (processes), whatever the name filter. */
+  roots?: string[];
 }
 
 /** TABLE_SORTS are the table's orders (the API's sort values); numbers sort largest first, names A to Z. */
@@ -35,7 +37,7 @@ export class FunctionsTable {
   private state: TableState = { sort: 'total', filter: '', selected: '' };
   private timer = 0;
 
-  constructor(private cb: { onSort: (s: string) => void; onFilter: (f: string) => void; onSelect: (name: string) => void; dark: () => boolean }) {
+  constructor(private cb: { onSort: (s: string) => void; onFilter: (f: string) => void; onSelect: (name: string) => void; dark: () => boolean; onLoad?: () => void }) {
     this.input = h('input', { type: 'search', class: 'search ft-filter', placeholder: 'Filter functions by name', 'aria-label': 'filter functions' });
     this.input.addEventListener('input', () => {
       clearTimeout(this.timer);
@@ -65,12 +67,18 @@ export class FunctionsTable {
     const c = (this.ctrl = new AbortController());
     try {
       this.data = await get<FunctionTable>('/functions', params, c.signal);
-      if (!c.signal.aborted) this.render();
+      if (!c.signal.aborted) {
+        this.render();
+        this.cb.onLoad?.();
+      }
     } catch (e) {
       if ((e as Error).name === 'AbortError' || (e instanceof ApiError && e.status === 401)) return;
       replace(this.body, errorBox(e));
     }
   }
+
+  /** roots are the top-level frames of the last reply (none while loading). */
+  get roots(): string[] { return this.data?.roots || []; }
 
   /** rerender redraws (e.g. after a theme change). */
   rerender(): void { this.render(); }

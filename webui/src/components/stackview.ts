@@ -78,7 +78,7 @@ export class StackViewBar {
   /** onChange receives URL changes (setParams). */
   constructor(private onChange: (c: Record<string, string | string[] | null>) => void) {}
 
-  /** update redraws when the view or the processes offered changed (processes: the graph's top-level frames). */
+  /** update redraws when the view or the processes offered changed (processes: the graph's top-level frames, or the functions table's roots in the table-only view). */
   update(v: StackView, processes: string[], hidden: number): void {
     const offered = [...new Set([...processes, ...v.process, ...v.processNot])].sort();
     const key = JSON.stringify([v, offered, hidden]);

@@ -123,6 +123,8 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     onFilter: (f) => setParams({ tfilter: f || null }, { replace: true }),
     onSelect: (name) => setParams({ fn: name, hist: name }, { replace: true }),
     dark: isDark,
+    // In table-only mode no graph names the processes: the table's reply does (see processes).
+    onLoad: () => stackView.update(readStackView(q), processes(), hiddenNodes),
   });
   const fnHist = new FunctionHistory(() => setParams({ hist: null }, { replace: true }));
   // Runtime and process view (stackview.ts) and, in a diff, the A vs B table (comparetable.ts).
@@ -243,6 +245,13 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     return { base_from: b.from, base_to: b.to, ...filterParams(f, 'base_'), ...(q.get('base_service') ? { base_service: q.get('base_service') as string } : {}) };
   }
 
+  /** processes are what the process picker offers: the graph's top-level frames, or, with no graph on
+   *  screen (the table-only view) or none drawn yet, the functions table's roots (the same frames). */
+  function processes(): string[] {
+    if (model && graphShown()) return Array.from(model.children(0), (i) => model!.name(i));
+    return fnTable.roots;
+  }
+
   /** graphShown reports whether the flame graph and its top table are on screen (not in the table-only view). */
   function graphShown(): boolean {
     return mode === 'diff' || readView(q) !== 'table';
@@ -276,7 +285,7 @@ export function profilePage(url: URL, mode: 'profile' | 'diff'): Page {
     renderControls();
     applyView();
     renderFunctions();
-    stackView.update(readStackView(q), model ? Array.from(model.children(0), (i) => model!.name(i)) : [], hiddenNodes);
+    stackView.update(readStackView(q), processes(), hiddenNodes);
     cmpTable.update(mode === 'diff' && q.get('service') ? { ...commonParams, ...baseParams(), ...stackViewParams(readStackView(q)) } : null, q.get('csort'), q.get('corder'));
   }
 
