@@ -113,10 +113,12 @@ func BenchmarkFunctionViews(b *testing.B) {
 // 6 runs each, before and after interleaved on the shared 2-core machine (-benchtime 3x): history 1075 →
 // 149 ms/op (11.6 MB → 0.7 MB, 2161 → 431 allocs), history with a host filter 341 → 49 ms/op, table 360 →
 // 285 ms/op (noise), top 42 and 56 ms/op (unchanged code). With the sparklines summed straight into the
-// listed rows instead of a map per leaf and bucket: table 60.7 → 49.9 ms/op (medians of 9, interleaved,
-// faster in each of 3 rounds; top 20.8 and 18.4 ms/op, unchanged code). Reading the range's stacks first as
-// top does and then the listed rows' trends by a join of (stack, row) pairs measured slower (table 60–65
-// against 46 ms/op): on unsettled data it adds a scan, and the join costs about what the row per bucket and
+// listed rows instead of a map per leaf and bucket, the table's Go CPU went from about 15 to 11 ms a call
+// (CPU profile): under load (load average 5–7) table 60.7 → 49.9 ms/op (medians of 9, interleaved, faster
+// in each of 3 rounds), on a quiet machine 49.0 → 48.8 (medians of 6; top 13–20 ms/op). The rest is the
+// ClickHouse read by bucket and stack (about 34 ms against top's 13). Reading the range's stacks first as
+// top does, then the listed rows' trends by a join of (stack, row) pairs, measured slower (table 60–65
+// against 46 ms/op): on unsettled data it adds a scan, and the join costs about what the read by bucket and
 // stack did.
 //
 //	go test ./query -run X -bench FunctionReads -benchtime 3x -count 5
