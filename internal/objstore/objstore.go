@@ -113,15 +113,23 @@ func (s *Store) Ping(ctx context.Context) error {
 // Prefixes lists the "folders" right under prefix: the distinct keys cut after the next "/" past prefix, in
 // key order, at most max of them.
 func (s *Store) Prefixes(ctx context.Context, prefix string, max int) ([]string, error) {
+	return listLevel(ctx, s, prefix, max, func(o minio.ObjectInfo) (string, bool) {
+		return o.Key, strings.HasSuffix(o.Key, "/")
+	})
+}
+
+// listLevel lists one level under prefix (no recursion: deeper keys come as folders ending in "/"), in key
+// order, keeping what pick keeps, at most max of them.
+func listLevel[T any](ctx context.Context, s *Store, prefix string, max int, pick func(minio.ObjectInfo) (T, bool)) ([]T, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the listing goroutine when we stop early
-	var out []string
+	var out []T
 	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if obj.Err != nil {
 			return out, fmt.Errorf("list %s: %w", prefix, obj.Err)
 		}
-		if strings.HasSuffix(obj.Key, "/") {
-			out = append(out, obj.Key)
+		if v, ok := pick(obj); ok {
+			out = append(out, v)
 			if len(out) >= max {
 				break
 			}
@@ -180,22 +188,9 @@ type Object struct {
 
 // List lists the objects right under prefix (not those in deeper "folders"), in key order, at most max.
 func (s *Store) List(ctx context.Context, prefix string, max int) ([]Object, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the listing goroutine when we stop early
-	var out []Object
-	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
-		if obj.Err != nil {
-			return out, fmt.Errorf("list %s: %w", prefix, obj.Err)
-		}
-		if strings.HasSuffix(obj.Key, "/") {
-			continue // a folder
-		}
-		out = append(out, Object{Key: obj.Key, Size: obj.Size, Modified: obj.LastModified})
-		if len(out) >= max {
-			break
-		}
-	}
-	return out, nil
+	return listLevel(ctx, s, prefix, max, func(o minio.ObjectInfo) (Object, bool) {
+		return Object{Key: o.Key, Size: o.Size, Modified: o.LastModified}, !strings.HasSuffix(o.Key, "/")
+	})
 }
 
 // GetRange reads n bytes of the object at key from offset off; n < 0 reads the last -n bytes (or the
