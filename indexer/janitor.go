@@ -53,6 +53,8 @@ var retentionTables = []struct {
 	{schema.HostMetrics, byDay, func(r Retention) int { return r.RawDays }},
 	{schema.HostMetricsHour, byDay, func(r Retention) int { return r.HourDays }},
 	{schema.HostMetricsDay, byMonth, func(r Retention) int { return r.DayDays }},
+	// The built rollups' records live as long as the longest of them (they are a few rows per bucket).
+	{schema.Builds, byMonth, func(r Retention) int { return r.DayDays }},
 }
 
 // ServiceSettings is where the janitor reads the services' own retention (pgdb.DB implements it).

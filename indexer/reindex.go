@@ -45,8 +45,11 @@ type ReindexResult struct {
 // must not count the profiles the replay writes again under a new batch.
 //
 // The host metrics go too: the replay writes them again with the samples (their sums would count twice).
+//
+// So do the built rollups' records (schema.Builds): the replay gives the same totals, and a record left
+// over would call the emptied buckets of the built rollups complete.
 var reindexTables = []string{schema.Samples, schema.Totals1m, schema.MinuteRollup, schema.Hour, schema.HourAll, schema.Day, schema.DayAll, schema.Batches,
-	schema.HostMetrics, schema.HostMetricsHour, schema.HostMetricsDay}
+	schema.HostMetrics, schema.HostMetricsHour, schema.HostMetricsDay, schema.Builds}
 
 // alignDays widens [from, to) to whole UTC days. A day rollup row covers a whole day and cannot be split;
 // deleting and replaying whole days keeps every rollup row equal to the sum of its samples.

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSingleServerSchemaCreatesPlainTablesAndViewsOnSamples(t *testing.T) {
@@ -111,6 +112,9 @@ func TestRollupsAreTheViews(t *testing.T) {
 				views[v.to] = v.query
 			}
 		}
+		for _, d := range m.dropViews {
+			delete(views, strings.TrimSuffix(d, "_mv"))
+		}
 	}
 	if len(views) != len(Rollups) {
 		t.Errorf("%d views, %d rollups", len(views), len(Rollups))
@@ -147,5 +151,44 @@ func TestHostMetricsStepSumsForExactAverages(t *testing.T) {
 	want := "CREATE MATERIALIZED VIEW IF NOT EXISTS fs.host_metrics_1h_mv ON CLUSTER prod TO fs.host_metrics_1h_local AS SELECT toStartOfHour(ts) AS ts, service, host, instance_type, sum(cpu) AS cpu_sum, sum(mem) AS mem_sum, toUInt64(count()) AS n FROM fs.host_metrics_local GROUP BY ts, service, host, instance_type"
 	if !slices.Contains(cluster, want) {
 		t.Errorf("cluster schema lacks\n%s", want)
+	}
+}
+
+// The built rollups are the ones whose views a later step drops, and their delta, read from the source
+// alone (an empty rollup), is their old view's query restricted to one service and range.
+func TestBuiltRollupsReplaceTheDroppedViews(t *testing.T) {
+	dropped := map[string]bool{}
+	for _, m := range migrations {
+		for _, d := range m.dropViews {
+			dropped[strings.TrimSuffix(d, "_mv")] = true
+		}
+	}
+	if len(dropped) != len(Built) {
+		t.Errorf("%d views dropped, %d built rollups", len(dropped), len(Built))
+	}
+	for _, b := range Built {
+		if !dropped[b.Table] {
+			t.Errorf("%s is built but its view is not dropped", b.Table)
+		}
+		for _, r := range Rollups {
+			if r.Table == b.Table {
+				t.Errorf("%s is both built and view-fed", b.Table)
+			}
+		}
+	}
+	stmts, err := Layout{Database: "fs", Cluster: "prod"}.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(stmts, "DROP TABLE IF EXISTS fs.samples_1h_mv ON CLUSTER prod") {
+		t.Errorf("the cluster schema does not drop the hour view on every node:\n%s", strings.Join(stmts, "\n"))
+	}
+	q := Built[0].DeltaQuery(func(s string) string { return "fs." + s }, "a'b", time.Unix(3600, 0), time.Unix(7200, 0))
+	want := "SELECT b AS ts, service, host, container, instance_type, k8s_object, stack, toUInt64(sum(c)) AS count FROM (" +
+		"SELECT toStartOfHour(ts) AS b, service, host, container, instance_type, k8s_object, stack, toInt64(sum(count)) AS c FROM fs.samples WHERE service = 'a\\'b' AND ts >= toDateTime(3600) AND ts < toDateTime(7200) GROUP BY b, service, host, container, instance_type, k8s_object, stack" +
+		" UNION ALL SELECT ts AS b, service, host, container, instance_type, k8s_object, stack, -toInt64(sum(count)) AS c FROM fs.samples_1h WHERE service = 'a\\'b' AND ts >= toDateTime(3600) AND ts < toDateTime(7200) GROUP BY b, service, host, container, instance_type, k8s_object, stack" +
+		") GROUP BY b, service, host, container, instance_type, k8s_object, stack HAVING sum(c) != 0"
+	if q != want {
+		t.Errorf("delta:\n%s\nwant\n%s", q, want)
 	}
 }
