@@ -74,12 +74,23 @@ func (s Segment) Table(filtered bool) string {
 // Settled is when the rollup buckets that may be read past an edge of the range end at the latest: a bucket
 // that ends by then gets no new rows (but late ones), so its sums can stand for a whole bucket and the part
 // of it outside the range be subtracted, read from finer tables. Zero means no subtraction.
+//
+// Incomplete, when set, names the hour and day buckets that may not be read: the per-dimension rollups
+// that filtered selections read are built by the janitor, and a bucket it has not completed yet (or that a
+// late profile reached after it was built) does not hold all its samples (see query/built.go). The planner
+// reads such a day as hours and such an hour from finer tables, and never reads one whole past an edge of
+// the range. Nil means every bucket may be read (unfiltered selections, whose rollups are view-fed).
 type Rollups struct {
 	Hour, Day   bool
 	MinuteSince time.Time
 	RawSince    time.Time
 	HourSince   time.Time
 	Settled     time.Time
+	Incomplete  func(g Granularity, bucket time.Time) bool
+
+	// builtSince are the epochs of the built rollups (Hour, then Day; see schema.BuiltEpoch): buckets
+	// before them were written by views and are complete. Zero when none is recorded.
+	builtSince [2]time.Time
 }
 
 // Widen returns the range that a plan of [from, to) can answer exactly. An edge at or after RawSince stays
@@ -205,10 +216,43 @@ func (p *planner) bucket(level int, a, b time.Time, sign int) plan {
 
 // settled reports whether the bucket [a, b) of a level may be read whole past an edge of a range.
 func (p *planner) settled(level int, a, b time.Time) bool {
-	if p.r.Settled.IsZero() || b.After(p.r.Settled) {
+	if p.r.Settled.IsZero() || b.After(p.r.Settled) || !p.complete(level, a) {
 		return false
 	}
 	return level != levelMinute || !a.Before(p.minuteSince)
+}
+
+// complete reports whether the bucket of a level that starts at a may be read (see Rollups.Incomplete).
+func (p *planner) complete(level int, a time.Time) bool {
+	if p.r.Incomplete == nil || (level != levelDay && level != levelHour) {
+		return true
+	}
+	return !p.r.Incomplete(levelGran[level], a)
+}
+
+// whole plans the whole buckets [a, b) of a level: runs of complete buckets from the level's table, each
+// incomplete bucket from finer tables.
+func (p *planner) whole(level int, a, b time.Time, sign int) plan {
+	if p.r.Incomplete == nil || (level != levelDay && level != levelHour) {
+		return p.bucket(level, a, b, sign)
+	}
+	u := levelUnit[level]
+	var out plan
+	run := a // start of the current run of complete buckets
+	for t := a; t.Before(b); t = t.Add(u) {
+		if p.complete(level, t) {
+			continue
+		}
+		if run.Before(t) {
+			out = out.then(p.bucket(level, run, t, sign))
+		}
+		out = out.then(p.cover(t, t.Add(u), level+1, sign))
+		run = t.Add(u)
+	}
+	if run.Before(b) {
+		out = out.then(p.bucket(level, run, b, sign))
+	}
+	return out
 }
 
 // cover plans [a, b) from the given level down, with the given sign.
@@ -257,7 +301,7 @@ func (p *planner) cover(a, b time.Time, level, sign int) plan {
 	}
 	out := head
 	if lo.Before(hi) {
-		out = out.then(p.bucket(level, lo, hi, sign))
+		out = out.then(p.whole(level, lo, hi, sign))
 	}
 	return out.then(tail)
 }

@@ -379,3 +379,148 @@ func TestSignedPlansCoverRandomRangesExactly(t *testing.T) {
 		t.Errorf("only %d subtracted segments in 5000 plans: the test does not exercise subtraction", subtracted)
 	}
 }
+
+// incomplete returns an Incomplete func naming the given hour and day buckets ("2006-01-02 15:04:05").
+func incomplete(hours, days []string) func(Granularity, time.Time) bool {
+	set := map[Granularity]map[time.Time]bool{Hour: {}, Day: {}}
+	for _, h := range hours {
+		set[Hour][ts(h)] = true
+	}
+	for _, d := range days {
+		set[Day][ts(d)] = true
+	}
+	return func(g Granularity, b time.Time) bool { return set[g][b] }
+}
+
+func TestPlanReadsIncompleteBucketsFromFinerTables(t *testing.T) {
+	// Filtered selections: no minute rollup.
+	r := Rollups{Hour: true, Day: true}
+	settled := Rollups{Hour: true, Day: true, Settled: ts("2026-02-01 00:00:00")}
+	with := func(r Rollups, hours, days []string) Rollups {
+		r.Incomplete = incomplete(hours, days)
+		return r
+	}
+	for _, tc := range []struct {
+		name     string
+		from, to string
+		r        Rollups
+		want     string
+	}{
+		{"nothing incomplete: as without the check", "2026-01-05 00:00:00", "2026-01-08 00:00:00", with(r, nil, nil),
+			"day[01-05 00:00:00,01-08 00:00:00)"},
+		{"an incomplete day is read as hours", "2026-01-05 00:00:00", "2026-01-08 00:00:00", with(r, nil, []string{"2026-01-06 00:00:00"}),
+			"day[01-05 00:00:00,01-06 00:00:00) hour[01-06 00:00:00,01-07 00:00:00) day[01-07 00:00:00,01-08 00:00:00)"},
+		{"an incomplete hour of an incomplete day is read raw", "2026-01-05 00:00:00", "2026-01-08 00:00:00",
+			with(r, []string{"2026-01-06 10:00:00"}, []string{"2026-01-06 00:00:00"}),
+			"day[01-05 00:00:00,01-06 00:00:00) hour[01-06 00:00:00,01-06 10:00:00) raw[01-06 10:00:00,01-06 11:00:00) hour[01-06 11:00:00,01-07 00:00:00) day[01-07 00:00:00,01-08 00:00:00)"},
+		{"an incomplete hour of a complete day does not matter", "2026-01-05 00:00:00", "2026-01-08 00:00:00",
+			with(r, []string{"2026-01-06 10:00:00"}, nil), "day[01-05 00:00:00,01-08 00:00:00)"},
+		{"incomplete hours at the edges are read raw", "2026-01-05 22:00:00", "2026-01-06 02:00:00",
+			with(r, []string{"2026-01-05 22:00:00", "2026-01-06 01:00:00"}, nil),
+			"raw[01-05 22:00:00,01-05 23:00:00) hour[01-05 23:00:00,01-06 01:00:00) raw[01-06 01:00:00,01-06 02:00:00)"},
+		{"every bucket incomplete: all raw", "2026-01-05 22:00:00", "2026-01-07 02:00:00",
+			Rollups{Hour: true, Day: true, Incomplete: func(Granularity, time.Time) bool { return true }},
+			"raw[01-05 22:00:00,01-07 02:00:00)"},
+		{"an incomplete day is not read whole past the edge", "2026-01-05 00:00:01", "2026-01-06 00:00:00",
+			with(settled, nil, []string{"2026-01-05 00:00:00"}),
+			"-raw[01-05 00:00:00,01-05 00:00:01) hour[01-05 00:00:00,01-06 00:00:00)"},
+		{"nor an incomplete hour: its raw rows are read", "2026-01-05 00:00:01", "2026-01-06 00:00:00",
+			with(settled, []string{"2026-01-05 00:00:00"}, []string{"2026-01-05 00:00:00"}),
+			"raw[01-05 00:00:01,01-05 01:00:00) hour[01-05 01:00:00,01-06 00:00:00)"},
+		{"an hour but seconds at both ends, incomplete: its complete day minus the rest", "2026-01-05 10:00:03", "2026-01-05 10:59:58",
+			with(settled, []string{"2026-01-05 10:00:00"}, nil),
+			"-hour[01-05 00:00:00,01-05 10:00:00) -raw[01-05 10:00:00,01-05 10:00:03) day[01-05 00:00:00,01-06 00:00:00) -raw[01-05 10:59:58,01-05 11:00:00) -hour[01-05 11:00:00,01-06 00:00:00)"},
+		{"an hour but seconds at both ends, incomplete with its day: raw", "2026-01-05 10:00:03", "2026-01-05 10:59:58",
+			with(settled, []string{"2026-01-05 10:00:00"}, []string{"2026-01-05 00:00:00"}), "raw[01-05 10:00:03,01-05 10:59:58)"},
+		{"a complete day minus its incomplete hours is still read whole", "2026-01-05 00:00:01", "2026-01-06 00:00:00",
+			with(settled, []string{"2026-01-05 00:00:00"}, nil),
+			"-raw[01-05 00:00:00,01-05 00:00:01) day[01-05 00:00:00,01-06 00:00:00)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Plan(ts(tc.from), ts(tc.to), tc.r)
+			if s := segs(got); s != tc.want {
+				t.Fatalf("Plan(%s, %s)\n got %s\nwant %s", tc.from, tc.to, s, tc.want)
+			}
+		})
+	}
+}
+
+// TestSignedPlansSkipRandomIncompleteBucketsExactly plans many ranges with random sets of incomplete hours
+// and days (and settled times, and the minute rollup of unfiltered selections) and checks that the signed
+// segments still add up to exactly the range at every instant, that no hour or day segment holds an
+// incomplete bucket (added or subtracted), and that a plan whose check finds nothing incomplete is the
+// plan without the check.
+func TestSignedPlansSkipRandomIncompleteBucketsExactly(t *testing.T) {
+	base := ts("2026-01-01 00:00:00")
+	skipped := 0
+	for i := range 5000 {
+		from := base.Add(time.Duration(i*7919%(40*86400)) * time.Second)
+		to := from.Add(time.Duration(1+(i*104729)%(4*86400)) * time.Second)
+		r := Rollups{Hour: true, Day: true}
+		if i%2 == 0 {
+			r.Settled = base.Add(time.Duration(i*3571%(46*86400)) * time.Second)
+		}
+		if i%5 == 0 {
+			r.MinuteSince = base.Add(time.Duration(i*6007%(40*86400)) * time.Second)
+		}
+		// A random set of hours and days around the range, about one bucket in three.
+		seed := uint64(i)*0x9e3779b97f4a7c15 + 1
+		bad := map[Granularity]map[time.Time]bool{Hour: {}, Day: {}}
+		for d := from.Truncate(24 * time.Hour).Add(-24 * time.Hour); d.Before(to.Add(48 * time.Hour)); d = d.Add(time.Hour) {
+			seed ^= seed << 13
+			seed ^= seed >> 7
+			seed ^= seed << 17
+			if seed%3 == 0 {
+				bad[Hour][d] = true
+			}
+			if d.Hour() == 0 && seed%7 < 3 {
+				bad[Day][d] = true
+			}
+		}
+		whole := Plan(from, to, r)
+		none := r
+		none.Incomplete = func(Granularity, time.Time) bool { return false }
+		if a, b := segs(whole), segs(Plan(from, to, none)); a != b {
+			t.Fatalf("Plan(%v, %v): %s without the check, %s with nothing incomplete", from, to, a, b)
+		}
+		r.Incomplete = func(g Granularity, b time.Time) bool { return bad[g][b] }
+		plan := Plan(from, to, r)
+		what := fmt.Sprintf("Plan(%v, %v, settled %v) = %s", from, to, r.Settled, segs(plan))
+		points := []time.Time{from, to}
+		for _, s := range plan {
+			points = append(points, s.From, s.To)
+			unit := map[Granularity]time.Duration{Day: 24 * time.Hour, Hour: time.Hour, Minute: time.Minute, Raw: time.Second}[s.Gran]
+			if !s.From.Before(s.To) || s.From.Truncate(unit) != s.From || s.To.Truncate(unit) != s.To {
+				t.Fatalf("%s: segment %v empty or not aligned", what, s)
+			}
+			if s.Gran == Hour || s.Gran == Day {
+				for b := s.From; b.Before(s.To); b = b.Add(unit) {
+					if bad[s.Gran][b] {
+						t.Fatalf("%s: %v reads the incomplete %s bucket %v", what, s, s.Gran, b)
+					}
+				}
+			}
+		}
+		for _, p := range points {
+			sum := 0
+			for _, s := range plan {
+				if !p.Before(s.From) && p.Before(s.To) {
+					sum += s.Sign
+				}
+			}
+			want := 0
+			if !p.Before(from) && p.Before(to) {
+				want = 1
+			}
+			if sum != want {
+				t.Fatalf("%s: instant %v counted %d times, want %d", what, p, sum, want)
+			}
+		}
+		if segs(plan) != segs(whole) {
+			skipped++
+		}
+	}
+	if skipped < 1000 {
+		t.Errorf("only %d of 5000 plans changed by incomplete buckets: the test does not exercise them", skipped)
+	}
+}
