@@ -114,16 +114,16 @@ var migrations = []migration{
 	// hour of a host's profiles is one row per stack, and records each bucket it completed in Builds.
 	// The buckets before BuiltEpoch were written by the views and need no record.
 	{version: 7, name: "dimension rollups built by the janitor", tables: []table{
-		{name: Builds, columns: "rollup String, service String, ts DateTime, total UInt64, version UInt64",
-			engine: "ReplacingMergeTree", engineArg: "version", partition: "toYYYYMM(ts)", order: "rollup, service, ts",
+		{name: Builds, columns: "rollup_table String, service String, ts DateTime, total UInt64, version UInt64",
+			engine: "ReplacingMergeTree", engineArg: "version", partition: "toYYYYMM(ts)", order: "rollup_table, service, ts",
 			shard: shardByService},
 	}, dropViews: []string{Hour + "_mv", Day + "_mv"}, after: recordBuiltEpochs},
 }
 
 // Builds records, per built rollup (see Built), service and bucket, the total count the janitor found the
-// rollup to hold, equal to its Check table's, after completing it: rollup (the table name), service, ts
-// (the bucket), total and version (when it was recorded, in nanoseconds; the newest record of a bucket
-// counts). A bucket is complete while its record's total equals the Check table's: every sample later
+// rollup to hold, equal to its Check table's, after completing it: rollup_table (its name; 18.16 parses a
+// column named rollup as WITH ROLLUP), service, ts (the bucket), total and version (when it was recorded,
+// in nanoseconds; the newest record of a bucket counts). A bucket is complete while its record's total equals the Check table's: every sample later
 // added to the source raises the Check total, so a late profile shows as a difference until the janitor
 // has built the bucket again.
 const Builds = "rollup_builds"

@@ -100,6 +100,7 @@ var codecs = map[string]string{
 	"count UInt32":    "CODEC(T64, ZSTD(1))",
 	"count UInt64":    "CODEC(T64, ZSTD(1))",
 	"n UInt64":        "CODEC(T64, ZSTD(1))",
+	"total UInt64":    "CODEC(T64, ZSTD(1))",
 	"cores UInt32":    "CODEC(T64, ZSTD(1))",
 	"frames String":   "CODEC(ZSTD(3))",
 	"cpu Float64":     "CODEC(Gorilla, ZSTD(1))",
