@@ -72,7 +72,8 @@ type Deletion struct {
 
 // Janitor drops the partitions that fell out of retention, deletes the rows of services whose own
 // retention is shorter (see SweepServices), deletes the raw uploads past the archive retention
-// (SweepArchive) and bundles the others once their hour is closed (CompactArchive). The stacks table is not partitioned and keeps every stack ever
+// (SweepArchive), bundles the others once their hour is closed (CompactArchive) and builds the
+// per-dimension hour and day rollups of closed buckets (BuildRollups, every minute). The stacks table is not partitioned and keeps every stack ever
 // seen (it is small next to the samples: a stack is stored once).
 type Janitor struct {
 	db        *chdb.DB
@@ -96,6 +97,9 @@ type Janitor struct {
 
 	// Compaction tunes CompactArchive, which Run calls when Archive is a CompactStore.
 	Compaction Compaction
+	// Builds tunes BuildRollups, which Run calls on its own ticker (see RunBuilds).
+	Builds RollupBuilds
+	builds buildState
 
 	next string // the service after which the next sweep's page of services starts
 	// compactedBefore is, per service prefix, the end of the hours CompactArchive found bundled already;
@@ -118,6 +122,11 @@ func (j *Janitor) Run(ctx context.Context, interval time.Duration) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// The rollup builds run every minute or so, the sweeps hourly: a goroutine of their own, ended with Run.
+	bctx, stopBuilds := context.WithCancel(ctx)
+	built := make(chan struct{})
+	go func() { defer close(built); j.RunBuilds(bctx) }()
+	defer func() { stopBuilds(); <-built }()
 	for {
 		if dropped, err := j.Sweep(ctx); err != nil {
 			j.log.Warn("retention sweep failed", "err", err)

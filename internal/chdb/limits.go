@@ -21,6 +21,10 @@ type Limits struct {
 	MaxRowsToRead uint64
 	// MaxExecutionTime is max_execution_time, rounded up to whole seconds.
 	MaxExecutionTime time.Duration
+	// InsertDistributedSync sets insert_distributed_sync = 1: an INSERT into a Distributed table (the
+	// cluster layout) returns only once every shard holds its rows, so that what follows it reads them. It
+	// limits no cost but rides here, because only a session setting reaches an 18.16 server.
+	InsertDistributedSync bool
 }
 
 // statements returns the SET statements that apply l. Per-query settings are ignored in the legacy
@@ -40,6 +44,9 @@ func (l Limits) statements() []string {
 	}
 	if l.MaxResultRows > 0 || l.MaxRowsToRead > 0 {
 		set = append(set, "SET result_overflow_mode = 'throw'", "SET read_overflow_mode = 'throw'")
+	}
+	if l.InsertDistributedSync {
+		set = append(set, "SET insert_distributed_sync = 1")
 	}
 	return set
 }

@@ -138,6 +138,9 @@ var (
 				jan.Archive = d.store // archive retention and compaction of the raw uploads
 			}
 			jan.Compaction = indexer.CompactionOf(cfg)
+			// Rollup builds claim their work in NATS where this role has it (all); the janitor role alone
+			// relies on ClickHouse refusing a second query of the same id (indexer/rollupbuild.go).
+			jan.Builds.Claims = d.js
 			return []func(context.Context) error{func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) }}, nil
 		},
 	}

@@ -1,0 +1,519 @@
+package indexer
+
+// Built rollups.
+//
+// samples_1h and samples_1d (per stack and every filter dimension) are no longer fed by views inside each
+// INSERT (that sorting cost most of ClickHouse's insert CPU, see schema step 7): the janitor builds them
+// from closed buckets, per service, with schema.BuiltRollup.DeltaQuery, the source's sums minus what the
+// rollup holds already, per key. That makes a build convergent: running it again after a failed or
+// partial insert writes the rest, after late data the late rows, after a double apply the negative
+// difference (as a wrapped UInt64, which SummingMergeTree sums back).
+//
+// After each delta the builder compares, per bucket, the rollup's total with its Check table's (the
+// view-fed service-wide rollup of the same bucket, always complete) and records the total in
+// schema.Builds when they are equal: readers use a bucket of a built rollup only while its newest record
+// equals the Check total, so a late profile makes the bucket read as incomplete until the next build.
+//
+// Finding the work is one small read per rollup: the Check table's totals per service and bucket over the
+// window, joined with the newest records. A pair needs work when the record is missing or differs.
+//
+// Two builders must never compute a delta of the same service and rollup at once (both would insert it).
+// Three guards:
+//   - every delta of a (rollup, service) runs under one fixed query id (buildQueryID): ClickHouse refuses
+//     a query whose id is already running, so on one server a second builder (another janitor, or this one's
+//     previous attempt that timed out on the client and still runs on the server) cannot start its delta
+//     before the first ended; the builder also looks for that id in system.processes first and skips;
+//   - the INSERT runs with insert_distributed_sync = 1, so on the cluster layout the rows are on the
+//     shards when it returns and the next delta sees them;
+//   - when RollupBuilds.Claims is set, a (rollup, service) is claimed in a NATS key-value bucket for the
+//     delta, its check and its record, because on a cluster two janitors may talk to different servers
+//     (the query id is unique per server only).
+// The record is written only after the totals were read equal after the delta; a record a slower builder
+// writes later with an older total reads as incomplete, and the next run records the current one.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
+)
+
+const (
+	// buildClaimBucket is the NATS key-value bucket of the builders' claims; a claim lapses after
+	// buildClaimTTL, longer than any delta may run (RollupBuilds.Timeout is capped below it), so a janitor
+	// that died releases its claims.
+	buildClaimBucket = "flamestream_rollup_builds"
+	buildClaimTTL    = 5 * time.Minute
+	// maxBuildTimeout caps RollupBuilds.Timeout a minute below the claim's lifetime.
+	maxBuildTimeout = buildClaimTTL - time.Minute
+)
+
+// RollupBuilds tunes BuildRollups. The zero value builds with the defaults.
+type RollupBuilds struct {
+	// Interval is how often Run builds (default 1 minute), apart from the janitor's hourly sweeps:
+	// filtered reads of the last hour use the hour rollup once it is built. Negative turns builds off.
+	Interval time.Duration
+	// Settle is how long after its end a bucket is first built (default 5 minutes): profiles reach
+	// samples a little after they end. A profile later still is found by its bucket's record.
+	Settle time.Duration
+	// MaxPairs bounds the (service, bucket) pairs one run works on (default 500); the next run goes on.
+	MaxPairs int
+	// MaxSpan bounds the adjacent buckets of one service a single delta covers (default 24).
+	MaxSpan int
+	// Timeout bounds one delta with its check and record (default 2 minutes, at most 4), on the server too
+	// (max_execution_time).
+	Timeout time.Duration
+	// Claims, when set, is where builders claim a (rollup, service) before its delta (see the top of this
+	// file); nil relies on the query id alone, which is enough while every janitor uses one ClickHouse
+	// server.
+	Claims jetstream.JetStream
+}
+
+// buildState is what BuildRollups keeps between runs.
+type buildState struct {
+	loc     *time.Location     // the server's time zone, asked once
+	noEpoch map[string]bool    // built rollups whose missing epoch was logged: one key per built rollup
+	claims  jetstream.KeyValue // opened on first use
+}
+
+// BuildResult says what one BuildRollups run did.
+type BuildResult struct {
+	// Found is how many (service, bucket) pairs needed work, at most RollupBuilds.MaxPairs.
+	Found int
+	// Built is how many of them were recorded complete; Left how many were left for a later run (data
+	// arrived meanwhile, another builder at work, a failure).
+	Built, Left int
+	// Deltas is how many INSERTs were issued, RowsRead the rows they read (source and rollup, as the
+	// server reported its progress).
+	Deltas   int
+	RowsRead uint64
+}
+
+func (r *BuildResult) add(o BuildResult) {
+	r.Found += o.Found
+	r.Built += o.Built
+	r.Left += o.Left
+	r.Deltas += o.Deltas
+	r.RowsRead += o.RowsRead
+}
+
+// errBuildBusy says that another builder is at work on a (rollup, service): the pairs wait for a later run.
+var errBuildBusy = errors.New("another builder is at work on this service's rollup")
+
+func (b RollupBuilds) settle() time.Duration   { return cmp.Or(b.Settle, 5*time.Minute) }
+func (b RollupBuilds) maxPairs() int           { return cmp.Or(b.MaxPairs, 500) }
+func (b RollupBuilds) maxSpan() int            { return cmp.Or(b.MaxSpan, 24) }
+func (b RollupBuilds) interval() time.Duration { return cmp.Or(b.Interval, time.Minute) }
+func (b RollupBuilds) timeout() time.Duration {
+	return min(cmp.Or(b.Timeout, 2*time.Minute), maxBuildTimeout)
+}
+
+// RunBuilds calls BuildRollups at once and then every Builds.Interval until ctx ends (Run starts it).
+// Errors are logged: the next run retries.
+func (j *Janitor) RunBuilds(ctx context.Context) {
+	if j.Builds.Interval < 0 {
+		return
+	}
+	t := time.NewTicker(j.Builds.interval())
+	defer t.Stop()
+	for {
+		start := time.Now()
+		res, err := j.BuildRollups(ctx)
+		if err != nil && ctx.Err() == nil {
+			j.log.Warn("rollup build incomplete", "built", res.Built, "left", res.Left, "err", err)
+		} else if res.Found > 0 {
+			j.log.Info("rollups built", "pairs", res.Found, "built", res.Built, "left", res.Left, "deltas", res.Deltas,
+				"rows_read", res.RowsRead, "took", time.Since(start).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// BuildRollups makes the closed buckets of every built rollup (schema.Built, hour then day) that need it
+// complete, newest first, at most Builds.MaxPairs pairs, and records them. A bucket is built once it ended
+// Builds.Settle ago, if it starts at or after the rollup's epoch (schema.BuiltEpoch; buckets before it
+// were written by the views) and, when its source has a retention, no earlier than that retention
+// (older source rows may have been dropped). The day rollup is built from the hour one: a day whose hours
+// are not all built yet gets a partial delta, no record, and is completed by a later run.
+func (j *Janitor) BuildRollups(ctx context.Context) (BuildResult, error) {
+	var res BuildResult
+	budget := j.Builds.maxPairs()
+	var errs []error
+	for _, b := range schema.Built {
+		if budget <= 0 {
+			break
+		}
+		r, err := j.buildRollup(ctx, b, budget)
+		res.add(r)
+		budget -= r.Found
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.Table, err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// buildPair is one (service, bucket) needing work.
+type buildPair struct {
+	service string
+	ts      time.Time
+}
+
+// sourceDays is the retention of a built rollup's source.
+func (j *Janitor) sourceDays(b schema.BuiltRollup) int {
+	for _, t := range retentionTables {
+		if t.name == b.Source {
+			return t.days(j.retention)
+		}
+	}
+	return 0
+}
+
+func (j *Janitor) buildRollup(ctx context.Context, b schema.BuiltRollup, budget int) (BuildResult, error) {
+	var res BuildResult
+	lo, ok, err := j.builtEpoch(ctx, b)
+	if err != nil || !ok {
+		return res, err
+	}
+	now := j.Now()
+	if days := j.sourceDays(b); days > 0 {
+		if bound := now.AddDate(0, 0, -days); bound.After(lo) {
+			lo = bound
+		}
+	}
+	hi, err := j.bucketOf(ctx, b, now.Add(-j.Builds.settle()))
+	if err != nil {
+		return res, err
+	}
+	if !lo.Before(hi) {
+		return res, nil
+	}
+	pairs, err := j.buildPairs(ctx, b, lo, hi, budget)
+	if err != nil {
+		return res, err
+	}
+	res.Found = len(pairs)
+	if len(pairs) == 0 {
+		return res, nil
+	}
+	loc, err := j.serverLocation(ctx)
+	if err != nil {
+		return res, err
+	}
+	var errs []error
+	for _, g := range j.groups(b, pairs, loc) {
+		if err := ctx.Err(); err != nil {
+			res.Left += len(g.buckets)
+			errs = append(errs, err)
+			continue
+		}
+		r, err := j.buildGroup(ctx, b, g, loc)
+		res.add(r)
+		if err != nil && !errors.Is(err, errBuildBusy) {
+			if ctx.Err() == nil {
+				j.log.Warn("rollup build failed", "rollup", b.Table, "service", g.service,
+					"from", g.buckets[len(g.buckets)-1], "to", g.buckets[0], "err", err)
+			}
+			errs = append(errs, fmt.Errorf("service %q: %w", g.service, err))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// builtEpoch is the first bucket of b that needs a record: the smallest since of its epoch. Without one
+// (a database migrated before schema step 7 has none only while the step runs) nothing is built, and that
+// is logged once.
+func (j *Janitor) builtEpoch(ctx context.Context, b schema.BuiltRollup) (time.Time, bool, error) {
+	var since proto.ColDateTime
+	var n proto.ColUInt64
+	err := j.db.Do(ctx, ch.Query{
+		Body: "SELECT min(since) AS since, count() AS n FROM " + j.db.Table(schema.Epochs) +
+			" WHERE name = " + chdb.String(schema.BuiltEpoch(b.Table)),
+		Result: proto.Results{{Name: "since", Data: &since}, {Name: "n", Data: &n}},
+	})
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read the epoch of %s: %w", b.Table, err)
+	}
+	if len(n) != 1 || n[0] == 0 {
+		if !j.builds.noEpoch[b.Table] {
+			if j.builds.noEpoch == nil {
+				j.builds.noEpoch = map[string]bool{}
+			}
+			j.builds.noEpoch[b.Table] = true // one key per built rollup
+			j.log.Warn("built rollup has no epoch: not building it", "rollup", b.Table, "epoch", schema.BuiltEpoch(b.Table))
+		}
+		return time.Time{}, false, nil
+	}
+	return since.Row(0), true, nil
+}
+
+// bucketOf is the start of the bucket of b that holds t, by the server's own bucket expression (and so
+// its time zone): the buckets before it have ended by t.
+func (j *Janitor) bucketOf(ctx context.Context, b schema.BuiltRollup, t time.Time) (time.Time, error) {
+	var col proto.ColDateTime
+	err := j.db.Do(ctx, ch.Query{
+		Body:   "SELECT " + b.Bucket + " AS b FROM (SELECT " + chdb.Time(t) + " AS ts)",
+		Result: proto.Results{{Name: "b", Data: &col}},
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bucket of %s: %w", b.Table, err)
+	}
+	if col.Rows() != 1 {
+		return time.Time{}, fmt.Errorf("bucket of %s: %d rows", b.Table, col.Rows())
+	}
+	return col.Row(0), nil
+}
+
+// buildPairs finds, in [lo, hi), the (service, bucket) pairs of b whose Check total differs from their
+// newest record or has none, newest first, at most limit. One read of the Check table's totals (a few rows
+// per service and bucket) and of the records over the window; the batch markers' service is left out.
+func (j *Janitor) buildPairs(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, limit int) ([]buildPair, error) {
+	window := " AND ts >= " + chdb.Time(lo) + " AND ts < " + chdb.Time(hi)
+	body := "SELECT service, ts FROM (" +
+		"SELECT service, ts, total, recorded, has FROM (" +
+		"SELECT service, ts, sum(count) AS total FROM " + j.db.Table(b.Check) +
+		" WHERE service != " + chdb.String(schema.MarkerService) + window + " GROUP BY service, ts" +
+		") ANY LEFT JOIN (" +
+		"SELECT service, ts, argMax(total, version) AS recorded, toUInt8(1) AS has FROM " + j.db.Table(schema.Builds) +
+		" WHERE rollup = " + chdb.String(b.Table) + window + " GROUP BY service, ts" +
+		") USING (service, ts)" +
+		") WHERE has = 0 OR recorded != total ORDER BY ts DESC, service LIMIT " + strconv.Itoa(limit)
+	var svc proto.ColStr
+	var ts proto.ColDateTime
+	var out []buildPair
+	err := j.db.Do(ctx, ch.Query{
+		Body:   body,
+		Result: proto.Results{{Name: "service", Data: &svc}, {Name: "ts", Data: &ts}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i := range svc.Rows() {
+				out = append(out, buildPair{service: svc.Row(i), ts: ts.Row(i)})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find the buckets to build: %w", err)
+	}
+	return out, nil
+}
+
+// buildGroup is the adjacent buckets of one service that one delta covers, newest first.
+type buildGroup struct {
+	service string
+	buckets []time.Time
+}
+
+// groups cuts the pairs into deltas: per service, runs of adjacent buckets of at most MaxSpan, in the
+// order of their newest bucket (the pairs come newest first).
+func (j *Janitor) groups(b schema.BuiltRollup, pairs []buildPair, loc *time.Location) []buildGroup {
+	var out []buildGroup
+	last := map[string]int{} // service → its group being filled; at most MaxPairs keys
+	for _, p := range pairs {
+		if i, ok := last[p.service]; ok {
+			g := &out[i]
+			prev := g.buckets[len(g.buckets)-1]
+			if len(g.buckets) < j.Builds.maxSpan() && bucketEnd(b, p.ts, loc).Equal(prev) {
+				g.buckets = append(g.buckets, p.ts)
+				continue
+			}
+		}
+		last[p.service] = len(out)
+		out = append(out, buildGroup{service: p.service, buckets: []time.Time{p.ts}})
+	}
+	return out
+}
+
+// bucketEnd is the start of the bucket after the one starting at ts (a day may be 23 or 25 hours long
+// in the server's time zone).
+func bucketEnd(b schema.BuiltRollup, ts time.Time, loc *time.Location) time.Time {
+	if b.Table == schema.Day {
+		y, m, d := ts.In(loc).Date()
+		return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	}
+	return ts.Add(time.Hour)
+}
+
+// buildQueryID is the id every delta of one rollup and service runs under: the server runs one query of
+// an id at a time. The service is hashed: query ids are shown and logged, and a service name may hold
+// any character.
+func buildQueryID(table, service string) string {
+	h := fnv.New64a()
+	h.Write([]byte(service))
+	return fmt.Sprintf("%sbuild-%s-%016x", queryIDPrefix, table, h.Sum64())
+}
+
+// buildGroup applies one delta to the group's buckets, then records those whose rollup total equals the
+// Check total.
+func (j *Janitor) buildGroup(ctx context.Context, b schema.BuiltRollup, g buildGroup, loc *time.Location) (res BuildResult, err error) {
+	res.Left = len(g.buckets)
+	timeout := j.Builds.timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	qid := buildQueryID(b.Table, g.service)
+	release, err := j.claimBuild(ctx, qid)
+	if err != nil {
+		return res, err
+	}
+	defer release()
+	running, err := j.queryRunning(ctx, qid)
+	if err != nil {
+		return res, err
+	}
+	if running {
+		return res, errBuildBusy
+	}
+	from, to := g.buckets[len(g.buckets)-1], bucketEnd(b, g.buckets[0], loc)
+	insert := "INSERT INTO " + j.db.Table(b.Table) + " (ts, " + b.Keys() + ", count) " + b.DeltaQuery(j.db.Table, g.service, from, to)
+	err = j.db.DoLimited(ctx, chdb.Limits{MaxExecutionTime: timeout, InsertDistributedSync: true}, ch.Query{
+		Body:    insert,
+		QueryID: qid,
+		OnProgress: func(ctx context.Context, p proto.Progress) error {
+			res.RowsRead += p.Rows
+			return nil
+		},
+	})
+	res.Deltas++
+	var e *ch.Exception
+	if errors.As(err, &e) && e.IsCode(proto.ErrQueryWithSameIDIsAlreadyRunning) {
+		return res, errBuildBusy
+	}
+	if err != nil {
+		return res, fmt.Errorf("insert the delta: %w", err)
+	}
+	have, err := j.totals(ctx, b.Table, g.service, from, to)
+	if err != nil {
+		return res, err
+	}
+	want, err := j.totals(ctx, b.Check, g.service, from, to)
+	if err != nil {
+		return res, err
+	}
+	var rollup, service proto.ColStr
+	var ts proto.ColDateTime
+	var total, version proto.ColUInt64
+	for _, bucket := range g.buckets {
+		w := want[bucket.Unix()]
+		if w == 0 || have[bucket.Unix()] != w {
+			continue // data arrived meanwhile (or was deleted): a later run builds it again
+		}
+		rollup.Append(b.Table)
+		service.Append(g.service)
+		ts.Append(bucket)
+		total.Append(w)
+		version.Append(uint64(time.Now().UnixNano()))
+	}
+	if total.Rows() == 0 {
+		return res, nil
+	}
+	if err := j.db.Insert(ctx, schema.Builds, proto.Input{{Name: "rollup", Data: &rollup}, {Name: "service", Data: &service},
+		{Name: "ts", Data: &ts}, {Name: "total", Data: &total}, {Name: "version", Data: &version}}); err != nil {
+		return res, fmt.Errorf("record the built buckets: %w", err)
+	}
+	res.Built, res.Left = total.Rows(), res.Left-total.Rows()
+	return res, nil
+}
+
+// totals sums count per bucket of one service's rows of table in [from, to), keyed by the bucket's Unix
+// time. Negative deltas are wrapped UInt64s: sum wraps them back.
+func (j *Janitor) totals(ctx context.Context, table, service string, from, to time.Time) (map[int64]uint64, error) {
+	var ts proto.ColDateTime
+	var n proto.ColUInt64
+	out := map[int64]uint64{} // one key per bucket of the group: at most MaxSpan
+	err := j.db.Do(ctx, ch.Query{
+		Body: "SELECT ts, toUInt64(sum(count)) AS n FROM " + j.db.Table(table) + " WHERE service = " + chdb.String(service) +
+			" AND ts >= " + chdb.Time(from) + " AND ts < " + chdb.Time(to) + " GROUP BY ts",
+		Result: proto.Results{{Name: "ts", Data: &ts}, {Name: "n", Data: &n}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i := range n.Rows() {
+				out[ts.Row(i).Unix()] += n[i]
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the totals of %s: %w", table, err)
+	}
+	return out, nil
+}
+
+// queryRunning reports whether a query of id runs on the server.
+func (j *Janitor) queryRunning(ctx context.Context, id string) (bool, error) {
+	var n proto.ColUInt64
+	err := j.db.Do(ctx, ch.Query{
+		Body:   "SELECT count() AS n FROM system.processes WHERE query_id = " + chdb.String(id),
+		Result: proto.Results{{Name: "n", Data: &n}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("check running builds: %w", err)
+	}
+	return len(n) == 1 && n[0] > 0, nil
+}
+
+// claimBuild claims the builds under query id qid (one rollup and service) in the NATS key-value bucket,
+// when Builds.Claims is set, and returns the function that lets the claim go. It fails with errBuildBusy
+// when another builder holds it.
+func (j *Janitor) claimBuild(ctx context.Context, qid string) (release func(), err error) {
+	if j.Builds.Claims == nil {
+		return func() {}, nil
+	}
+	kv := j.builds.claims
+	if kv == nil {
+		kv, err = j.Builds.Claims.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: buildClaimBucket,
+			Description: "flamestream: which janitor builds which service's rollup", TTL: buildClaimTTL, History: 1})
+		if err != nil {
+			return nil, fmt.Errorf("open build claims: %w", err)
+		}
+		j.builds.claims = kv
+	}
+	_, err = kv.Create(ctx, qid, nil)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, errBuildBusy
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim build: %w", err)
+	}
+	return func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = kv.Delete(dctx, qid) // on failure the claim lapses with its TTL
+	}, nil
+}
+
+// serverLocation is the ClickHouse server's time zone, whose days the day rollup follows, asked once.
+func (j *Janitor) serverLocation(ctx context.Context) (*time.Location, error) {
+	if j.builds.loc != nil {
+		return j.builds.loc, nil
+	}
+	var name proto.ColStr
+	err := j.db.Do(ctx, ch.Query{Body: "SELECT timezone() AS tz", Result: proto.Results{{Name: "tz", Data: &name}}})
+	if err != nil {
+		return nil, fmt.Errorf("read the server's time zone: %w", err)
+	}
+	if name.Rows() != 1 {
+		return nil, fmt.Errorf("read the server's time zone: %d rows", name.Rows())
+	}
+	loc, err := time.LoadLocation(name.Row(0))
+	if err != nil {
+		j.log.Warn("unknown ClickHouse time zone, day rollups built by UTC days", "tz", name.Row(0), "err", err)
+		loc = time.UTC
+	}
+	j.builds.loc = loc
+	return loc, nil
+}
