@@ -147,6 +147,7 @@ func insertSamples(t *testing.T, db *chdb.DB, service string, profile uint64, ts
 	if err != nil {
 		t.Fatal(err)
 	}
+	buildRollupsNow(t, db)
 }
 
 func TestReindexRebuildsOneServiceRangeExactly(t *testing.T) {

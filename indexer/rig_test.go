@@ -163,6 +163,7 @@ type fingerprint map[string][2]uint64
 
 func fingerprintOf(t *testing.T, db *chdb.DB, service string) fingerprint {
 	t.Helper()
+	buildRollupsNow(t, db)
 	fp := fingerprint{}
 	for _, tb := range tables {
 		key := "cityHash64(ts, stack)"
