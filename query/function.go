@@ -177,7 +177,10 @@ func bucketIndex(step int64) string {
 // side, and the indexes of each bucket's sums. These are not cached: the segment cache keys whole
 // segments.
 func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step int64, n int) ([]segmentSums, [][]int, error) {
-	segs := bucketSegments(sel, ru, step)
+	segs, err := s.planSelection(ctx, sel, bucketRollups(ru.ForSelection(sel), step)) // bucketSegments, complete buckets only
+	if err != nil {
+		return nil, nil, err
+	}
 	bySide := make([][]int, n)
 	if len(segs) == 0 {
 		return nil, bySide, nil
@@ -193,7 +196,7 @@ func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step
 	var seg, b proto.ColUInt32
 	var hash proto.ColUInt64
 	var count proto.ColInt64
-	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
 		Body:   strings.Join(parts, " UNION ALL "),
 		Result: proto.Results{{Name: "seg", Data: &seg}, {Name: "b", Data: &b}, {Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
 		OnResult: func(ctx context.Context, _ proto.Block) error {
@@ -446,7 +449,10 @@ func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, st
 	for i := range out {
 		out[i] = make([]int64, 1+len(sets))
 	}
-	segs := bucketSegments(sel, ru, step)
+	segs, err := s.planSelection(ctx, sel, bucketRollups(ru.ForSelection(sel), step)) // bucketSegments, complete buckets only
+	if err != nil {
+		return nil, err
+	}
 	if len(segs) == 0 {
 		return out, nil
 	}
@@ -479,7 +485,7 @@ func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, st
 	for k := range cs {
 		res = append(res, proto.ResultColumn{Name: "c" + strconv.Itoa(k), Data: &cs[k]})
 	}
-	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
+	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
 		Body:           strings.Join(parts, " UNION ALL "),
 		ExternalTables: ext,
 		Result:         res,

@@ -333,6 +333,9 @@ func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
 	if minute {
 		r.MinuteSince = s.minuteEpoch(ctx)
 	}
+	if r.builtSince, err = s.builtEpochs(ctx); err != nil {
+		return Rollups{}, err
+	}
 	s.cacheable = s.localTables(ctx)
 	s.rollups = &r
 	return r, nil

@@ -70,7 +70,11 @@ func (s *Server) planReads(ctx context.Context, sels []Selection) ([]segmentRead
 	r = s.horizons(r, time.Now())
 	var reads []segmentRead
 	for i, sel := range sels {
-		for _, seg := range Plan(sel.From, sel.To, r.ForSelection(sel)) {
+		segs, err := s.planSelection(ctx, sel, r.ForSelection(sel))
+		if err != nil {
+			return nil, err
+		}
+		for _, seg := range segs {
 			reads = append(reads, segmentRead{
 				side:    side(i),
 				seg:     seg,

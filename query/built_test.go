@@ -1,0 +1,423 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/schema"
+	"github.com/flamestream/flamestream/internal/testenv"
+)
+
+// builtRow is one raw sample row of builtFixture.
+type builtRow struct {
+	ts         time.Time
+	host, cont string
+	stack      string
+	count      uint32
+}
+
+// builtFixture is a query server on a fresh, migrated ClickHouse database holding three and a half days of
+// samples of service "svc" from three hosts (and a noise service), five days ago, with the built rollups'
+// epochs moved back before them: every bucket of the data needs a record to be read.
+type builtFixture struct {
+	db   *chdb.DB
+	s    *Server
+	rows []builtRow
+	day0 time.Time
+	pool []string
+	next uint64 // the next profile id
+}
+
+func newBuiltFixture(t testing.TB) *builtFixture {
+	t.Helper()
+	cfg := testenv.Servers(t)
+	ctx := context.Background()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Database: testenv.Name("fs_built")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
+		db.Close()
+	})
+	if _, err := schema.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	f := &builtFixture{db: db, day0: time.Now().UTC().Truncate(24 * time.Hour).Add(-5 * 24 * time.Hour)}
+	for i := range 20 {
+		f.pool = append(f.pool, "python3;main_[p];fn"+strconv.Itoa(i%5)+"_[p];leaf"+strconv.Itoa(i)+"_[k]")
+	}
+	// The migration recorded the epochs at the current hour and day; the smallest since counts.
+	name, since := new(proto.ColStr), proto.ColDateTime{}
+	for _, b := range []string{schema.Hour, schema.Day} {
+		name.Append(schema.BuiltEpoch(b))
+		since.Append(f.day0.Add(-2 * 24 * time.Hour))
+	}
+	if err := db.Insert(ctx, schema.Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 9))
+	var rows []builtRow
+	for i, h := range []string{"web-1", "web-2", "db-1"} {
+		for ts := f.day0.Add(-6*time.Hour + time.Duration(i*13+1)*time.Second); ts.Before(f.day0.Add(3*24*time.Hour + 5*time.Hour)); ts = ts.Add(7*time.Minute + time.Duration(rng.IntN(30))*time.Second) {
+			for j := range 2 + rng.IntN(4) {
+				rows = append(rows, builtRow{ts, h, "c" + strconv.Itoa(j%2), f.pool[rng.IntN(len(f.pool))], uint32(1 + rng.IntN(50))})
+			}
+		}
+	}
+	f.insert(t, "svc", rows)
+	var noise []builtRow
+	for ts := f.day0.Add(-6 * time.Hour); ts.Before(f.day0.Add(80 * time.Hour)); ts = ts.Add(time.Hour) {
+		noise = append(noise, builtRow{ts, "web-1", "c0", f.pool[0], 1000})
+	}
+	f.insert(t, "noise", noise)
+	f.s = New(Config{}, db, nil, testenv.Logger(t))
+	return f
+}
+
+// insert writes rows of service into samples (and the stack texts), as one profile per row.
+func (f *builtFixture) insert(t testing.TB, service string, rows []builtRow) {
+	t.Helper()
+	var (
+		ts                         proto.ColDateTime
+		svc, host, cont, inst, k8s proto.ColStr
+		profile, stack             proto.ColUInt64
+		count                      proto.ColUInt32
+		hash                       proto.ColUInt64
+		frames                     proto.ColStr
+	)
+	for _, p := range f.pool {
+		hash.Append(xxhash.Sum64String(p))
+		frames.Append(p)
+	}
+	for _, r := range rows {
+		ts.Append(r.ts)
+		svc.Append(service)
+		host.Append(r.host)
+		cont.Append(r.cont)
+		inst.Append("m5.large")
+		k8s.Append("")
+		f.next++
+		profile.Append(f.next)
+		stack.Append(xxhash.Sum64String(r.stack))
+		count.Append(r.count)
+	}
+	ctx := context.Background()
+	if err := f.db.Insert(ctx, schema.LegacyStacks, proto.Input{{Name: "hash", Data: &hash}, {Name: "frames", Data: &frames}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Insert(ctx, schema.Samples, proto.Input{{Name: "ts", Data: &ts}, {Name: "service", Data: &svc},
+		{Name: "host", Data: &host}, {Name: "container", Data: &cont}, {Name: "instance_type", Data: &inst},
+		{Name: "k8s_object", Data: &k8s}, {Name: "profile", Data: &profile}, {Name: "stack", Data: &stack},
+		{Name: "count", Data: &count}}); err != nil {
+		t.Fatal(err)
+	}
+	if service == "svc" {
+		f.rows = append(f.rows, rows...)
+	}
+}
+
+// build does what the janitor's builder does for service "svc" and the whole buckets of b in [from, to):
+// inserts the delta of the rollup (see schema.BuiltRollup.DeltaQuery), then records each bucket whose
+// rollup total equals its Check table's.
+func (f *builtFixture) build(t testing.TB, b schema.BuiltRollup, from, to time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.db.Exec(ctx, "INSERT INTO "+f.db.Table(b.Table)+" (ts, "+b.Keys()+", count) "+b.DeltaQuery(f.db.Table, "svc", from, to)); err != nil {
+		t.Fatalf("build %s: %v", b.Table, err)
+	}
+	totals := func(table string) map[uint32]uint64 {
+		var ts proto.ColUInt32
+		var c proto.ColUInt64
+		out := map[uint32]uint64{}
+		if err := f.db.Do(ctx, ch.Query{
+			Body: "SELECT toUInt32(ts) AS t, toUInt64(sum(count)) AS c FROM " + f.db.Table(table) +
+				" WHERE service = 'svc' AND ts >= " + chdb.Time(from) + " AND ts < " + chdb.Time(to) + " GROUP BY ts",
+			Result: proto.Results{{Name: "t", Data: &ts}, {Name: "c", Data: &c}},
+			OnResult: func(context.Context, proto.Block) error {
+				for i := range ts {
+					out[ts[i]] = c[i]
+				}
+				return nil
+			},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got, want := totals(b.Table), totals(b.Check)
+	rollup, svc, total, version := new(proto.ColStr), new(proto.ColStr), proto.ColUInt64{}, proto.ColUInt64{}
+	var ts proto.ColDateTime
+	for bucket, c := range want {
+		if got[bucket] != c {
+			t.Fatalf("%s bucket %v: total %d after the build, check %d", b.Table, time.Unix(int64(bucket), 0).UTC(), got[bucket], c)
+		}
+		rollup.Append(b.Table)
+		svc.Append("svc")
+		ts.Append(time.Unix(int64(bucket), 0))
+		total.Append(c)
+		version.Append(uint64(time.Now().UnixNano()))
+	}
+	if err := f.db.Insert(ctx, schema.Builds, proto.Input{{Name: "rollup_table", Data: rollup}, {Name: "service", Data: svc},
+		{Name: "ts", Data: &ts}, {Name: "total", Data: &total}, {Name: "version", Data: &version}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rollups are the server's rollups as a reader sees them now.
+func (f *builtFixture) rollups(t testing.TB) Rollups {
+	t.Helper()
+	r, err := f.s.rollupsFor(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.s.horizons(r, time.Now())
+}
+
+// rawSum is the sum of counts of the fixture's rows in [from, to) that match host (any when empty),
+// per stack hash.
+func (f *builtFixture) rawSum(from, to time.Time, host string) map[uint64]int64 {
+	out := map[uint64]int64{}
+	for _, r := range f.rows {
+		if !r.ts.Before(from) && r.ts.Before(to) && (host == "" || r.host == host) {
+			out[xxhash.Sum64String(r.stack)] += int64(r.count)
+		}
+	}
+	return out
+}
+
+// get calls a handler with the query and decodes its JSON reply into v.
+func (f *builtFixture) get(t testing.TB, h func(http.ResponseWriter, *http.Request) error, q url.Values, v any) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	if err := h(w, httptest.NewRequest(http.MethodGet, "/?"+q.Encode(), nil)); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%s: %v %d %s", q.Encode(), err, w.Code, w.Body.Bytes())
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// check reads a filtered selection (host web-1) over each range as a flame graph's sums, a functions
+// table and a function's history, compares every number with the raw rows, and returns the plans of the
+// flame graph reads.
+func (f *builtFixture) check(t *testing.T, ranges [][2]time.Time) []string {
+	t.Helper()
+	ctx := context.Background()
+	var plans []string
+	for _, rg := range ranges {
+		sel := Selection{Service: "svc", From: rg[0], To: rg[1], Include: map[string][]string{"host": {"web-1"}}}
+		sums, err := f.s.sums(ctx, sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[uint64]int64{}
+		for _, sg := range sums {
+			for _, x := range sg.sums {
+				got[x.stack] += sg.sign * x.sum
+			}
+		}
+		for k, v := range got {
+			if v == 0 {
+				delete(got, k)
+			}
+		}
+		want := f.rawSum(rg[0], rg[1], "web-1")
+		if len(want) == 0 || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%v..%v: stacks %v, want %v", rg[0], rg[1], got, want)
+		}
+		segs, err := f.s.planSelection(ctx, sel, f.rollups(t).ForSelection(sel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plans = append(plans, segsString(segs))
+
+		// The functions table and a history read by bucket (bucketSums, bucketTotals).
+		q := url.Values{"service": {"svc"}, "from": {strconv.FormatInt(rg[0].Unix(), 10)}, "to": {strconv.FormatInt(rg[1].Unix(), 10)}, "host": {"web-1"}}
+		var tb struct {
+			Step    int64    `json:"step"`
+			Samples []uint64 `json:"samples"`
+		}
+		f.get(t, f.s.functions, q, &tb)
+		q.Set("name", "fn1_[p]")
+		var h struct {
+			Step   int64 `json:"step"`
+			Points []struct {
+				Samples uint64 `json:"samples"`
+				Total   uint64 `json:"total"`
+			} `json:"points"`
+		}
+		f.get(t, f.s.function, q, &h)
+		fn1 := map[uint64]bool{}
+		for _, p := range f.pool {
+			if strings.Contains(p, ";fn1_[p];") {
+				fn1[xxhash.Sum64String(p)] = true
+			}
+		}
+		perBucket := func(step int64, i int) (all, ofFn1 uint64) {
+			a := time.Unix((rg[0].Unix()/step+int64(i))*step, 0).UTC()
+			b := a.Add(time.Duration(step) * time.Second)
+			if a.Before(rg[0]) {
+				a = rg[0]
+			}
+			if b.After(rg[1]) {
+				b = rg[1]
+			}
+			for stack, c := range f.rawSum(a, b, "web-1") {
+				all += uint64(c)
+				if fn1[stack] {
+					ofFn1 += uint64(c)
+				}
+			}
+			return all, ofFn1
+		}
+		for i, n := range tb.Samples {
+			if all, _ := perBucket(tb.Step, i); n != all {
+				t.Errorf("%v..%v: functions table bucket %d of %d s: %d samples, want %d", rg[0], rg[1], i, tb.Step, n, all)
+			}
+		}
+		for i, p := range h.Points {
+			if all, fn := perBucket(h.Step, i); p.Samples != all || p.Total != fn {
+				t.Errorf("%v..%v: history point %d of %d s: %d samples, %d of fn1; want %d, %d", rg[0], rg[1], i, h.Step, p.Samples, p.Total, all, fn)
+			}
+		}
+		if len(tb.Samples) == 0 || len(h.Points) == 0 {
+			t.Errorf("%v..%v: %d table buckets, %d history points", rg[0], rg[1], len(tb.Samples), len(h.Points))
+		}
+	}
+	return plans
+}
+
+// segsString is segs of plan_test.go with the year, for messages.
+func segsString(s []Segment) string {
+	var parts []string
+	for _, x := range s {
+		parts = append(parts, fmt.Sprintf("%+d%s[%s,%s)", x.Sign, x.Gran, x.From.Format("01-02 15:04:05"), x.To.Format("01-02 15:04:05")))
+	}
+	return strings.Join(parts, " ")
+}
+
+// TestFilteredReadsUseBuiltBucketsOnlyWhenComplete reads a filtered selection over ranges of whole days
+// and hours (and unaligned, and subtracted edges) when nothing is built yet, when the hours and then the
+// days are built and recorded (the reads then come from them: the plans hold hour and day segments), after
+// a late profile reached a built hour (its record is stale: that hour is read raw and its day as hours),
+// and after the rebuild. Every read must equal the raw rows; the rollups hold nothing until built, so a
+// bucket read while incomplete shows as missing samples.
+func TestFilteredReadsUseBuiltBucketsOnlyWhenComplete(t *testing.T) {
+	f := newBuiltFixture(t)
+	d := f.day0
+	ranges := [][2]time.Time{
+		{d, d.Add(3 * 24 * time.Hour)}, // whole days
+		{d.Add(-4*time.Hour - 31*time.Minute - time.Second), d.Add(74*time.Hour + 13*time.Minute + 5*time.Second)},   // raw, hours, days
+		{d.Add(9*time.Hour + 17*time.Minute + 3*time.Second), d.Add(15*time.Hour + 41*time.Minute + 59*time.Second)}, // raw and hours
+		{d.Add(5 * time.Second), d.Add(3*24*time.Hour - 10*time.Second)},                                             // days minus raw seconds
+		{d.Add(24*time.Hour + 10*time.Hour), d.Add(24*time.Hour + 12*time.Hour)},                                     // two whole hours
+	}
+	r := f.rollups(t)
+	if r.builtSince[0] != d.Add(-48*time.Hour) || r.builtSince[1] != d.Add(-48*time.Hour) {
+		t.Fatalf("built epochs %v, want %v", r.builtSince, d.Add(-48*time.Hour))
+	}
+	unchecked := func(rg [2]time.Time) string {
+		return segsString(Plan(rg[0], rg[1], r.ForSelection(Selection{Include: map[string][]string{"host": {"x"}}})))
+	}
+	reads := func(plan, gran string) bool { return strings.Contains(plan, gran+"[") }
+
+	// (a) Nothing built: every bucket with samples is incomplete, so everything is read raw.
+	for i, p := range f.check(t, ranges) {
+		if reads(p, "hour") || reads(p, "day") {
+			t.Errorf("nothing built, range %d planned %s", i, p)
+		}
+		if u := unchecked(ranges[i]); !reads(u, "hour") && !reads(u, "day") {
+			t.Fatalf("range %d: the plan without the check %s reads no rollup: the test shows nothing", i, u)
+		}
+	}
+
+	// (b) The hours built and recorded, then the days: the reads come from them.
+	f.build(t, schema.Built[0], d.Add(-24*time.Hour), d.Add(4*24*time.Hour))
+	for i, p := range f.check(t, ranges) {
+		if reads(p, "day") || !reads(p, "hour") {
+			t.Errorf("hours built, range %d planned %s", i, p)
+		}
+	}
+	f.build(t, schema.Built[1], d.Add(-24*time.Hour), d.Add(4*24*time.Hour))
+	for i, p := range f.check(t, ranges) {
+		if u := unchecked(ranges[i]); p != u {
+			t.Errorf("all built, range %d planned %s, want the plan of complete rollups %s", i, p, u)
+		}
+	}
+	if p := f.check(t, ranges[:1])[0]; p != "+1day["+d.Format("01-02 15:04:05")+","+d.Add(72*time.Hour).Format("01-02 15:04:05")+")" {
+		t.Errorf("whole days planned %s, want the day rollup alone", p)
+	}
+
+	// (c) A late profile in a built hour: that hour's record is stale, and so is its day's.
+	late := d.Add(24*time.Hour + 10*time.Hour + 20*time.Minute + 3*time.Second)
+	f.insert(t, "svc", []builtRow{{late, "web-1", "c0", f.pool[3], 777}, {late, "web-2", "c1", f.pool[4], 5}})
+	plans := f.check(t, ranges)
+	hour := "raw[" + late.Truncate(time.Hour).Format("01-02 15:04:05") + "," + late.Truncate(time.Hour).Add(time.Hour).Format("01-02 15:04:05") + ")"
+	for _, i := range []int{0, 4} {
+		if !strings.Contains(plans[i], hour) || (i == 0 && !reads(plans[i], "hour")) {
+			t.Errorf("late profile, range %d planned %s, want the late hour %s raw and its day as hours", i, plans[i], hour)
+		}
+	}
+
+	// The janitor's next pass rebuilds the hour and the day: the rollups are read again.
+	f.build(t, schema.Built[0], late.Truncate(time.Hour), late.Truncate(time.Hour).Add(time.Hour))
+	f.build(t, schema.Built[1], late.Truncate(24*time.Hour), late.Truncate(24*time.Hour).Add(24*time.Hour))
+	for i, p := range f.check(t, ranges) {
+		if u := unchecked(ranges[i]); p != u {
+			t.Errorf("rebuilt, range %d planned %s, want %s", i, p, u)
+		}
+	}
+}
+
+// TestBuiltBucketsBeforeTheEpochOrPastARetentionNeedNoRecord checks that the completeness check asks
+// nothing about buckets before a built rollup's epoch (the views wrote them) or past the retention of the
+// table a plan would read instead (there the rollup is all that is left), and that buckets without samples
+// and without a record are complete.
+func TestBuiltBucketsBeforeTheEpochOrPastARetentionNeedNoRecord(t *testing.T) {
+	f := newBuiltFixture(t)
+	ctx := context.Background()
+	d := f.day0
+	r := f.rollups(t)
+	inc, err := f.s.incompleteBuilt(ctx, "svc", r, d, d.Add(2*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inc[0]) != 48 || len(inc[1]) != 2 {
+		t.Fatalf("nothing built: %d incomplete hours, %d days; want 48, 2", len(inc[0]), len(inc[1]))
+	}
+	// Days without samples, long before the data, but after the epoch.
+	if inc, err := f.s.incompleteBuilt(ctx, "svc", r, d.Add(-47*time.Hour), d.Add(-24*time.Hour)); err != nil || len(inc[0])+len(inc[1]) != 0 {
+		t.Fatalf("empty days: %v incomplete, %v", inc, err)
+	}
+	early := r
+	early.builtSince = [2]time.Time{d.Add(24 * time.Hour), d.Add(24 * time.Hour)}
+	if inc, err := f.s.incompleteBuilt(ctx, "svc", early, d, d.Add(2*24*time.Hour)); err != nil || len(inc[0]) != 24 || len(inc[1]) != 1 ||
+		inc[0][0] != d.Add(24*time.Hour) || inc[1][0] != d.Add(24*time.Hour) {
+		t.Fatalf("epoch after the first day: %v incomplete, %v; want the second day and its hours", inc, err)
+	}
+	past := r
+	past.RawSince, past.HourSince = d.Add(24*time.Hour), d.Add(24*time.Hour)
+	if inc, err := f.s.incompleteBuilt(ctx, "svc", past, d, d.Add(2*24*time.Hour)); err != nil || len(inc[0]) != 24 || len(inc[1]) != 1 {
+		t.Fatalf("retention after the first day: %v incomplete, %v; want the second day and its hours", inc, err)
+	}
+	none := r
+	none.builtSince = [2]time.Time{}
+	if inc, err := f.s.incompleteBuilt(ctx, "svc", none, d, d.Add(2*24*time.Hour)); err != nil || len(inc[0])+len(inc[1]) != 0 {
+		t.Fatalf("no epochs: %v incomplete, %v", inc, err)
+	}
+}
