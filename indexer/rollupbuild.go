@@ -292,7 +292,7 @@ func (j *Janitor) buildPairs(ctx context.Context, b schema.BuiltRollup, lo, hi t
 		" WHERE service != " + chdb.String(schema.MarkerService) + window + " GROUP BY service, ts" +
 		") ANY LEFT JOIN (" +
 		"SELECT service, ts, argMax(total, version) AS recorded, toUInt8(1) AS has FROM " + j.db.Table(schema.Builds) +
-		" WHERE rollup = " + chdb.String(b.Table) + window + " GROUP BY service, ts" +
+		" WHERE rollup_table = " + chdb.String(b.Table) + window + " GROUP BY service, ts" +
 		") USING (service, ts)" +
 		") WHERE has = 0 OR recorded != total ORDER BY ts DESC, service LIMIT " + strconv.Itoa(limit)
 	var svc proto.ColStr
@@ -422,7 +422,7 @@ func (j *Janitor) buildGroup(ctx context.Context, b schema.BuiltRollup, g buildG
 	if total.Rows() == 0 {
 		return res, nil
 	}
-	if err := j.db.Insert(ctx, schema.Builds, proto.Input{{Name: "rollup", Data: &rollup}, {Name: "service", Data: &service},
+	if err := j.db.Insert(ctx, schema.Builds, proto.Input{{Name: "rollup_table", Data: &rollup}, {Name: "service", Data: &service},
 		{Name: "ts", Data: &ts}, {Name: "total", Data: &total}, {Name: "version", Data: &version}}); err != nil {
 		return res, fmt.Errorf("record the built buckets: %w", err)
 	}
