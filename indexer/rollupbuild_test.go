@@ -444,7 +444,7 @@ func TestBuildRollupsWithoutEpochBuildsNothing(t *testing.T) {
 	if err := db.Exec(context.Background(), "TRUNCATE TABLE "+db.Table(schema.Epochs)); err != nil {
 		t.Fatal(err)
 	}
-	insertRaw(t, db, "noepoch", time.Now().UTC().Truncate(time.Hour).Add(-3*time.Hour), 2, 2)
+	insertRaw(t, db, "noepoch", time.Now().UTC().Truncate(time.Hour).Add(-3*time.Hour), 2, 1, 2)
 	if res := build(t, newBuilder(t, db)); res.Found != 0 {
 		t.Errorf("%+v, want nothing built without an epoch", res)
 	}
@@ -470,9 +470,10 @@ func builtTestDB(tb testing.TB, addr, user, password string) *chdb.DB {
 	return db
 }
 
-// insertRaw writes hosts × stacks sample rows of service at ts straight into samples (the views fill the
-// Check tables); the benchmark's volume would take minutes through ingest.
-func insertRaw(tb testing.TB, db *chdb.DB, service string, ts time.Time, hosts, stacks int) {
+// insertRaw writes hosts × profiles × stacks sample rows of service in the hour starting at ts (profile p
+// of a host at minute p) straight into samples (the views fill the Check tables): the benchmark's volume
+// would take minutes through ingest.
+func insertRaw(tb testing.TB, db *chdb.DB, service string, ts time.Time, hosts, profiles, stacks int) {
 	tb.Helper()
 	var tsc proto.ColDateTime
 	var svc, host, container, itype, k8s proto.ColStr
@@ -495,35 +496,48 @@ func insertRaw(tb testing.TB, db *chdb.DB, service string, ts time.Time, hosts, 
 		}
 	}
 	for h := range hosts {
-		for s := range stacks {
-			tsc.Append(ts.Add(time.Duration(h%50) * time.Minute))
-			svc.Append(service)
-			host.Append(fmt.Sprintf("host-%03d", h))
-			container.Append(fmt.Sprintf("c-%d", s%3))
-			itype.Append("m5.large")
-			k8s.Append("")
-			prof.Append(uint64(h + 1))
-			stack.Append(uint64(s + 1))
-			cnt.Append(uint32(1 + s%7))
-		}
-		if cnt.Rows() >= 100_000 {
-			flush()
+		for p := range profiles {
+			for s := range stacks {
+				tsc.Append(ts.Add(time.Duration(p%60) * time.Minute))
+				svc.Append(service)
+				host.Append(fmt.Sprintf("host-%03d", h))
+				container.Append(fmt.Sprintf("c-%d", s%3))
+				itype.Append("m5.large")
+				k8s.Append("")
+				prof.Append(uint64(h*1000 + p + 1))
+				stack.Append(uint64(s + 1))
+				cnt.Append(uint32(1 + (s+p)%7))
+			}
+			if cnt.Rows() >= 100_000 {
+				flush()
+			}
 		}
 	}
 	flush()
 }
 
-// BenchmarkBuildRollups builds one closed hour of 200 hosts × 2,000 stacks (400k sample rows) and its day
-// from empty rollups per op: the cost that replaces the hour and day views' share of every insert.
-// FLAMESTREAM_BUILD_BENCH_HOSTS is not read: change hosts here to scale it.
+// BenchmarkBuildRollups builds one closed hour of 400k sample rows and its day from empty rollups per op:
+// the cost that replaces the hour and day views' share of every insert. "distinct" is one profile per
+// host (200 hosts × 2,000 stacks: every source row is a row of the hour, the worst case); "agent" is 40
+// profiles per host in the hour (10 hosts × 1,000 stacks), as agents uploading every minute or so send.
 func BenchmarkBuildRollups(b *testing.B) {
+	for _, shape := range []struct {
+		name                    string
+		hosts, profiles, stacks int
+	}{{"distinct", 200, 1, 2000}, {"agent", 10, 40, 1000}} {
+		b.Run(shape.name, func(b *testing.B) {
+			benchmarkBuildRollups(b, shape.hosts, shape.profiles, shape.stacks)
+		})
+	}
+}
+
+func benchmarkBuildRollups(b *testing.B, hosts, profiles, stacks int) {
 	cfg := testenv.Servers(b)
 	db := builtTestDB(b, cfg.ClickHouseAddr, cfg.ClickHouseUser, cfg.ClickHousePassword)
 	ctx := context.Background()
-	const hosts, stacks = 200, 2000
 	hour := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1).Add(10 * time.Hour)
 	setBuiltEpochs(b, db, hour.Truncate(24*time.Hour))
-	insertRaw(b, db, "bench", hour, hosts, stacks)
+	insertRaw(b, db, "bench", hour, hosts, profiles, stacks)
 	j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
 	var rowsRead uint64
 	b.ResetTimer()
@@ -545,8 +559,7 @@ func BenchmarkBuildRollups(b *testing.B) {
 		rowsRead += res.RowsRead
 	}
 	b.StopTimer()
-	sec := b.Elapsed().Seconds()
-	b.ReportMetric(float64(hosts*stacks*b.N)/sec, "source_rows/s")
+	b.ReportMetric(float64(hosts*profiles*stacks*b.N)/b.Elapsed().Seconds(), "source_rows/s")
 	b.ReportMetric(float64(rowsRead)/float64(b.N), "rows_read/op")
 	if n := builtDiff(b, db, hourBuilt, "bench", hour, hour.Add(time.Hour)); n != 0 {
 		b.Fatalf("%d rows of the hour differ", n)
