@@ -205,17 +205,21 @@ func (j *Janitor) buildRollup(ctx context.Context, b schema.BuiltRollup, budget 
 	if !lo.Before(hi) {
 		return res, nil
 	}
-	pairs, err := j.buildPairs(ctx, b, lo, hi, budget)
+	loc, err := j.serverLocation(ctx)
+	if err != nil {
+		return res, err
+	}
+	skip, err := j.completeDays(ctx, b, lo, hi, loc)
+	if err != nil {
+		return res, err
+	}
+	pairs, err := j.buildPairs(ctx, b, lo, hi, skip, budget)
 	if err != nil {
 		return res, err
 	}
 	res.Found = len(pairs)
 	if len(pairs) == 0 {
 		return res, nil
-	}
-	loc, err := j.serverLocation(ctx)
-	if err != nil {
-		return res, err
 	}
 	var errs []error
 	for _, g := range j.groups(b, pairs, loc) {
@@ -281,15 +285,66 @@ func (j *Janitor) bucketOf(ctx context.Context, b schema.BuiltRollup, t time.Tim
 	return col.Row(0), nil
 }
 
+// completeDays returns the condition that leaves out of b's Check read the buckets of the (service,
+// coarser bucket) pairs known complete, or "" when b has no coarser built rollup (the day one is built
+// from b) or the window holds no whole coarser bucket.
+//
+// The hour rollup's window is the raw retention, 30 days by default: its Check table, one row per service,
+// hour and stack, is far too large to read every minute. But a day whose hour records sum to its day
+// Check total (samples_1d_all, 24 times smaller) has every hour recorded with its current total: a record is
+// the hour's Check total when it was written and totals only grow (deletions delete the records too), so
+// each record is at most its hour's total now, and their sum can equal the day's (the sum of its hours)
+// only if each does, with no hour holding samples and no record. So the hours are read only in the days
+// of the window where the sums differ, and in the partial days at its ends (today's above all).
+func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, loc *time.Location) (string, error) {
+	var day schema.BuiltRollup
+	for _, c := range schema.Built {
+		if c.Source == b.Table {
+			day = c
+		}
+	}
+	if day.Table == "" {
+		return "", nil
+	}
+	first, err := j.bucketOf(ctx, day, lo)
+	if err != nil {
+		return "", err
+	}
+	if first.Before(lo) {
+		first = bucketEnd(day, first, loc)
+	}
+	end, err := j.bucketOf(ctx, day, hi)
+	if err != nil {
+		return "", err
+	}
+	if !first.Before(end) {
+		return "", nil
+	}
+	whole := " AND ts >= " + chdb.Time(first) + " AND ts < " + chdb.Time(end)
+	incomplete := "SELECT service, d FROM (" +
+		"SELECT service, ts AS d, sum(count) AS total FROM " + j.db.Table(day.Check) +
+		" WHERE service != " + chdb.String(schema.MarkerService) + whole + " GROUP BY service, d" +
+		") ANY LEFT JOIN (" +
+		"SELECT service, " + day.Bucket + " AS d, sum(rec) AS recorded FROM (" +
+		"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
+		" WHERE rollup_table = " + chdb.String(b.Table) + whole + " GROUP BY service, ts" +
+		") GROUP BY service, d" +
+		") USING (service, d) WHERE recorded != total"
+	// GLOBAL: on the cluster layout the subquery reads Distributed tables inside a read of one.
+	return " AND (ts < " + chdb.Time(first) + " OR ts >= " + chdb.Time(end) + " OR (service, " + day.Bucket + ") GLOBAL IN (" +
+		incomplete + "))", nil
+}
+
 // buildPairs finds, in [lo, hi), the (service, bucket) pairs of b whose Check total differs from their
-// newest record or has none, newest first, at most limit. One read of the Check table's totals (a few rows
-// per service and bucket) and of the records over the window; the batch markers' service is left out.
-func (j *Janitor) buildPairs(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, limit int) ([]buildPair, error) {
+// newest record or has none, newest first, at most limit, leaving out the buckets skip excludes (see
+// completeDays). One read of the Check table's totals (a few rows per service and bucket) and of the
+// records over the window; the batch markers' service is left out.
+func (j *Janitor) buildPairs(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, skip string, limit int) ([]buildPair, error) {
 	window := " AND ts >= " + chdb.Time(lo) + " AND ts < " + chdb.Time(hi)
 	body := "SELECT service, ts FROM (" +
 		"SELECT service, ts, total, recorded, has FROM (" +
 		"SELECT service, ts, sum(count) AS total FROM " + j.db.Table(b.Check) +
-		" WHERE service != " + chdb.String(schema.MarkerService) + window + " GROUP BY service, ts" +
+		" WHERE service != " + chdb.String(schema.MarkerService) + window + skip + " GROUP BY service, ts" +
 		") ANY LEFT JOIN (" +
 		"SELECT service, ts, argMax(total, version) AS recorded, toUInt8(1) AS has FROM " + j.db.Table(schema.Builds) +
 		" WHERE rollup_table = " + chdb.String(b.Table) + window + " GROUP BY service, ts" +
