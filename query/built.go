@@ -101,39 +101,92 @@ var builtChecks = func() (out [2]schema.BuiltRollup) {
 
 // incompleteBuilt returns the incomplete hour and day buckets of service's built rollups in the UTC days
 // that hold [from, to): every bucket that a plan of the range may read lies in them, including those read
-// whole past its edges. It reads, in one query, the Check totals per bucket and the newest record's total
-// per bucket, grouped so that only the buckets where they differ come back: a few rows per bucket of the
-// range are read, and the statement does not grow with anything. Buckets before the rollup's epoch are not
-// asked about, nor those older than the retention horizon of the table a plan would read instead (hours
-// before the raw one, days before the hour one): there the rollup is all that is left, so it is read.
+// whole past its edges. It reads the Check totals per bucket and the newest record's total per bucket,
+// grouped so that only the buckets where they differ come back; the statements do not grow with anything.
+// When the day rollup may be read, a complete day is read whole, so hours matter only in the range's
+// partial first and last days and in incomplete days: the first query asks about the days and the hours
+// of the partial ones, and only when a day in between is incomplete (late data, a build not done yet) a
+// second one asks about the hours from the first such day to the last. The hour Check table holds a row
+// per stack and hour: its hours of a week cost more than all the rest (see BenchmarkBuiltCheck). Buckets
+// before the rollup's epoch are not asked about, nor those older than the retention horizon of the table
+// a plan would read instead (hours before the raw one, days before the hour one): there the rollup is all
+// that is left, so it is read.
 func (s *Server) incompleteBuilt(ctx context.Context, service string, r Rollups, from, to time.Time) (builtBuckets, error) {
 	var out builtBuckets
 	day := 24 * time.Hour
-	lo, hi := from.UTC().Truncate(day), ceilTo(to.UTC(), day)
+	from, to = from.UTC(), to.UTC()
+	lo, hi := from.Truncate(day), ceilTo(to, day)
 	horizon := [2]time.Time{r.RawSince, r.HourSince}
-	var parts []string
-	for i, b := range builtChecks {
+	// parts returns the parts of a query that read rollup i's Check totals and newest records per bucket in
+	// [a, b) where cond holds, as rows (k, b, c, r); none when every bucket there counts as complete.
+	parts := func(i int, a, b time.Time, cond string) []string {
 		if r.builtSince[i].IsZero() {
-			continue // no epoch: every bucket is complete
+			return nil // no epoch: every bucket is complete
 		}
-		a := lo
 		for _, t := range []time.Time{r.builtSince[i], horizon[i]} {
 			if t.After(a) {
 				a = t
 			}
 		}
-		if !a.Before(hi) {
+		if !a.Before(b) {
+			return nil
+		}
+		br := builtChecks[i]
+		where := " WHERE service = " + chdb.String(service) + " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(b) + cond
+		k := "toUInt8(" + chdb.Uint(uint64(i)) + ") AS k, toUInt32(ts) AS b"
+		return []string{
+			"SELECT " + k + ", toUInt64(sum(count)) AS c, toUInt64(0) AS r FROM " + s.ch.Table(br.Check) + where + " GROUP BY ts",
+			"SELECT " + k + ", toUInt64(0) AS c, toUInt64(argMax(total, version)) AS r FROM " + s.ch.Table(schema.Builds) +
+				where + " AND rollup_table = " + chdb.String(br.Table) + " GROUP BY ts",
+		}
+	}
+	if !r.Day || !r.Hour {
+		// Without days every hour of the range may be read.
+		return out, s.mismatched(ctx, append(parts(1, lo, hi, ""), parts(0, lo, hi, "")...), &out)
+	}
+	headHours, tailHours := from.After(lo), to.Before(hi)
+	var edges []string
+	if headHours {
+		edges = append(edges, "ts < "+chdb.Time(lo.Add(day)))
+	}
+	if tailHours {
+		edges = append(edges, "ts >= "+chdb.Time(hi.Add(-day)))
+	}
+	q := parts(1, lo, hi, "")
+	if len(edges) > 0 {
+		q = append(q, parts(0, lo, hi, " AND ("+strings.Join(edges, " OR ")+")")...)
+	}
+	if err := s.mismatched(ctx, q, &out); err != nil {
+		return out, err
+	}
+	var a, b time.Time // the incomplete days whose hours were not asked about
+	for _, d := range out[1] {
+		if headHours && d.Equal(lo) || tailHours && d.Equal(hi.Add(-day)) {
 			continue
 		}
-		where := " WHERE service = " + chdb.String(service) + " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(hi)
-		k := "toUInt8(" + chdb.Uint(uint64(i)) + ") AS k, toUInt32(ts) AS b"
-		parts = append(parts,
-			"SELECT "+k+", toUInt64(sum(count)) AS c, toUInt64(0) AS r FROM "+s.ch.Table(b.Check)+where+" GROUP BY ts",
-			"SELECT "+k+", toUInt64(0) AS c, toUInt64(argMax(total, version)) AS r FROM "+s.ch.Table(schema.Builds)+
-				where+" AND rollup_table = "+chdb.String(b.Table)+" GROUP BY ts")
+		if a.IsZero() {
+			a = d
+		}
+		b = d.Add(day)
 	}
-	if len(parts) == 0 {
+	if a.IsZero() {
 		return out, nil
+	}
+	var more builtBuckets
+	if err := s.mismatched(ctx, parts(0, a, b, ""), &more); err != nil {
+		return out, err
+	}
+	out[0] = append(out[0], more[0]...)
+	slices.SortFunc(out[0], time.Time.Compare)
+	out[0] = slices.Compact(out[0])
+	return out, nil
+}
+
+// mismatched runs the parts of incompleteBuilt in one query and adds to out the buckets whose Check total
+// and record differ (none without parts), sorted.
+func (s *Server) mismatched(ctx context.Context, parts []string, out *builtBuckets) error {
+	if len(parts) == 0 {
+		return nil
 	}
 	var k proto.ColUInt8
 	var b proto.ColUInt32
@@ -151,7 +204,7 @@ func (s *Server) incompleteBuilt(ctx context.Context, service string, r Rollups,
 		},
 	})
 	if err != nil {
-		return out, fmt.Errorf("built rollups' completeness: %w", err)
+		return fmt.Errorf("built rollups' completeness: %w", err)
 	}
-	return out, nil
+	return nil
 }
