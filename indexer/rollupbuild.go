@@ -285,9 +285,9 @@ func (j *Janitor) bucketOf(ctx context.Context, b schema.BuiltRollup, t time.Tim
 	return col.Row(0), nil
 }
 
-// completeDays returns the condition that leaves out of b's Check read the buckets of the (service,
-// coarser bucket) pairs known complete, or "" when b has no coarser built rollup (the day one is built
-// from b) or the window holds no whole coarser bucket.
+// completeDays returns the condition that leaves out of b's Check read the coarser buckets (days) known
+// complete for every service, or "" when b has no coarser built rollup (the day one is built from b) or
+// the window holds no whole coarser bucket.
 //
 // The hour rollup's window is the raw retention, 30 days by default: its Check table, one row per service,
 // hour and stack, is far too large to read every minute. But a day whose hour records sum to its day
@@ -295,7 +295,8 @@ func (j *Janitor) bucketOf(ctx context.Context, b schema.BuiltRollup, t time.Tim
 // the hour's Check total when it was written and totals only grow (deletions delete the records too), so
 // each record is at most its hour's total now, and their sum can equal the day's (the sum of its hours)
 // only if each does, with no hour holding samples and no record. So the hours are read only in the days
-// of the window where the sums differ, and in the partial days at its ends (today's above all).
+// of the window where the sums differ for some service, and in the partial days at its ends (today's
+// above all). A day takes a small read of the day Check table and of the records.
 func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, loc *time.Location) (string, error) {
 	var day schema.BuiltRollup
 	for _, c := range schema.Built {
@@ -321,7 +322,7 @@ func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi
 		return "", nil
 	}
 	whole := " AND ts >= " + chdb.Time(first) + " AND ts < " + chdb.Time(end)
-	incomplete := "SELECT service, d FROM (" +
+	incomplete := "SELECT DISTINCT d FROM (" +
 		"SELECT service, ts AS d, sum(count) AS total FROM " + j.db.Table(day.Check) +
 		" WHERE service != " + chdb.String(schema.MarkerService) + whole + " GROUP BY service, d" +
 		") ANY LEFT JOIN (" +
@@ -329,10 +330,33 @@ func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi
 		"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
 		" WHERE rollup_table = " + chdb.String(b.Table) + whole + " GROUP BY service, ts" +
 		") GROUP BY service, d" +
-		") USING (service, d) WHERE recorded != total"
-	// GLOBAL: on the cluster layout the subquery reads Distributed tables inside a read of one.
-	return " AND (ts < " + chdb.Time(first) + " OR ts >= " + chdb.Time(end) + " OR (service, " + day.Bucket + ") GLOBAL IN (" +
-		incomplete + "))", nil
+		") USING (service, d) WHERE recorded != total ORDER BY d"
+	var d proto.ColDateTime
+	var days []time.Time // at most the window's days
+	err = j.db.Do(ctx, ch.Query{
+		Body:   incomplete,
+		Result: proto.Results{{Name: "d", Data: &d}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i := range d.Rows() {
+				days = append(days, d.Row(i))
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("find the days to build hours in: %w", err)
+	}
+	// The days as time ranges, whatever service they are incomplete for: ranges of ts are what prunes the
+	// Check table's day partitions (a condition per service and day would not, and would grow with them).
+	cond := " AND (ts < " + chdb.Time(first) + " OR ts >= " + chdb.Time(end)
+	for i := 0; i < len(days); {
+		from, to := days[i], bucketEnd(day, days[i], loc)
+		for i++; i < len(days) && days[i].Equal(to); i++ {
+			to = bucketEnd(day, days[i], loc)
+		}
+		cond += " OR (ts >= " + chdb.Time(from) + " AND ts < " + chdb.Time(to) + ")"
+	}
+	return cond + ")", nil
 }
 
 // buildPairs finds, in [lo, hi), the (service, bucket) pairs of b whose Check total differs from their

@@ -626,3 +626,42 @@ func benchServerCPU(b *testing.B, db *chdb.DB, hour time.Time) {
 	b.ReportMetric(cpu, "ch_cpu_ms/op")
 	b.ReportMetric(read, "ch_rows_read/op")
 }
+
+// BenchmarkBuildRollupsIdle is a run with nothing to build over two weeks of 10 services × 1,000 stacks
+// an hour (3.4M rows of samples_1h_all, 336 hours and 14 days per service, every one recorded): the
+// price of finding the work, paid every minute.
+func BenchmarkBuildRollupsIdle(b *testing.B) {
+	cfg := testenv.Servers(b)
+	db := builtTestDB(b, cfg.ClickHouseAddr, cfg.ClickHouseUser, cfg.ClickHousePassword)
+	ctx := context.Background()
+	const days, services, stacks = 14, 10, 1000
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	first := today.AddDate(0, 0, -days)
+	setBuiltEpochs(b, db, first)
+	rows := days * 24 * services * stacks
+	// One sample row per service, hour and stack, written by the server (the views fill the Check tables).
+	if err := db.Exec(ctx, "INSERT INTO "+db.Table(schema.Samples)+" (ts, service, host, container, instance_type, k8s_object, profile, stack, count)"+
+		" SELECT "+chdb.Time(first)+" + intDiv(number, "+fmt.Sprint(services*stacks)+") * 3600 AS ts,"+
+		" concat('svc-', toString(intDiv(number, "+fmt.Sprint(stacks)+") % "+fmt.Sprint(services)+")), 'h', '', '', '', 1, number % "+fmt.Sprint(stacks)+", 1"+
+		" FROM system.numbers LIMIT "+fmt.Sprint(rows)); err != nil {
+		b.Fatal(err)
+	}
+	// Every hour and day recorded complete, as the builder would have left them.
+	for _, r := range schema.Built {
+		if err := db.Exec(ctx, "INSERT INTO "+db.Table(schema.Builds)+" (rollup_table, service, ts, total, version) SELECT "+
+			chdb.String(r.Table)+", service, ts, sum(count), 1 FROM "+db.Table(r.Check)+" GROUP BY service, ts"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
+	b.ResetTimer()
+	for range b.N {
+		res, err := j.BuildRollups(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Found != 0 {
+			b.Fatalf("%+v, want nothing to build", res)
+		}
+	}
+}
