@@ -112,7 +112,9 @@ var migrations = []migration{
 	// since a batch holds about one profile per host, by five string columns). From this step on the
 	// janitor builds them from closed buckets instead (see Built and indexer/rollupbuild.go), where an
 	// hour of a host's profiles is one row per stack, and records each bucket it completed in Builds.
-	// The buckets before BuiltEpoch were written by the views and need no record.
+	// Every bucket needs a record, those the views wrote too (the builder finds them complete and records
+	// them without a delta): a profile indexed after this step with an older timestamp (a backlog, a replay,
+	// a reindex of an old range) reaches no view, so no bucket can be trusted for its age.
 	{version: 7, name: "dimension rollups built by the janitor", tables: []table{
 		{name: Builds, columns: "rollup_table String, service String, ts DateTime, total UInt64, version UInt64",
 			engine: "ReplacingMergeTree", engineArg: "version", partition: "toYYYYMM(ts)", order: "rollup_table, service, ts",
@@ -128,9 +130,12 @@ var migrations = []migration{
 // has built the bucket again.
 const Builds = "rollup_builds"
 
-// BuiltEpoch is the name, in Epochs, of the first bucket of a built rollup that needs a record in Builds:
-// its views wrote every bucket before it, and the janitor completes the bucket that was open when they were
-// dropped. Its since is the start of that bucket by the server's clock.
+// BuiltEpoch is the name, in Epochs, of the first bucket of a built rollup that needs a record in Builds
+// (the builder builds and readers check from there on; buckets before it are read as they are). Schema step
+// 7 sets it to 1970-01-01 for both: every bucket needs a record, the ones the dropped views wrote too,
+// since a profile indexed later with an old timestamp reaches no view. Readers and the builder still trust
+// the buckets older than their source's retention (see indexer.RollupBuilds and query.Rollups): nothing
+// can be added to them, and nothing read instead.
 func BuiltEpoch(rollup string) string { return rollup + "/built" }
 
 // BuiltRollup is a rollup the janitor builds from Source: its Rollup bucket and keys, the table whose rows
@@ -165,27 +170,12 @@ func (b BuiltRollup) DeltaQuery(table func(string) string, service string, from,
 		") GROUP BY b, " + keys + " HAVING sum(c) != 0"
 }
 
-// recordBuiltEpochs records BuiltEpoch of each built rollup: the start of the bucket that is open by the
-// server's clock now that their views are gone.
+// recordBuiltEpochs records BuiltEpoch of each built rollup: 1970-01-01, every bucket.
 func recordBuiltEpochs(ctx context.Context, db *chdb.DB) error {
-	var hour, day proto.ColUInt32
-	if err := db.Do(ctx, ch.Query{
-		Body:   "SELECT toUInt32(toStartOfHour(now())) AS hour, toUInt32(toStartOfDay(now())) AS day",
-		Result: proto.Results{{Name: "hour", Data: &hour}, {Name: "day", Data: &day}},
-	}); err != nil {
-		return fmt.Errorf("read server clock: %w", err)
-	}
-	if len(hour) != 1 {
-		return fmt.Errorf("read server clock: %d rows", len(hour))
-	}
 	name, since := new(proto.ColStr), proto.ColDateTime{}
 	for _, b := range Built {
-		at := hour[0]
-		if b.Table == Day {
-			at = day[0]
-		}
 		name.Append(BuiltEpoch(b.Table))
-		since.Append(time.Unix(int64(at), 0))
+		since.Append(time.Unix(0, 0))
 	}
 	if err := db.Insert(ctx, Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
 		return fmt.Errorf("record the built rollups' epochs: %w", err)
