@@ -25,16 +25,40 @@ var (
 	dayBuilt  = schema.Built[1]
 )
 
-// setBuiltEpochs moves the built rollups' epochs back to since (the smallest since of a name counts), so
-// that closed buckets of the past days are the builder's to build.
+// setBuiltEpochs sets the built rollups' epochs to since, whatever the migration recorded: the smallest
+// since of a name counts, so the table is emptied and written again with the other rollups' epochs.
 func setBuiltEpochs(t testing.TB, db *chdb.DB, since time.Time) {
 	t.Helper()
+	ctx := context.Background()
+	built := make([]string, len(schema.Built))
+	for i, b := range schema.Built {
+		built[i] = schema.BuiltEpoch(b.Table)
+	}
 	name, at := new(proto.ColStr), proto.ColDateTime{}
-	for _, b := range schema.Built {
-		name.Append(schema.BuiltEpoch(b.Table))
+	var oldName proto.ColStr
+	var oldSince proto.ColDateTime
+	err := db.Do(ctx, ch.Query{
+		Body:   "SELECT name, since FROM " + db.Table(schema.Epochs) + " WHERE name NOT IN " + chdb.Strings(built),
+		Result: proto.Results{{Name: "name", Data: &oldName}, {Name: "since", Data: &oldSince}},
+		OnResult: func(ctx context.Context, _ proto.Block) error {
+			for i := range oldName.Rows() {
+				name.Append(oldName.Row(i))
+				at.Append(oldSince.Row(i))
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(ctx, "TRUNCATE TABLE "+db.Table(schema.Epochs)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range built {
+		name.Append(n)
 		at.Append(since)
 	}
-	if err := db.Insert(context.Background(), schema.Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &at}}); err != nil {
+	if err := db.Insert(ctx, schema.Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &at}}); err != nil {
 		t.Fatal(err)
 	}
 }
