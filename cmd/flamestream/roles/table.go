@@ -156,7 +156,7 @@ func Table() []Role {
 		{Name: "ingest", Summary: "the agent-facing API", Opens: Postgres | S3 | NATS, parts: []part{ingestPart}, listensOnIngest: true},
 		{Name: "indexer", Summary: "the JetStream consumer that writes ClickHouse", Opens: ClickHouse | S3 | NATS, parts: []part{indexerPart}},
 		{Name: "query", Summary: "the query API and the web UI", Opens: Postgres | ClickHouse, parts: []part{queryPart}},
-		{Name: "janitor", Summary: "drops ClickHouse partitions and archived uploads past retention (per-service settings from PostgreSQL) and bundles closed hours of the archive", Opens: Postgres | ClickHouse | S3, parts: []part{janitorPart}},
+		{Name: "janitor", Summary: "drops ClickHouse partitions and archived uploads past retention (per-service settings from PostgreSQL), bundles closed hours of the archive and builds the per-dimension hour and day rollups", Opens: Postgres | ClickHouse | S3, parts: []part{janitorPart}},
 	}
 }
 
