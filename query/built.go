@@ -20,8 +20,9 @@ import (
 // may be read only when it is complete: it starts before the rollup's epoch (schema.BuiltEpoch: the views
 // wrote it), or the newest record of it in schema.Builds has the total that its Check table, view-fed and
 // always complete, holds now (a bucket without samples and without a record is complete too). Before a
-// filtered read, planSelection asks ClickHouse which buckets of the plan's days are not, in one small
-// query, and plans those one level finer (see Rollups.Incomplete).
+// filtered read, planSelection asks ClickHouse which buckets of the plan's days are not (one small query,
+// two when a day before the last one is incomplete; see incompleteBuilt), and plans those one level finer
+// (see Rollups.Incomplete).
 
 // builtEpochs reads the epochs of the built rollups, hour then day: the smallest since recorded for each,
 // zero when none is (every bucket of that rollup then counts as complete: a database has none only while
@@ -101,110 +102,200 @@ var builtChecks = func() (out [2]schema.BuiltRollup) {
 
 // incompleteBuilt returns the incomplete hour and day buckets of service's built rollups in the UTC days
 // that hold [from, to): every bucket that a plan of the range may read lies in them, including those read
-// whole past its edges. It reads the Check totals per bucket and the newest record's total per bucket,
-// grouped so that only the buckets where they differ come back; the statements do not grow with anything.
-// When the day rollup may be read, a complete day is read whole, so hours matter only in the range's
-// partial first and last days and in incomplete days: the first query asks about the days and the hours
-// of the partial ones, and only when a day in between is incomplete (late data, a build not done yet) a
-// second one asks about the hours from the first such day to the last. The hour Check table holds a row
-// per stack and hour: its hours of a week cost more than all the rest (see BenchmarkBuiltCheck). Buckets
-// before the rollup's epoch are not asked about, nor those older than the retention horizon of the table
-// a plan would read instead (hours before the raw one, days before the hour one): there the rollup is all
-// that is left, so it is read.
+// whole past its edges. It compares Check totals with the newest records' totals, per bucket, summed by
+// ClickHouse into a few rows per day (and per hour where asked); the statements do not grow with anything.
+//
+// The hour Check table holds a row per stack and hour, so its hours of a week cost more than all the rest:
+// hours are asked about only in the days where they may be incomplete, found from the day Check table
+// (24 times smaller) as the janitor's builder does: a record is its hour's Check total when it was written
+// and totals only grow, so each record is at most its hour's total now, and the records of a day sum to
+// the day's Check total only if every hour of the day is complete. The first query reads, per day, the
+// Check total, the day's record and the sum of its hours' records, and the hours of the range's last day
+// when that day is not settled (it is today's or was just closed: its hours are asked about at once rather
+// than in a second round trip); a second query reads the hours of the other days whose records fall short,
+// which only late data or a build not done yet leaves. Without UTC days every hour of the range is asked
+// about in one query.
+//
+// Buckets before the rollup's epoch are not asked about, nor those older than the retention horizon of the
+// table a plan would read instead (hours before the raw one, days before the hour one): there the rollup is
+// all that is left, so it is read.
 func (s *Server) incompleteBuilt(ctx context.Context, service string, r Rollups, from, to time.Time) (builtBuckets, error) {
 	var out builtBuckets
 	day := 24 * time.Hour
 	from, to = from.UTC(), to.UTC()
 	lo, hi := from.Truncate(day), ceilTo(to, day)
-	horizon := [2]time.Time{r.RawSince, r.HourSince}
-	// parts returns the parts of a query that read rollup i's Check totals and newest records per bucket in
-	// [a, b) where cond holds, as rows (k, b, c, r); none when every bucket there counts as complete.
-	parts := func(i int, a, b time.Time, cond string) []string {
+	// start is where rollup i's buckets start to need a record in [lo, hi): zero when none does.
+	start := func(i int) time.Time {
 		if r.builtSince[i].IsZero() {
-			return nil // no epoch: every bucket is complete
+			return time.Time{} // no epoch: every bucket is complete
 		}
-		for _, t := range []time.Time{r.builtSince[i], horizon[i]} {
+		a := lo
+		for _, t := range []time.Time{r.builtSince[i], [2]time.Time{r.RawSince, r.HourSince}[i]} {
 			if t.After(a) {
 				a = t
 			}
 		}
-		if !a.Before(b) {
-			return nil
+		if !a.Before(hi) {
+			return time.Time{}
 		}
-		br := builtChecks[i]
-		where := " WHERE service = " + chdb.String(service) + " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(b) + cond
-		k := "toUInt8(" + chdb.Uint(uint64(i)) + ") AS k, toUInt32(ts) AS b"
+		return a
+	}
+	hours, days := start(0), start(1)
+	svc := " WHERE service = " + chdb.String(service)
+	span := func(a, b time.Time) string { return " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(b) }
+	// The parts of a query: rows (k, b, v) summed per (k, b) by totals.
+	const (
+		hourCheck = iota
+		hourRecord
+		dayCheck
+		dayRecord
+		dayHourRecords
+	)
+	part := func(k int, table, bucket, value, where string) string {
+		return "SELECT toUInt8(" + chdb.Uint(uint64(k)) + ") AS k, toUInt32(" + bucket + ") AS b, toUInt64(" + value + ") AS v FROM " +
+			s.ch.Table(table) + where + " GROUP BY b"
+	}
+	records := func(rollup, where string) string {
+		return "(SELECT ts, argMax(total, version) AS total FROM " + s.ch.Table(schema.Builds) + where +
+			" AND rollup_table = " + chdb.String(rollup) + " GROUP BY ts)"
+	}
+	hourParts := func(where string) []string {
 		return []string{
-			"SELECT " + k + ", toUInt64(sum(count)) AS c, toUInt64(0) AS r FROM " + s.ch.Table(br.Check) + where + " GROUP BY ts",
-			"SELECT " + k + ", toUInt64(0) AS c, toUInt64(argMax(total, version)) AS r FROM " + s.ch.Table(schema.Builds) +
-				where + " AND rollup_table = " + chdb.String(br.Table) + " GROUP BY ts",
+			part(hourCheck, schema.HourAll, "ts", "sum(count)", svc+where),
+			"SELECT toUInt8(" + chdb.Uint(hourRecord) + ") AS k, toUInt32(ts) AS b, toUInt64(total) AS v FROM " + records(schema.Hour, svc+where),
 		}
 	}
-	if !r.Day || !r.Hour {
-		// Without days every hour of the range may be read.
-		return out, s.mismatched(ctx, append(parts(1, lo, hi, ""), parts(0, lo, hi, "")...), &out)
-	}
-	headHours, tailHours := from.After(lo), to.Before(hi)
-	var edges []string
-	if headHours {
-		edges = append(edges, "ts < "+chdb.Time(lo.Add(day)))
-	}
-	if tailHours {
-		edges = append(edges, "ts >= "+chdb.Time(hi.Add(-day)))
-	}
-	q := parts(1, lo, hi, "")
-	if len(edges) > 0 {
-		q = append(q, parts(0, lo, hi, " AND ("+strings.Join(edges, " OR ")+")")...)
-	}
-	if err := s.mismatched(ctx, q, &out); err != nil {
-		return out, err
-	}
-	var a, b time.Time // the incomplete days whose hours were not asked about
-	for _, d := range out[1] {
-		if headHours && d.Equal(lo) || tailHours && d.Equal(hi.Add(-day)) {
-			continue
+	// hourBuckets adds to out the hours whose Check total and record differ.
+	hourBuckets := func(t totals) {
+		for b, v := range t[hourCheck] {
+			if t[hourRecord][b] != v {
+				out[0] = append(out[0], time.Unix(int64(b), 0).UTC())
+			}
 		}
-		if a.IsZero() {
-			a = d
+		for b, v := range t[hourRecord] {
+			if _, ok := t[hourCheck][b]; !ok && v != 0 {
+				out[0] = append(out[0], time.Unix(int64(b), 0).UTC())
+			}
 		}
-		b = d.Add(day)
 	}
-	if a.IsZero() {
+	if !r.utcDays {
+		// The planner reads no day; hours are checked one by one.
+		if hours.IsZero() {
+			return out, nil
+		}
+		t, err := s.totals(ctx, hourParts(span(hours, hi)))
+		if err != nil {
+			return out, err
+		}
+		hourBuckets(t)
+		slices.SortFunc(out[0], time.Time.Compare)
 		return out, nil
 	}
-	var more builtBuckets
-	if err := s.mismatched(ctx, parts(0, a, b, ""), &more); err != nil {
+	var q []string
+	// The day Check totals serve both rollups: from the first day either needs.
+	first := days
+	if !hours.IsZero() && (first.IsZero() || hours.Truncate(day).Before(first)) {
+		first = hours.Truncate(day)
+	}
+	if first.IsZero() {
+		return out, nil
+	}
+	q = append(q, part(dayCheck, schema.DayAll, "ts", "sum(count)", svc+span(first, hi)))
+	if !days.IsZero() {
+		q = append(q, "SELECT toUInt8("+chdb.Uint(dayRecord)+") AS k, toUInt32(ts) AS b, toUInt64(total) AS v FROM "+records(schema.Day, svc+span(days, hi)))
+	}
+	// The last day's hours at once when it is not settled.
+	asked := hi
+	if !hours.IsZero() {
+		q = append(q, "SELECT toUInt8("+chdb.Uint(dayHourRecords)+") AS k, toUInt32(toStartOfDay(ts)) AS b, toUInt64(sum(total)) AS v FROM "+
+			records(schema.Hour, svc+span(hours, hi))+" GROUP BY b")
+		if last := hi.Add(-day); r.Settled.IsZero() || hi.After(r.Settled) {
+			asked = last
+			if hours.After(last) {
+				asked = hours
+			}
+			q = append(q, hourParts(span(asked, hi))...)
+		}
+	}
+	t, err := s.totals(ctx, q)
+	if err != nil {
 		return out, err
 	}
-	out[0] = append(out[0], more[0]...)
+	hourBuckets(t)
+	if !days.IsZero() {
+		for d := days; d.Before(hi); d = d.Add(day) {
+			if b := uint32(d.Unix()); t[dayCheck][b] != t[dayRecord][b] {
+				out[1] = append(out[1], d)
+			}
+		}
+	}
+	if !hours.IsZero() {
+		// The days before the ones asked about whose hours' records fall short of the day's total, as
+		// ranges of ts, which prune the Check table's partitions: at most 8, then one from the first to
+		// the last, so that the statement stays small.
+		var spans [][2]time.Time
+		for d := hours.Truncate(day); d.Before(asked); d = d.Add(day) {
+			if b := uint32(d.Unix()); t[dayCheck][b] == t[dayHourRecords][b] {
+				continue
+			}
+			a, e := d, d.Add(day)
+			if hours.After(a) {
+				a = hours
+			}
+			if asked.Before(e) {
+				e = asked
+			}
+			if n := len(spans); n > 0 && spans[n-1][1].Equal(a) {
+				spans[n-1][1] = e
+			} else {
+				spans = append(spans, [2]time.Time{a, e})
+			}
+		}
+		if len(spans) > 8 {
+			spans = [][2]time.Time{{spans[0][0], spans[len(spans)-1][1]}}
+		}
+		if len(spans) > 0 {
+			var or []string
+			for _, sp := range spans {
+				or = append(or, "(ts >= "+chdb.Time(sp[0])+" AND ts < "+chdb.Time(sp[1])+")")
+			}
+			t, err := s.totals(ctx, hourParts(" AND ("+strings.Join(or, " OR ")+")"))
+			if err != nil {
+				return out, err
+			}
+			hourBuckets(t)
+		}
+	}
 	slices.SortFunc(out[0], time.Time.Compare)
 	out[0] = slices.Compact(out[0])
 	return out, nil
 }
 
-// mismatched runs the parts of incompleteBuilt in one query and adds to out the buckets whose Check total
-// and record differ (none without parts), sorted.
-func (s *Server) mismatched(ctx context.Context, parts []string, out *builtBuckets) error {
-	if len(parts) == 0 {
-		return nil
-	}
+// totals are the sums of incompleteBuilt's rows, by kind and bucket (unix seconds).
+type totals map[uint8]map[uint32]uint64
+
+// totals runs the parts of incompleteBuilt (rows k, b, v) in one query and sums v per kind and bucket.
+// It returns a few rows per day and asked hour of one range.
+func (s *Server) totals(ctx context.Context, parts []string) (totals, error) {
+	out := totals{}
 	var k proto.ColUInt8
 	var b proto.ColUInt32
+	var v proto.ColUInt64
 	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
-		Body:   "SELECT k, b FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY k, b HAVING sum(c) != sum(r) ORDER BY k, b",
-		Result: proto.Results{{Name: "k", Data: &k}, {Name: "b", Data: &b}},
+		Body:   "SELECT k, b, sum(v) AS v FROM (" + strings.Join(parts, " UNION ALL ") + ") GROUP BY k, b",
+		Result: proto.Results{{Name: "k", Data: &k}, {Name: "b", Data: &b}, {Name: "v", Data: &v}},
 		OnResult: func(ctx context.Context, _ proto.Block) error {
 			for i := range k {
-				if k[i] > 1 {
-					return fmt.Errorf("built rollup %d", k[i])
+				if out[k[i]] == nil {
+					out[k[i]] = map[uint32]uint64{}
 				}
-				out[k[i]] = append(out[k[i]], time.Unix(int64(b[i]), 0).UTC())
+				out[k[i]][b[i]] += v[i]
 			}
 			return nil
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("built rollups' completeness: %w", err)
+		return nil, fmt.Errorf("built rollups' completeness: %w", err)
 	}
-	return nil
+	return out, nil
 }

@@ -91,6 +91,9 @@ type Rollups struct {
 	// builtSince are the epochs of the built rollups (Hour, then Day; see schema.BuiltEpoch): buckets
 	// before them were written by views and are complete. Zero when none is recorded.
 	builtSince [2]time.Time
+	// utcDays is Day as the server's time zone allows it (a read may turn Day off for itself): the day
+	// buckets are UTC days (see incompleteBuilt).
+	utcDays bool
 }
 
 // Widen returns the range that a plan of [from, to) can answer exactly. An edge at or after RawSince stays

@@ -336,6 +336,7 @@ func (s *Server) rollupsFor(ctx context.Context) (Rollups, error) {
 	if r.builtSince, err = s.builtEpochs(ctx); err != nil {
 		return Rollups{}, err
 	}
+	r.utcDays = r.Day
 	s.cacheable = s.localTables(ctx)
 	s.rollups = &r
 	return r, nil
