@@ -689,3 +689,38 @@ func BenchmarkBuildRollupsIdle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildRollupsSpan builds the 24 closed hours of one service's day (5 hosts × 10 profiles × 500
+// stacks an hour) and the day, with one delta per hour (span=1) or one for the whole day (span=24).
+func BenchmarkBuildRollupsSpan(b *testing.B) {
+	cfg := testenv.Servers(b)
+	db := builtTestDB(b, cfg.ClickHouseAddr, cfg.ClickHouseUser, cfg.ClickHousePassword)
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	setBuiltEpochs(b, db, day)
+	for h := range 24 {
+		insertRaw(b, db, "span", day.Add(time.Duration(h)*time.Hour), 5, 10, 500)
+	}
+	for _, span := range []int{1, 24} {
+		b.Run(fmt.Sprintf("span=%d", span), func(b *testing.B) {
+			j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
+			j.Builds.MaxSpan = span
+			for range b.N {
+				b.StopTimer()
+				for _, t := range []string{hourBuilt.Table, dayBuilt.Table, schema.Builds} {
+					if err := db.Exec(ctx, "TRUNCATE TABLE "+db.Table(t)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				res, err := j.BuildRollups(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Built != 25 || res.Deltas != 24/span+1 {
+					b.Fatalf("%+v, want 24 hours and the day built in %d deltas", res, 24/span+1)
+				}
+			}
+		})
+	}
+}
