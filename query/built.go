@@ -102,19 +102,19 @@ var builtChecks = func() (out [2]schema.BuiltRollup) {
 
 // incompleteBuilt returns the incomplete hour and day buckets of service's built rollups in the UTC days
 // that hold [from, to): every bucket that a plan of the range may read lies in them, including those read
-// whole past its edges. It compares Check totals with the newest records' totals, per bucket, summed by
-// ClickHouse into a few rows per day (and per hour where asked); the statements do not grow with anything.
+// whole past its edges. It compares Check totals with the newest records' totals, per bucket, read by
+// ClickHouse as a few rows per day (and per hour where asked); the statements do not grow with anything.
 //
 // The hour Check table holds a row per stack and hour, so its hours of a week cost more than all the rest:
 // hours are asked about only in the days where they may be incomplete, found from the day Check table
 // (24 times smaller) as the janitor's builder does: a record is its hour's Check total when it was written
-// and totals only grow, so each record is at most its hour's total now, and the records of a day sum to
-// the day's Check total only if every hour of the day is complete. The first query reads, per day, the
-// Check total, the day's record and the sum of its hours' records, and the hours of the range's last day
-// when that day is not settled (it is today's or was just closed: its hours are asked about at once rather
-// than in a second round trip); a second query reads the hours of the other days whose records fall short,
-// which only late data or a build not done yet leaves. Without UTC days every hour of the range is asked
-// about in one query.
+// and totals only grow, so each record is at most its hour's total now, and the records of a day's hours
+// sum to the day's Check total only if every hour of the day is complete. The first query reads, per
+// bucket, the day Check totals and the records of both rollups, and the hour Check totals of the range's
+// last day when that day is not settled (today's, or closed just now: its hours would need asking anyway);
+// a second query reads the hour Check totals of the other days whose hours' records fall short, which
+// only late data or a build not done yet leaves. Without UTC days every hour of the range is asked about
+// in one query.
 //
 // Buckets before the rollup's epoch are not asked about, nor those older than the retention horizon of the
 // table a plan would read instead (hours before the raw one, days before the hour one): there the rollup is
@@ -135,93 +135,53 @@ func (s *Server) incompleteBuilt(ctx context.Context, service string, r Rollups,
 				a = t
 			}
 		}
+		a = ceilTo(a, [2]time.Duration{time.Hour, day}[i]) // a bucket that starts before the epoch is complete
 		if !a.Before(hi) {
 			return time.Time{}
 		}
 		return a
 	}
 	hours, days := start(0), start(1)
-	svc := " WHERE service = " + chdb.String(service)
-	span := func(a, b time.Time) string { return " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(b) }
-	// The parts of a query: rows (k, b, v) summed per (k, b) by totals.
-	const (
-		hourCheck = iota
-		hourRecord
-		dayCheck
-		dayRecord
-		dayHourRecords
-	)
-	part := func(k int, table, bucket, value, where string) string {
-		return "SELECT toUInt8(" + chdb.Uint(uint64(k)) + ") AS k, toUInt32(" + bucket + ") AS b, toUInt64(" + value + ") AS v FROM " +
-			s.ch.Table(table) + where + " GROUP BY b"
-	}
-	records := func(rollup, where string) string {
-		return "(SELECT ts, argMax(total, version) AS total FROM " + s.ch.Table(schema.Builds) + where +
-			" AND rollup_table = " + chdb.String(rollup) + " GROUP BY ts)"
-	}
-	hourParts := func(where string) []string {
-		return []string{
-			part(hourCheck, schema.HourAll, "ts", "sum(count)", svc+where),
-			"SELECT toUInt8(" + chdb.Uint(hourRecord) + ") AS k, toUInt32(ts) AS b, toUInt64(total) AS v FROM " + records(schema.Hour, svc+where),
-		}
-	}
-	// hourBuckets adds to out the hours whose Check total and record differ.
-	hourBuckets := func(t totals) {
-		for b, v := range t[hourCheck] {
-			if t[hourRecord][b] != v {
-				out[0] = append(out[0], time.Unix(int64(b), 0).UTC())
-			}
-		}
-		for b, v := range t[hourRecord] {
-			if _, ok := t[hourCheck][b]; !ok && v != 0 {
-				out[0] = append(out[0], time.Unix(int64(b), 0).UTC())
-			}
-		}
-	}
 	if !r.utcDays {
-		// The planner reads no day; hours are checked one by one.
-		if hours.IsZero() {
-			return out, nil
-		}
-		t, err := s.totals(ctx, hourParts(span(hours, hi)))
-		if err != nil {
-			return out, err
-		}
-		hourBuckets(t)
-		slices.SortFunc(out[0], time.Time.Compare)
-		return out, nil
+		days = time.Time{} // the planner reads no day
 	}
-	var q []string
-	// The day Check totals serve both rollups: from the first day either needs.
-	first := days
-	if !hours.IsZero() && (first.IsZero() || hours.Truncate(day).Before(first)) {
-		first = hours.Truncate(day)
+	first := days // of the records and day totals read
+	if !hours.IsZero() && (first.IsZero() || hours.Before(first)) {
+		first = hours
 	}
 	if first.IsZero() {
 		return out, nil
 	}
-	q = append(q, part(dayCheck, schema.DayAll, "ts", "sum(count)", svc+span(first, hi)))
-	if !days.IsZero() {
-		q = append(q, "SELECT toUInt8("+chdb.Uint(dayRecord)+") AS k, toUInt32(ts) AS b, toUInt64(total) AS v FROM "+records(schema.Day, svc+span(days, hi)))
+	first = first.Truncate(day)
+	svc := " WHERE service = " + chdb.String(service)
+	span := func(a, b time.Time) string { return " AND ts >= " + chdb.Time(a) + " AND ts < " + chdb.Time(b) }
+	// The parts of a query, rows (k, b, v) summed per (k, b) by totals.
+	checks := func(k uint8, table, where string) string {
+		return "SELECT toUInt8(" + chdb.Uint(uint64(k)) + ") AS k, toUInt32(ts) AS b, toUInt64(sum(count)) AS v FROM " +
+			s.ch.Table(table) + svc + where + " GROUP BY ts"
 	}
-	// The last day's hours at once when it is not settled.
-	asked := hi
-	if !hours.IsZero() {
-		q = append(q, "SELECT toUInt8("+chdb.Uint(dayHourRecords)+") AS k, toUInt32(toStartOfDay(ts)) AS b, toUInt64(sum(total)) AS v FROM "+
-			records(schema.Hour, svc+span(hours, hi))+" GROUP BY b")
-		if last := hi.Add(-day); r.Settled.IsZero() || hi.After(r.Settled) {
-			asked = last
+	q := []string{"SELECT toUInt8(if(rollup_table = " + chdb.String(schema.Day) + ", " + chdb.Uint(dayRecord) + ", " + chdb.Uint(hourRecord) +
+		")) AS k, toUInt32(ts) AS b, toUInt64(argMax(total, version)) AS v FROM " + s.ch.Table(schema.Builds) + svc + span(first, hi) +
+		" AND rollup_table IN (" + chdb.Strings([]string{schema.Hour, schema.Day}) + ") GROUP BY rollup_table, ts"}
+	var asked [][2]time.Time // the spans of hours whose Check totals are read
+	if r.utcDays {
+		q = append(q, checks(dayCheck, schema.DayAll, span(first, hi)))
+		if last := hi.Add(-day); !hours.IsZero() && (r.Settled.IsZero() || hi.After(r.Settled)) {
 			if hours.After(last) {
-				asked = hours
+				last = hours
 			}
-			q = append(q, hourParts(span(asked, hi))...)
+			asked = append(asked, [2]time.Time{last, hi})
 		}
+	} else if !hours.IsZero() {
+		asked = append(asked, [2]time.Time{hours, hi})
+	}
+	if len(asked) > 0 {
+		q = append(q, checks(hourCheck, schema.HourAll, span(asked[0][0], asked[0][1])))
 	}
 	t, err := s.totals(ctx, q)
 	if err != nil {
 		return out, err
 	}
-	hourBuckets(t)
 	if !days.IsZero() {
 		for d := days; d.Before(hi); d = d.Add(day) {
 			if b := uint32(d.Unix()); t[dayCheck][b] != t[dayRecord][b] {
@@ -229,47 +189,75 @@ func (s *Server) incompleteBuilt(ctx context.Context, service string, r Rollups,
 			}
 		}
 	}
-	if !hours.IsZero() {
+	if r.utcDays && !hours.IsZero() {
 		// The days before the ones asked about whose hours' records fall short of the day's total, as
 		// ranges of ts, which prune the Check table's partitions: at most 8, then one from the first to
 		// the last, so that the statement stays small.
-		var spans [][2]time.Time
-		for d := hours.Truncate(day); d.Before(asked); d = d.Add(day) {
-			if b := uint32(d.Unix()); t[dayCheck][b] == t[dayHourRecords][b] {
+		end := hi
+		if len(asked) > 0 {
+			end = asked[0][0]
+		}
+		recorded := map[uint32]uint64{} // per day: at most the range's days
+		for b, v := range t[hourRecord] {
+			recorded[b-b%86400] += v
+		}
+		var more [][2]time.Time
+		for d := hours.Truncate(day); d.Before(end); d = d.Add(day) {
+			if b := uint32(d.Unix()); t[dayCheck][b] == recorded[b] {
 				continue
 			}
 			a, e := d, d.Add(day)
 			if hours.After(a) {
 				a = hours
 			}
-			if asked.Before(e) {
-				e = asked
+			if end.Before(e) {
+				e = end
 			}
-			if n := len(spans); n > 0 && spans[n-1][1].Equal(a) {
-				spans[n-1][1] = e
+			if n := len(more); n > 0 && more[n-1][1].Equal(a) {
+				more[n-1][1] = e
 			} else {
-				spans = append(spans, [2]time.Time{a, e})
+				more = append(more, [2]time.Time{a, e})
 			}
 		}
-		if len(spans) > 8 {
-			spans = [][2]time.Time{{spans[0][0], spans[len(spans)-1][1]}}
+		if len(more) > 8 {
+			more = [][2]time.Time{{more[0][0], more[len(more)-1][1]}}
 		}
-		if len(spans) > 0 {
+		if len(more) > 0 {
 			var or []string
-			for _, sp := range spans {
+			for _, sp := range more {
 				or = append(or, "(ts >= "+chdb.Time(sp[0])+" AND ts < "+chdb.Time(sp[1])+")")
 			}
-			t, err := s.totals(ctx, hourParts(" AND ("+strings.Join(or, " OR ")+")"))
+			t2, err := s.totals(ctx, []string{checks(hourCheck, schema.HourAll, " AND ("+strings.Join(or, " OR ")+")")})
 			if err != nil {
 				return out, err
 			}
-			hourBuckets(t)
+			for b, v := range t2[hourCheck] {
+				if t[hourCheck] == nil {
+					t[hourCheck] = map[uint32]uint64{}
+				}
+				t[hourCheck][b] = v
+			}
+			asked = append(asked, more...)
+		}
+	}
+	for _, sp := range asked {
+		for h := sp[0]; h.Before(sp[1]); h = h.Add(time.Hour) {
+			if b := uint32(h.Unix()); t[hourCheck][b] != t[hourRecord][b] {
+				out[0] = append(out[0], h)
+			}
 		}
 	}
 	slices.SortFunc(out[0], time.Time.Compare)
-	out[0] = slices.Compact(out[0])
 	return out, nil
 }
+
+// The kinds of totals incompleteBuilt reads.
+const (
+	hourCheck = iota
+	hourRecord
+	dayCheck
+	dayRecord
+)
 
 // totals are the sums of incompleteBuilt's rows, by kind and bucket (unix seconds).
 type totals map[uint8]map[uint32]uint64
