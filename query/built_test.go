@@ -483,7 +483,8 @@ func TestIncompleteBuiltBuckets(t *testing.T) {
 // built rollups' epochs and pays the check (one query, then the same plan), "unchecked" is the same server
 // with no epochs (every bucket counts as complete: no check), with the segment cache off and on;
 // "functions" is the functions table of the same selection (12-hour buckets: hours only, so the check asks
-// about every hour of the range); "check" is the check query of the top read alone. Data: 8.5 days of 10 hosts, one profile every 10 minutes with 40 of 2,000 stacks
+// about every hour of the range); "check" is the check query of the top read alone, "roundtrip" a trivial
+// query (the floor of any query on this server). Data: 8.5 days of 10 hosts, one profile every 10 minutes with 40 of 2,000 stacks
 // (about 490,000 rows).
 //
 //	go test ./query -run X -bench BuiltCheck -benchtime 20x -count 5
@@ -568,6 +569,15 @@ func BenchmarkBuiltCheck(b *testing.B) {
 			})
 		}
 	}
+	b.Run("roundtrip", func(b *testing.B) { // the floor: one trivial query on the same connections
+		s, _ := servers(-1)
+		var one proto.ColUInt8
+		for range b.N {
+			if err := s.ch.DoLimited(ctx, s.limits(), ch.Query{Body: "SELECT toUInt8(1) AS one", Result: proto.Results{{Name: "one", Data: &one}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("check", func(b *testing.B) {
 		s, _ := servers(-1)
 		r, err := s.rollupsFor(ctx)
