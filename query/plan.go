@@ -145,7 +145,8 @@ func (r Rollups) ForSelection(sel Selection) Rollups {
 // when it is settled (see Rollups.Settled) and that reads fewer rows, added whole while the part of it
 // outside the range is subtracted, planned the same way one level finer. A range that starts a second after
 // midnight thus reads one day and subtracts one second of raw rows instead of reading 23 hours, 59 minutes
-// and 59 seconds. Segments are never empty; without subtraction they are in time order.
+// and 59 seconds. An hour or day bucket that Rollups.Incomplete names is planned one level finer, and never
+// read whole past an edge. Segments are never empty; without subtraction they are in time order.
 func Plan(from, to time.Time, r Rollups) []Segment {
 	from, to = from.UTC(), to.UTC()
 	if !from.Before(to) {
