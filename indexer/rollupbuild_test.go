@@ -724,3 +724,44 @@ func BenchmarkBuildRollupsSpan(b *testing.B) {
 		})
 	}
 }
+
+// Run builds on a ticker of its own (Builds.Interval), not on the sweeps' hourly one: a profile arriving
+// late in a built hour is built within a few of its ticks.
+func TestJanitorRunBuildsOnItsOwnTicker(t *testing.T) {
+	r := newRig(t)
+	db := r.st.CH
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	d0 := today.AddDate(0, 0, -2)
+	setBuiltEpochs(t, db, d0)
+	cons := r.indexer(t)
+	r.upload(t, "ticker", 4, 2, d0.Add(8*time.Hour))
+	r.indexed(t, cons)
+
+	j := newBuilder(t, db)
+	j.Builds.Interval = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx, time.Hour) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	waitRecorded := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if unrecorded(t, db, hourBuilt, "ticker", d0, today)+unrecorded(t, db, dayBuilt, "ticker", d0, today) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not built 20 s later", what)
+			}
+		}
+	}
+	waitRecorded("at start")
+	r.upload(t, "ticker", 2, 2, d0.Add(8*time.Hour+30*time.Minute))
+	r.indexed(t, cons)
+	waitRecorded("the late profiles")
+	exactBuilt(t, db, "ticker", d0, today)
+}
