@@ -691,7 +691,8 @@ func BenchmarkBuildRollupsIdle(b *testing.B) {
 }
 
 // BenchmarkBuildRollupsSpan builds the 24 closed hours of one service's day (5 hosts × 10 profiles × 500
-// stacks an hour) and the day, with one delta per hour (span=1) or one for the whole day (span=24).
+// stacks an hour) and the day, with one delta per hour (span=1), per 6 hours (the default) or one for
+// the whole day (span=24).
 func BenchmarkBuildRollupsSpan(b *testing.B) {
 	cfg := testenv.Servers(b)
 	db := builtTestDB(b, cfg.ClickHouseAddr, cfg.ClickHouseUser, cfg.ClickHousePassword)
@@ -701,7 +702,7 @@ func BenchmarkBuildRollupsSpan(b *testing.B) {
 	for h := range 24 {
 		insertRaw(b, db, "span", day.Add(time.Duration(h)*time.Hour), 5, 10, 500)
 	}
-	for _, span := range []int{1, 24} {
+	for _, span := range []int{1, 6, 24} {
 		b.Run(fmt.Sprintf("span=%d", span), func(b *testing.B) {
 			j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
 			j.Builds.MaxSpan = span
