@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
@@ -54,12 +55,13 @@ func (s *Server) builtEpochs(ctx context.Context) ([2]time.Time, error) {
 }
 
 // planSelection plans sel on the rollups r (already narrowed for the selection and the read, see
-// ForSelection and bucketRollups). A filtered selection whose plan reads an hour or day bucket learns
+// ForSelection and bucketRollups) for the reads by bucket (bucketSums, bucketTotals; sums overlaps the
+// check with its read, see checkedReads). A filtered selection whose plan reads an hour or day bucket learns
 // which buckets of its days are incomplete (see incompleteBuilt) and is planned again without them; other
 // plans cost no query.
 func (s *Server) planSelection(ctx context.Context, sel Selection, r Rollups) ([]Segment, error) {
 	segs := Plan(sel.From, sel.To, r)
-	if !sel.HasFilters() || !slices.ContainsFunc(segs, func(s Segment) bool { return s.Gran == Hour || s.Gran == Day }) {
+	if !readsBuilt(sel, segs) {
 		return segs, nil
 	}
 	inc, err := s.incompleteBuilt(ctx, sel.Service, r, sel.From, sel.To)
@@ -71,6 +73,110 @@ func (s *Server) planSelection(ctx context.Context, sel Selection, r Rollups) ([
 	}
 	r.Incomplete = inc.has
 	return Plan(sel.From, sel.To, r), nil
+}
+
+// readsBuilt reports whether a plan of sel reads a built rollup: a filtered selection's hour or day segment.
+func readsBuilt(sel Selection, segs []Segment) bool {
+	return sel.HasFilters() && slices.ContainsFunc(segs, func(s Segment) bool { return s.Gran == Hour || s.Gran == Day })
+}
+
+// checkedReads plans the selections of sums on the rollups as of now and reads their segments (readCached,
+// readFresh). A filtered selection whose plan reads a built rollup's bucket needs the completeness check
+// (see incompleteBuilt); rather than wait for it, its plan is read meanwhile as if every bucket were
+// complete, which they are but for the last hour or so before the janitor's next build, and the check
+// runs beside the read. When the check finds an incomplete bucket, the selection is planned again and
+// only the segments that the first plan did not read are read. A read of an incomplete bucket may have
+// gone into the segment cache: the cache keeps the sums of a segment's query for the parts it read, which
+// is what that query returns for them, and a plan reads the bucket only once complete.
+func (s *Server) checkedReads(ctx context.Context, sels []Selection) ([]segmentRead, error) {
+	r, err := s.rollupsFor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r = s.horizons(r, time.Now())
+	type check struct {
+		r    Rollups
+		segs []Segment
+		inc  builtBuckets
+		err  error
+	}
+	checks := make([]*check, len(sels)) // at most two: a comparison and its baseline
+	bounds := make([][2]int, len(sels)) // each side's reads
+	var reads []segmentRead
+	var wg sync.WaitGroup
+	for i, sel := range sels {
+		ru := r.ForSelection(sel)
+		segs := Plan(sel.From, sel.To, ru)
+		n := len(reads)
+		reads = append(reads, s.segmentReads(side(i), sel, segs, r)...)
+		bounds[i] = [2]int{n, len(reads)}
+		if readsBuilt(sel, segs) {
+			c := &check{r: ru, segs: segs}
+			checks[i] = c
+			wg.Go(func() { c.inc, c.err = s.incompleteBuilt(ctx, sel.Service, ru, sel.From, sel.To) })
+		}
+	}
+	err = s.readCached(ctx, reads)
+	if err == nil {
+		err = s.readFresh(ctx, reads)
+	}
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	replanned := false
+	var out []segmentRead
+	var todo []int // the reads of out still to read
+	for i, sel := range sels {
+		mine := reads[bounds[i][0]:bounds[i][1]]
+		if c := checks[i]; c != nil {
+			if c.err != nil {
+				return nil, c.err
+			}
+			if len(c.inc[0])+len(c.inc[1]) > 0 {
+				c.r.Incomplete = c.inc.has
+				if segs := Plan(sel.From, sel.To, c.r); !sameSegments(segs, c.segs) {
+					// The new plan's segments, those of the first plan kept with what was read.
+					replanned = true
+					old := mine
+					mine = nil
+					for _, rd := range s.segmentReads(side(i), sel, segs, r) {
+						if k := slices.IndexFunc(old, func(o segmentRead) bool { return o.from == rd.from }); k >= 0 {
+							rd = old[k]
+						} else {
+							todo = append(todo, len(out)+len(mine))
+						}
+						mine = append(mine, rd)
+					}
+				}
+			}
+		}
+		out = append(out, mine...)
+	}
+	if !replanned {
+		return reads, nil
+	}
+	more := make([]segmentRead, len(todo))
+	for j, k := range todo {
+		more[j] = out[k]
+	}
+	if err := s.readCached(ctx, more); err != nil {
+		return nil, err
+	}
+	if err := s.readFresh(ctx, more); err != nil {
+		return nil, err
+	}
+	for j, k := range todo {
+		out[k] = more[j]
+	}
+	return out, nil
+}
+
+// sameSegments reports whether two plans are the same segments.
+func sameSegments(a, b []Segment) bool {
+	return slices.EqualFunc(a, b, func(x, y Segment) bool {
+		return x.Gran == y.Gran && x.Sign == y.Sign && x.From.Equal(y.From) && x.To.Equal(y.To)
+	})
 }
 
 // builtBuckets are the starts of buckets of the built rollups, hour then day, each sorted.

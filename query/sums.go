@@ -11,19 +11,13 @@ import (
 )
 
 // sums returns the segment sums of one or two selections (the comparison, then a diff's baseline). It goes
-// in stages: planReads splits each selection into segments (see Plan); readCached takes from the cache the
-// settled segments whose data has not changed; readFresh reads all the others from ClickHouse in one query
-// and caches the settled ones; results hands them on, to be merged into a view of the service's trie (see
-// view).
+// in stages: each selection is split into segments (see Plan, and checkedReads for the built rollups);
+// readCached takes from the cache the settled segments whose data has not changed; readFresh reads all the
+// others from ClickHouse in one query and caches the settled ones; results hands them on, to be merged
+// into a view of the service's trie (see view).
 func (s *Server) sums(ctx context.Context, sels ...Selection) ([]segmentSums, error) {
-	reads, err := s.planReads(ctx, sels)
+	reads, err := s.checkedReads(ctx, sels)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.readCached(ctx, reads); err != nil {
-		return nil, err
-	}
-	if err := s.readFresh(ctx, reads); err != nil {
 		return nil, err
 	}
 	return results(reads), nil
@@ -61,30 +55,19 @@ type segmentRead struct {
 	cached  bool      // sums came from the cache
 }
 
-// planReads returns the segments of the selections' plans, as of now, side by side.
-func (s *Server) planReads(ctx context.Context, sels []Selection) ([]segmentRead, error) {
-	r, err := s.rollupsFor(ctx)
-	if err != nil {
-		return nil, err
+// segmentReads returns the reads of the segments of one side's selection, planned on r.
+func (s *Server) segmentReads(sd side, sel Selection, segs []Segment, r Rollups) []segmentRead {
+	reads := make([]segmentRead, 0, len(segs))
+	for _, seg := range segs {
+		reads = append(reads, segmentRead{
+			side:    sd,
+			seg:     seg,
+			table:   seg.Table(sel.HasFilters()),
+			from:    s.segmentFrom(sel, seg),
+			settled: s.cache != nil && s.cacheable && !seg.To.After(r.Settled),
+		})
 	}
-	r = s.horizons(r, time.Now())
-	var reads []segmentRead
-	for i, sel := range sels {
-		segs, err := s.planSelection(ctx, sel, r.ForSelection(sel))
-		if err != nil {
-			return nil, err
-		}
-		for _, seg := range segs {
-			reads = append(reads, segmentRead{
-				side:    side(i),
-				seg:     seg,
-				table:   seg.Table(sel.HasFilters()),
-				from:    s.segmentFrom(sel, seg),
-				settled: s.cache != nil && s.cacheable && !seg.To.After(r.Settled),
-			})
-		}
-	}
-	return reads, nil
+	return reads
 }
 
 // readCached sets the version of the settled segments, from one listing of the parts under all of them, and
