@@ -21,9 +21,10 @@ import (
 // may be read only when it is complete: it starts before the rollup's epoch (schema.BuiltEpoch: the views
 // wrote it), or the newest record of it in schema.Builds has the total that its Check table, view-fed and
 // always complete, holds now (a bucket without samples and without a record is complete too). Before a
-// filtered read, planSelection asks ClickHouse which buckets of the plan's days are not (one small query,
-// two when a day before the last one is incomplete; see incompleteBuilt), and plans those one level finer
-// (see Rollups.Incomplete).
+// filtered read, checkedReads and planChecked ask ClickHouse which buckets of the plan's days are not (one
+// small query, two when a day before the last one is incomplete; see incompleteBuilt), beside a read of
+// the plan as if they all were, and plan the incomplete ones one level finer (see Rollups.Incomplete),
+// reading again what that changes.
 
 // builtEpochs reads the epochs of the built rollups, hour then day: the smallest since recorded for each,
 // zero when none is (every bucket of that rollup then counts as complete: a database has none only while
@@ -54,25 +55,37 @@ func (s *Server) builtEpochs(ctx context.Context) ([2]time.Time, error) {
 	return out, nil
 }
 
-// planSelection plans sel on the rollups r (already narrowed for the selection and the read, see
-// ForSelection and bucketRollups) for the reads by bucket (bucketSums, bucketTotals; sums overlaps the
-// check with its read, see checkedReads). A filtered selection whose plan reads an hour or day bucket learns
-// which buckets of its days are incomplete (see incompleteBuilt) and is planned again without them; other
-// plans cost no query.
-func (s *Server) planSelection(ctx context.Context, sel Selection, r Rollups) ([]Segment, error) {
+// planChecked plans sel on the rollups r (already narrowed for the selection and the read, see
+// ForSelection and bucketRollups) and calls read with the plan's segments. When a filtered selection's
+// plan reads a built rollup's hour or day bucket, the completeness check (see incompleteBuilt) runs beside
+// that read, as in checkedReads, and when it finds incomplete buckets that change the plan, read is called
+// again with the new plan: what it reads then replaces what it read first. Other plans cost no query. The
+// reads by bucket (bucketSums, bucketTotals) use it; the check and the first read overlap.
+func (s *Server) planChecked(ctx context.Context, sel Selection, r Rollups, read func([]Segment) error) error {
 	segs := Plan(sel.From, sel.To, r)
 	if !readsBuilt(sel, segs) {
-		return segs, nil
+		return read(segs)
 	}
-	inc, err := s.incompleteBuilt(ctx, sel.Service, r, sel.From, sel.To)
+	var inc builtBuckets
+	var cerr error
+	var wg sync.WaitGroup
+	wg.Go(func() { inc, cerr = s.incompleteBuilt(ctx, sel.Service, r, sel.From, sel.To) })
+	err := read(segs)
+	wg.Wait()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(inc[0]) == 0 && len(inc[1]) == 0 {
-		return segs, nil
+	if cerr != nil {
+		return cerr
+	}
+	if len(inc[0])+len(inc[1]) == 0 {
+		return nil
 	}
 	r.Incomplete = inc.has
-	return Plan(sel.From, sel.To, r), nil
+	if again := Plan(sel.From, sel.To, r); !sameSegments(again, segs) {
+		return read(again)
+	}
+	return nil
 }
 
 // readsBuilt reports whether a plan of sel reads a built rollup: a filtered selection's hour or day segment.

@@ -240,8 +240,8 @@ func (f *builtFixture) check(t *testing.T, ranges [][2]time.Time) []string {
 		if len(want) == 0 || fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%v..%v: stacks %v, want %v", rg[0], rg[1], got, want)
 		}
-		segs, err := f.s.planSelection(ctx, sel, f.rollups(t).ForSelection(sel))
-		if err != nil {
+		var segs []Segment // the last plan read
+		if err := f.s.planChecked(ctx, sel, f.rollups(t).ForSelection(sel), func(s []Segment) error { segs = s; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		plans = append(plans, segsString(segs))
@@ -540,11 +540,12 @@ func BenchmarkBuiltCheck(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			segs, err := s.planSelection(ctx, sel, s.horizons(r, time.Now()).ForSelection(sel))
-			if err != nil {
+			if err := s.planChecked(ctx, sel, s.horizons(r, time.Now()).ForSelection(sel), func(segs []Segment) error {
+				plans[i] = segsString(segs)
+				return nil
+			}); err != nil {
 				b.Fatal(err)
 			}
-			plans[i] = segsString(segs)
 		}
 		if plans[0] != plans[1] || !strings.Contains(plans[0], "day[") {
 			b.Fatalf("plans differ or read no day: checked %s, unchecked %s", plans[0], plans[1])

@@ -176,11 +176,17 @@ func bucketIndex(step int64) string {
 // grouped by bucket and stack. It returns the sums of each segment in each bucket, all on the comparison
 // side, and the indexes of each bucket's sums. These are not cached: the segment cache keys whole
 // segments.
-func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step int64, n int) ([]segmentSums, [][]int, error) {
-	segs, err := s.planSelection(ctx, sel, bucketRollups(ru.ForSelection(sel), step)) // bucketSegments, complete buckets only
-	if err != nil {
-		return nil, nil, err
-	}
+func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step int64, n int) (sums []segmentSums, bySide [][]int, err error) {
+	// bucketSegments, complete buckets only (see planChecked)
+	err = s.planChecked(ctx, sel, bucketRollups(ru.ForSelection(sel), step), func(segs []Segment) (err error) {
+		sums, bySide, err = s.bucketSumsOf(ctx, sel, segs, step, n)
+		return err
+	})
+	return sums, bySide, err
+}
+
+// bucketSumsOf is bucketSums of the plan segs.
+func (s *Server) bucketSumsOf(ctx context.Context, sel Selection, segs []Segment, step int64, n int) ([]segmentSums, [][]int, error) {
 	bySide := make([][]int, n)
 	if len(segs) == 0 {
 		return nil, bySide, nil
@@ -196,7 +202,7 @@ func (s *Server) bucketSums(ctx context.Context, sel Selection, ru Rollups, step
 	var seg, b proto.ColUInt32
 	var hash proto.ColUInt64
 	var count proto.ColInt64
-	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
 		Body:   strings.Join(parts, " UNION ALL "),
 		Result: proto.Results{{Name: "seg", Data: &seg}, {Name: "b", Data: &b}, {Name: "stack", Data: &hash}, {Name: "c", Data: &count}},
 		OnResult: func(ctx context.Context, _ proto.Block) error {
@@ -444,14 +450,20 @@ func positive(n int64) uint64 { return uint64(max(n, 0)) }
 // bucketSegments) grouped by bucket: out[i][0] is bucket i's samples of the stacks not in drop, out[i][1+k]
 // those of the stacks in sets[k]. The sets go as external tables (see learn), so the statement does not
 // grow with them.
-func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, step int64, n int, drop *proto.ColUInt64, sets ...*proto.ColUInt64) ([][]int64, error) {
+func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, step int64, n int, drop *proto.ColUInt64, sets ...*proto.ColUInt64) (out [][]int64, err error) {
+	// bucketSegments, complete buckets only (see planChecked)
+	err = s.planChecked(ctx, sel, bucketRollups(ru.ForSelection(sel), step), func(segs []Segment) (err error) {
+		out, err = s.bucketTotalsOf(ctx, sel, segs, step, n, drop, sets...)
+		return err
+	})
+	return out, err
+}
+
+// bucketTotalsOf is bucketTotals of the plan segs.
+func (s *Server) bucketTotalsOf(ctx context.Context, sel Selection, segs []Segment, step int64, n int, drop *proto.ColUInt64, sets ...*proto.ColUInt64) ([][]int64, error) {
 	out := make([][]int64, n)
 	for i := range out {
 		out[i] = make([]int64, 1+len(sets))
-	}
-	segs, err := s.planSelection(ctx, sel, bucketRollups(ru.ForSelection(sel), step)) // bucketSegments, complete buckets only
-	if err != nil {
-		return nil, err
 	}
 	if len(segs) == 0 {
 		return out, nil
@@ -485,7 +497,7 @@ func (s *Server) bucketTotals(ctx context.Context, sel Selection, ru Rollups, st
 	for k := range cs {
 		res = append(res, proto.ResultColumn{Name: "c" + strconv.Itoa(k), Data: &cs[k]})
 	}
-	err = s.ch.DoLimited(ctx, s.limits(), ch.Query{
+	err := s.ch.DoLimited(ctx, s.limits(), ch.Query{
 		Body:           strings.Join(parts, " UNION ALL "),
 		ExternalTables: ext,
 		Result:         res,
