@@ -10,7 +10,10 @@ import (
 // Defaults of the indexer's and the janitor's settings, declared once: Vars prints them and New falls
 // back to them.
 const (
-	DefaultBatchSize = 256
+	// DefaultBatchSize bounds the events of a pulled batch. Small profiles fill it (1,024 60-line profiles
+	// are 61k rows, one INSERT: the pipeline bench measured ClickHouse's CPU per profile 0.49 → 0.26 ms
+	// against 256); a batch of big profiles is cut to about maxBatchRows rows (see work).
+	DefaultBatchSize = 1024
 	// DefaultBatchWait is long enough for a round to carry a few hundred profiles at a few hundred a
 	// second: every INSERT round costs ClickHouse about twelve new parts whatever it holds (see fetch).
 	DefaultBatchWait            = 2 * time.Second

@@ -221,6 +221,11 @@ func (ix *Indexer) work(ctx context.Context) {
 		}
 		b.Ack()
 		size = min(ix.cfg.BatchSize, size*2)
+		if b.Indexed > 0 && b.Rows > b.Indexed {
+			// Pull about one INSERT's worth of rows (maxBatchRows) at a time: the profiles of a pulled
+			// batch are all in memory at once, so big ones come in fewer events (250 of 2,000 lines).
+			size = max(1, min(size, maxBatchRows*b.Indexed/b.Rows))
+		}
 		if b.Indexed == 0 && b.Retried > 0 {
 			// ClickHouse refused everything it was given: the server may refuse all data for now (a
 			// broken schema, a full disk), so wait as after a failure rather than spin through the stream.
