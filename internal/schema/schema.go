@@ -132,7 +132,8 @@ const Builds = "rollup_builds"
 
 // BuiltEpoch is the name, in Epochs, of the first bucket of a built rollup that needs a record in Builds
 // (the builder builds and readers check from there on; buckets before it are read as they are). Schema step
-// 7 sets it to 1970-01-01 for both: every bucket needs a record, the ones the dropped views wrote too,
+// 7 sets it to 2000-01-01 for both (not 0, which 18.16 writes as 0000-00-00 in text formats and current
+// servers read back as another date): every bucket needs a record, the ones the dropped views wrote too,
 // since a profile indexed later with an old timestamp reaches no view. Readers and the builder still trust
 // the buckets older than their source's retention (see indexer.RollupBuilds and query.Rollups): nothing
 // can be added to them, and nothing read instead.
@@ -170,12 +171,12 @@ func (b BuiltRollup) DeltaQuery(table func(string) string, service string, from,
 		") GROUP BY b, " + keys + " HAVING sum(c) != 0"
 }
 
-// recordBuiltEpochs records BuiltEpoch of each built rollup: 1970-01-01, every bucket.
+// recordBuiltEpochs records BuiltEpoch of each built rollup: 2000-01-01, every bucket.
 func recordBuiltEpochs(ctx context.Context, db *chdb.DB) error {
 	name, since := new(proto.ColStr), proto.ColDateTime{}
 	for _, b := range Built {
 		name.Append(BuiltEpoch(b.Table))
-		since.Append(time.Unix(0, 0))
+		since.Append(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))
 	}
 	if err := db.Insert(ctx, Epochs, proto.Input{{Name: "name", Data: name}, {Name: "since", Data: &since}}); err != nil {
 		return fmt.Errorf("record the built rollups' epochs: %w", err)
