@@ -200,8 +200,18 @@ func (j *Janitor) buildRollup(ctx context.Context, b schema.BuiltRollup, budget 
 		return res, err
 	}
 	now := j.Now()
+	loc, err := j.serverLocation(ctx)
+	if err != nil {
+		return res, err
+	}
 	if days := j.sourceDays(b); days > 0 {
-		if bound := now.AddDate(0, 0, -days); bound.After(lo) {
+		// From the next whole day on: the hours of a partial day at the start would be read every run
+		// (see completeDays), and the ones left out were built when they were recent.
+		bound, err := j.bucketOf(ctx, dayRollup(), now.AddDate(0, 0, -days))
+		if err != nil {
+			return res, err
+		}
+		if bound = bucketEnd(dayRollup(), bound, loc); bound.After(lo) {
 			lo = bound
 		}
 	}
@@ -211,10 +221,6 @@ func (j *Janitor) buildRollup(ctx context.Context, b schema.BuiltRollup, budget 
 	}
 	if !lo.Before(hi) {
 		return res, nil
-	}
-	loc, err := j.serverLocation(ctx)
-	if err != nil {
-		return res, err
 	}
 	skip, err := j.completeDays(ctx, b, lo, hi, loc)
 	if err != nil {
@@ -309,16 +315,13 @@ func (j *Janitor) bucketOf(ctx context.Context, b schema.BuiltRollup, t time.Tim
 // the hour's Check total when it was written and totals only grow (deletions delete the records too), so
 // each record is at most its hour's total now, and their sum can equal the day's (the sum of its hours)
 // only if each does, with no hour holding samples and no record. So the hours are read only in the days
-// of the window where the sums differ for some service, and in the partial days at its ends (today's
-// above all). A day takes a small read of the day Check table and of the records.
+// of the window where the sums differ for some service, and in a partial day at its start (the window
+// starts at a whole day but for an epoch within one). The partial day at its end (today) is checked the
+// same way, its open hours taken out (partialDayIncomplete). A day takes a small read of the day Check
+// table and of the records.
 func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi time.Time, loc *time.Location) (string, error) {
-	var day schema.BuiltRollup
-	for _, c := range schema.Built {
-		if c.Source == b.Table {
-			day = c
-		}
-	}
-	if day.Table == "" {
+	day := dayRollup()
+	if day.Source != b.Table {
 		return "", nil
 	}
 	first, err := j.bucketOf(ctx, day, lo)
@@ -332,37 +335,48 @@ func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi
 	if err != nil {
 		return "", err
 	}
-	if !first.Before(end) {
-		return "", nil
+	if first.After(end) {
+		return "", nil // the window lies in one day, partial at its start: read it whole
 	}
-	whole := " AND ts >= " + chdb.Time(first) + " AND ts < " + chdb.Time(end)
-	incomplete := "SELECT DISTINCT d FROM (" +
-		"SELECT service, ts AS d, sum(count) AS total FROM " + j.db.Table(day.Check) +
-		" WHERE service != " + chdb.String(schema.MarkerService) + whole + " GROUP BY service, d" +
-		") ANY LEFT JOIN (" +
-		"SELECT service, " + day.Bucket + " AS d, sum(rec) AS recorded FROM (" +
-		"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
-		" WHERE rollup_table = " + chdb.String(b.Table) + whole + " GROUP BY service, ts" +
-		") GROUP BY service, d" +
-		") USING (service, d) WHERE recorded != total ORDER BY d"
-	var d proto.ColDateTime
-	var days []time.Time // at most the window's days
-	err = j.db.Do(ctx, ch.Query{
-		Body:   incomplete,
-		Result: proto.Results{{Name: "d", Data: &d}},
-		OnResult: func(ctx context.Context, _ proto.Block) error {
-			for i := range d.Rows() {
-				days = append(days, d.Row(i))
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return "", fmt.Errorf("find the days to build hours in: %w", err)
+	var days []time.Time // the whole days incomplete for some service: at most the window's days
+	if first.Before(end) {
+		whole := " AND ts >= " + chdb.Time(first) + " AND ts < " + chdb.Time(end)
+		incomplete := "SELECT DISTINCT d FROM (" +
+			"SELECT service, ts AS d, sum(count) AS total FROM " + j.db.Table(day.Check) +
+			" WHERE service != " + chdb.String(schema.MarkerService) + whole + " GROUP BY service, d" +
+			") ANY LEFT JOIN (" +
+			"SELECT service, " + day.Bucket + " AS d, sum(rec) AS recorded FROM (" +
+			"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
+			" WHERE rollup_table = " + chdb.String(b.Table) + whole + " GROUP BY service, ts" +
+			") GROUP BY service, d" +
+			") USING (service, d) WHERE recorded != total ORDER BY d"
+		var d proto.ColDateTime
+		err = j.db.Do(ctx, ch.Query{
+			Body:   incomplete,
+			Result: proto.Results{{Name: "d", Data: &d}},
+			OnResult: func(ctx context.Context, _ proto.Block) error {
+				for i := range d.Rows() {
+					days = append(days, d.Row(i))
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return "", fmt.Errorf("find the days to build hours in: %w", err)
+		}
 	}
 	// The days as time ranges, whatever service they are incomplete for: ranges of ts are what prunes the
 	// Check table's day partitions (a condition per service and day would not, and would grow with them).
-	cond := " AND (ts < " + chdb.Time(first) + " OR ts >= " + chdb.Time(end)
+	cond := " AND (ts < " + chdb.Time(first)
+	if end.Before(hi) {
+		open, err := j.partialDayIncomplete(ctx, b, day, end, hi, bucketEnd(day, end, loc))
+		if err != nil {
+			return "", err
+		}
+		if open {
+			cond += " OR ts >= " + chdb.Time(end)
+		}
+	}
 	for i := 0; i < len(days); {
 		from, to := days[i], bucketEnd(day, days[i], loc)
 		for i++; i < len(days) && days[i].Equal(to); i++ {
@@ -371,6 +385,47 @@ func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi
 		cond += " OR (ts >= " + chdb.Time(from) + " AND ts < " + chdb.Time(to) + ")"
 	}
 	return cond + ")", nil
+}
+
+// partialDayIncomplete reports whether the closed hours [day, hi) of the day [day, next) that holds hi
+// (today's, mostly) are incomplete for some service. The same sums as completeDays, with the hours from
+// hi on (the open one, and any ahead of the clock) taken out of the day's Check total: read from the hour
+// Check table, they are a few hours at most, where reading the closed ones would be up to 23.
+func (j *Janitor) partialDayIncomplete(ctx context.Context, b, day schema.BuiltRollup, start, hi, next time.Time) (bool, error) {
+	notMarker := " WHERE service != " + chdb.String(schema.MarkerService)
+	var n proto.ColUInt64
+	err := j.db.Do(ctx, ch.Query{
+		Body: "SELECT count() AS n FROM (" +
+			"SELECT service, sum(t) AS total FROM (" +
+			"SELECT service, toInt64(sum(count)) AS t FROM " + j.db.Table(day.Check) + notMarker +
+			" AND ts >= " + chdb.Time(start) + " AND ts < " + chdb.Time(next) + " GROUP BY service" +
+			" UNION ALL " +
+			"SELECT service, -toInt64(sum(count)) AS t FROM " + j.db.Table(b.Check) + notMarker +
+			" AND ts >= " + chdb.Time(hi) + " AND ts < " + chdb.Time(next) + " GROUP BY service" +
+			") GROUP BY service" +
+			") ANY LEFT JOIN (" +
+			"SELECT service, toInt64(sum(rec)) AS recorded FROM (" +
+			"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
+			" WHERE rollup_table = " + chdb.String(b.Table) + " AND ts >= " + chdb.Time(start) + " AND ts < " + chdb.Time(hi) +
+			" GROUP BY service, ts" +
+			") GROUP BY service" +
+			") USING service WHERE recorded != total",
+		Result: proto.Results{{Name: "n", Data: &n}},
+	})
+	if err != nil {
+		return false, fmt.Errorf("check the hours of the day: %w", err)
+	}
+	return len(n) == 1 && n[0] > 0, nil
+}
+
+// dayRollup is the built day rollup, built from the hour one.
+func dayRollup() schema.BuiltRollup {
+	for _, b := range schema.Built {
+		if b.Table == schema.Day {
+			return b
+		}
+	}
+	panic("schema.Built has no " + schema.Day)
 }
 
 // buildPairs finds, in [lo, hi), the (service, bucket) pairs of b whose Check total differs from their

@@ -652,8 +652,8 @@ func benchServerCPU(b *testing.B, db *chdb.DB, hour time.Time) {
 }
 
 // BenchmarkBuildRollupsIdle is a run with nothing to build over two weeks of 10 services × 1,000 stacks
-// an hour (3.4M rows of samples_1h_all, 336 hours and 14 days per service, every one recorded): the
-// price of finding the work, paid every minute.
+// an hour (3.4M rows of samples_1h_all, 336 hours and 14 days per service, every one recorded), the last
+// day half closed: the price of finding the work, paid every minute.
 func BenchmarkBuildRollupsIdle(b *testing.B) {
 	cfg := testenv.Servers(b)
 	db := builtTestDB(b, cfg.ClickHouseAddr, cfg.ClickHouseUser, cfg.ClickHousePassword)
@@ -678,6 +678,8 @@ func BenchmarkBuildRollupsIdle(b *testing.B) {
 		}
 	}
 	j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
+	// The clock at 13:30 of the last day: its 13 closed hours are today's, the rest ahead.
+	j.Now = func() time.Time { return today.Add(-10*time.Hour - 30*time.Minute) }
 	b.ResetTimer()
 	for range b.N {
 		res, err := j.BuildRollups(ctx)
@@ -765,4 +767,51 @@ func TestJanitorRunBuildsOnItsOwnTicker(t *testing.T) {
 	r.indexed(t, cons)
 	waitRecorded("the late profiles")
 	exactBuilt(t, db, "ticker", d0, today)
+}
+
+// In the day that is still open (today by the janitor's clock) the closed hours are built, and a profile
+// arriving late in one of them is found (the day's Check total, less its open hours, no longer equals the
+// hours' records) while one in the open hour is not work yet.
+func TestBuildRollupsFindsLateDataInTodaysClosedHours(t *testing.T) {
+	r := newRig(t)
+	db := r.st.CH
+	d0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	setBuiltEpochs(t, db, d0)
+	cons := r.indexer(t)
+	r.upload(t, "today", 4, 2, d0.Add(3*time.Hour))
+	r.upload(t, "today", 4, 2, d0.Add(4*time.Hour))
+	r.upload(t, "today", 4, 2, d0.Add(10*time.Hour))
+	r.indexed(t, cons)
+	j := newBuilder(t, db)
+	j.Now = func() time.Time { return d0.Add(10*time.Hour + 30*time.Minute) }
+	open := d0.Add(10 * time.Hour)
+
+	if res := build(t, j); res.Found != 2 || res.Built != 2 {
+		t.Fatalf("first run: %+v, want the two closed hours built (the day is open)", res)
+	}
+	if n := builtDiff(t, db, hourBuilt, "today", d0, open); n != 0 {
+		t.Errorf("%d rows of the closed hours differ", n)
+	}
+	if n := rowsOf(t, db, hourBuilt.Table, "today", "ts >= "+chdb.Time(open)); n != 0 {
+		t.Errorf("%d rows of the open hour built", n)
+	}
+	if res := build(t, j); res.Found != 0 {
+		t.Errorf("second run: %+v, want nothing to do", res)
+	}
+	r.upload(t, "today", 2, 2, d0.Add(3*time.Hour+20*time.Minute))
+	r.indexed(t, cons)
+	if res := build(t, j); res.Found != 1 || res.Built != 1 {
+		t.Errorf("after a late profile in a closed hour: %+v, want that hour built again", res)
+	}
+	if n := builtDiff(t, db, hourBuilt, "today", d0, open); n != 0 {
+		t.Errorf("%d rows of the closed hours differ after the late profile", n)
+	}
+	if n := unrecorded(t, db, hourBuilt, "today", d0, open); n != 0 {
+		t.Errorf("%d closed hours not recorded", n)
+	}
+	r.upload(t, "today", 2, 2, d0.Add(10*time.Hour+10*time.Minute))
+	r.indexed(t, cons)
+	if res := build(t, j); res.Found != 0 {
+		t.Errorf("after a profile in the open hour: %+v, want nothing to do", res)
+	}
 }
