@@ -138,7 +138,7 @@ func (j *Janitor) RunBuilds(ctx context.Context) {
 		res, err := j.BuildRollups(ctx)
 		if err != nil && ctx.Err() == nil {
 			j.log.Warn("rollup build incomplete", "built", res.Built, "left", res.Left, "err", err)
-		} else if res.Found > 0 {
+		} else if res.Deltas > 0 { // not every minute while another builder holds a service
 			j.log.Info("rollups built", "pairs", res.Found, "built", res.Built, "left", res.Left, "deltas", res.Deltas,
 				"rows_read", res.RowsRead, "took", time.Since(start).Round(time.Millisecond))
 		}
