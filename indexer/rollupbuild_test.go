@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -813,5 +815,67 @@ func TestBuildRollupsFindsLateDataInTodaysClosedHours(t *testing.T) {
 	r.indexed(t, cons)
 	if res := build(t, j); res.Found != 0 {
 		t.Errorf("after a profile in the open hour: %+v, want nothing to do", res)
+	}
+}
+
+// On the cluster layout (Distributed tables over _local ones; the local server's one-shard test cluster,
+// without ZooKeeper, as in TestClusterSchemaRoutesInsertsThroughDistributedTablesIntoShardRollups) the
+// builder's reads, its INSERT through the Distributed table (insert_distributed_sync) and its records work
+// as on one server.
+func TestBuildRollupsOnTheClusterLayout(t *testing.T) {
+	cfg := testenv.Servers(t)
+	ctx := context.Background()
+	db, err := chdb.Open(ctx, chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: testenv.Name("fs_test_build_cluster")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
+		db.Close()
+	})
+	const cluster = "test_shard_localhost"
+	stmts, err := schema.Layout{Database: db.Database, Cluster: cluster}.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicated := regexp.MustCompile(`ENGINE = Replicated(\w+)\('[^']*', '\{replica\}'(?:, (\w+|\([^)]*\)))?\)`)
+	for _, s := range stmts {
+		s = strings.ReplaceAll(s, " ON CLUSTER "+cluster, "")
+		s = replicated.ReplaceAllString(s, "ENGINE = $1($2)")
+		if err := db.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	d0 := today.AddDate(0, 0, -2)
+	setBuiltEpochs(t, db, d0)
+	insertRaw(t, db, "svc", d0.Add(3*time.Hour), 4, 3, 50)
+	insertRaw(t, db, "svc", d0.Add(4*time.Hour), 4, 3, 50)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		// The Distributed tables may send their rows on in the background: wait for the Check tables.
+		total := func(table string) uint64 {
+			var n proto.ColUInt64
+			if err := db.Do(ctx, ch.Query{Body: "SELECT toUInt64(sum(count)) AS n FROM " + db.Table(table),
+				Result: proto.Results{{Name: "n", Data: &n}}}); err != nil {
+				t.Fatal(err)
+			}
+			return n[0]
+		}
+		s, h, d := total(schema.Samples), total(schema.HourAll), total(schema.DayAll)
+		if s > 0 && s == h && h == d {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("samples, %s and %s hold %d, %d and %d", schema.HourAll, schema.DayAll, s, h, d)
+		}
+	}
+	j := newBuilder(t, db)
+	if res := build(t, j); res.Built != 3 {
+		t.Fatalf("%+v, want 2 hours and the day built", res)
+	}
+	exactBuilt(t, db, "svc", d0, today)
+	if res := build(t, j); res.Found != 0 {
+		t.Errorf("second run: %+v, want nothing to do", res)
 	}
 }
