@@ -344,12 +344,12 @@ func (j *Janitor) completeDays(ctx context.Context, b schema.BuiltRollup, lo, hi
 		incomplete := "SELECT DISTINCT d FROM (" +
 			"SELECT service, ts AS d, sum(count) AS total FROM " + j.db.Table(day.Check) +
 			" WHERE service != " + chdb.String(schema.MarkerService) + whole + " GROUP BY service, d" +
-			") ANY LEFT JOIN (" +
+			") AS checked ANY LEFT JOIN (" +
 			"SELECT service, " + day.Bucket + " AS d, sum(rec) AS recorded FROM (" +
 			"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
 			" WHERE rollup_table = " + chdb.String(b.Table) + whole + " GROUP BY service, ts" +
 			") GROUP BY service, d" +
-			") USING (service, d) WHERE recorded != total ORDER BY d"
+			") AS records USING (service, d) WHERE recorded != total ORDER BY d"
 		var d proto.ColDateTime
 		err = j.db.Do(ctx, ch.Query{
 			Body:   incomplete,
@@ -403,13 +403,13 @@ func (j *Janitor) partialDayIncomplete(ctx context.Context, b, day schema.BuiltR
 			"SELECT service, -toInt64(sum(count)) AS t FROM " + j.db.Table(b.Check) + notMarker +
 			" AND ts >= " + chdb.Time(hi) + " AND ts < " + chdb.Time(next) + " GROUP BY service" +
 			") GROUP BY service" +
-			") ANY LEFT JOIN (" +
+			") AS checked ANY LEFT JOIN (" +
 			"SELECT service, toInt64(sum(rec)) AS recorded FROM (" +
 			"SELECT service, ts, argMax(total, version) AS rec FROM " + j.db.Table(schema.Builds) +
 			" WHERE rollup_table = " + chdb.String(b.Table) + " AND ts >= " + chdb.Time(start) + " AND ts < " + chdb.Time(hi) +
 			" GROUP BY service, ts" +
 			") GROUP BY service" +
-			") USING service WHERE recorded != total",
+			") AS records USING service WHERE recorded != total",
 		Result: proto.Results{{Name: "n", Data: &n}},
 	})
 	if err != nil {
@@ -438,10 +438,10 @@ func (j *Janitor) buildPairs(ctx context.Context, b schema.BuiltRollup, lo, hi t
 		"SELECT service, ts, total, recorded, has FROM (" +
 		"SELECT service, ts, sum(count) AS total FROM " + j.db.Table(b.Check) +
 		" WHERE service != " + chdb.String(schema.MarkerService) + window + skip + " GROUP BY service, ts" +
-		") ANY LEFT JOIN (" +
+		") AS checked ANY LEFT JOIN (" +
 		"SELECT service, ts, argMax(total, version) AS recorded, toUInt8(1) AS has FROM " + j.db.Table(schema.Builds) +
 		" WHERE rollup_table = " + chdb.String(b.Table) + window + " GROUP BY service, ts" +
-		") USING (service, ts)" +
+		") AS records USING (service, ts)" +
 		") WHERE has = 0 OR recorded != total ORDER BY ts DESC, service LIMIT " + strconv.Itoa(limit)
 	var svc proto.ColStr
 	var ts proto.ColDateTime
