@@ -487,11 +487,13 @@ func TestIncompleteBuiltBuckets(t *testing.T) {
 // query (the floor of any query on this server). Data: 8.5 days of 10 hosts, one profile every 10 minutes with 40 of 2,000 stacks
 // (about 490,000 rows).
 //
-// Medians of 5 (-benchtime 20x, shared 2-core machine, load average 2-4): top without the segment cache
-// 16.8 -> 25.4 ms/op checked, with it 7.0 -> 21.5, functions table 38.9 -> 51.2; the check alone 12.2 ms
-// (a trivial query 2.4 ms; ClickHouse's query_log: 6-9 ms server-side for the check's 18,000 rows of day
-// totals and records, 1-3 ms for a trivial one). Before the check asked about hours by day totals it read
-// every hour of the range's days (273,000 rows of the hour Check table): 24-34 ms server-side.
+// Medians of 5 (-benchtime 20x, shared 2-core machine, load average 2.5-3.5), unchecked -> checked: top
+// without the segment cache 15.2 -> 19.6 ms/op, with it 5.2 -> 14.7, functions table 33.9 -> 46.6 (runs of
+// 30-61 ms); the check alone 8.4 ms, a trivial query 2.6 ms (ClickHouse's query_log: 6-9 ms server-side
+// for the check's 18,000 rows of day totals and records, 1-3 ms for a trivial one). With the check before
+// the read instead of beside it (load 2-4): top 16.8 -> 25.4 without the cache, 7.0 -> 21.5 with it. When
+// the check asked about every hour of the range's days it read 273,000 rows of the hour Check table: 24-34
+// ms server-side.
 //
 //	go test ./query -run X -bench BuiltCheck -benchtime 20x -count 5
 func BenchmarkBuiltCheck(b *testing.B) {
