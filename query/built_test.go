@@ -480,12 +480,12 @@ func TestIncompleteBuiltBuckets(t *testing.T) {
 
 // BenchmarkBuiltCheck measures what the completeness check costs a filtered read of 7 days (top of one
 // host of 10, unaligned edges: raw, hours and days), all of it built and recorded: "checked" reads the
-// built rollups' epochs and pays the check (one query, then the same plan), "unchecked" is the same server
-// with no epochs (every bucket counts as complete: no check), with the segment cache off and on;
-// "functions" is the functions table of the same selection (12-hour buckets: hours only, so the check asks
-// about every hour of the range); "check" is the check query of the top read alone, "roundtrip" a trivial
-// query (the floor of any query on this server). Data: 8.5 days of 10 hosts, one profile every 10 minutes with 40 of 2,000 stacks
-// (about 490,000 rows).
+// built rollups' epochs and pays the check (one query beside the read, the same plan), "unchecked" is the
+// same server with no epochs (every bucket counts as complete: no check), with the segment cache off and
+// on; "functions" is the functions table of the same selection (12-hour buckets read from hours); "check"
+// is the check query of the top read alone, "roundtrip" a trivial query (the floor of any query on this
+// server). Data: 8.5 days of 10 hosts, one profile every 10 minutes with 40 of 2,000 stacks (about 490,000
+// rows).
 //
 // Medians of 5 (-benchtime 20x, shared 2-core machine, load average 2.5-3.5), unchecked -> checked: top
 // without the segment cache 15.2 -> 19.6 ms/op, with it 5.2 -> 14.7, functions table 33.9 -> 46.6 (runs of
