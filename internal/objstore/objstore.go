@@ -4,6 +4,8 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +50,9 @@ func Open(o Options) (*Store, error) {
 	c, err := minio.New(o.Endpoint, &minio.Options{
 		Creds:  credentials.NewStaticV4(o.AccessKey, o.SecretKey, ""),
 		Secure: o.Secure, Region: o.Region, Transport: tr,
+		// Put sends its own checksum header (see Put), which minio-go accepts only from a client that
+		// knows checksums; with it, minio-go adds no checksum of its own to a request that has one.
+		TrailingHeaders: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 endpoint %s: %w", o.Endpoint, err)
@@ -76,10 +81,22 @@ func (s *Store) EnsureBucket(ctx context.Context) error {
 	return nil
 }
 
+// checksumHeader carries a body's SHA-256 (base64) on a PUT; S3 servers refuse a body that does not
+// match it.
+const checksumHeader = "x-amz-checksum-sha256"
+
 // Put stores body under key.
+//
+// The body's SHA-256 goes in the signed x-amz-checksum-sha256 header, which the server checks against
+// what it receives (a mismatch is refused), and the payload itself is left unsigned. Over plain HTTP
+// minio-go would otherwise sign the body in 64 KiB chunks (aws-chunked), each with its own HMAC that the
+// server verifies too: the same integrity for more CPU on both ends (10 % of ingest's CPU on 2,000-line
+// profiles; one hash of the whole body here instead).
 func (s *Store) Put(ctx context.Context, key string, body []byte, contentType string) error {
+	sum := sha256.Sum256(body)
 	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(body), int64(len(body)),
-		minio.PutObjectOptions{ContentType: contentType, DisableMultipart: true})
+		minio.PutObjectOptions{ContentType: contentType, DisableMultipart: true, DisableContentSha256: true,
+			UserMetadata: map[string]string{checksumHeader: base64.StdEncoding.EncodeToString(sum[:])}})
 	if err != nil {
 		return fmt.Errorf("store object %s: %w", key, err)
 	}
