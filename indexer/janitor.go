@@ -204,6 +204,17 @@ func (j *Janitor) Sweep(ctx context.Context) (dropped []string, err error) {
 			if err != nil {
 				return dropped, fmt.Errorf("table %s partition %q: %w", t.name, p, err)
 			}
+			if t.unit == byDay {
+				unbuilt, err := j.unbuiltFrom(ctx, t.name, p)
+				if err != nil {
+					return dropped, err
+				}
+				if unbuilt != "" {
+					j.log.Warn("partition past retention kept: a rollup built from it is not complete yet",
+						"table", t.name, "partition", p, "rollup", unbuilt)
+					continue
+				}
+			}
 			if err := j.db.Exec(ctx, "ALTER TABLE "+j.db.Table(t.name)+" DROP PARTITION "+chdb.Uint(n)); err != nil {
 				return dropped, fmt.Errorf("drop partition %s of %s: %w", p, t.name, err)
 			}
@@ -211,6 +222,30 @@ func (j *Janitor) Sweep(ctx context.Context) (dropped []string, err error) {
 		}
 	}
 	return dropped, nil
+}
+
+// unbuiltFrom returns the built rollup (schema.Built) that is built from table and still needs a build of
+// a bucket in the day partition p (yyyymmdd), or "" when none does: that day's rows of table must stay
+// until the rollup holds them, since nothing else could build it then. The window takes a day on either
+// side, whatever the server's time zone.
+func (j *Janitor) unbuiltFrom(ctx context.Context, table, p string) (string, error) {
+	day, err := time.Parse("20060102", p)
+	if err != nil {
+		return "", fmt.Errorf("table %s partition %q: %w", table, p, err)
+	}
+	for _, b := range schema.Built {
+		if b.Source != table {
+			continue
+		}
+		pairs, err := j.buildPairs(ctx, b, day.AddDate(0, 0, -1), day.AddDate(0, 0, 2), "", 1)
+		if err != nil {
+			return "", fmt.Errorf("is %s built from %s %s: %w", b.Table, table, p, err)
+		}
+		if len(pairs) > 0 {
+			return b.Table, nil
+		}
+	}
+	return "", nil
 }
 
 // partitions lists the active partitions of one table from system.parts.

@@ -21,6 +21,10 @@ import (
 // retentionTables are samples and every rollup: where a service's retention must apply.
 var retentionTables = []string{"samples", "totals_1m", schema.MinuteRollup, "samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}
 
+// deletedTables are the tables a service's retention deletes from: retentionTables and the built rollups'
+// records (a record of deleted rows would call their bucket complete).
+var deletedTables = append(slices.Clone(retentionTables), schema.Builds)
+
 // janitorStores opens a fresh ClickHouse database with the schema and a fresh PostgreSQL database.
 func janitorStores(t *testing.T) (*chdb.DB, *pgdb.DB) {
 	t.Helper()
@@ -139,8 +143,8 @@ func TestJanitorDeletesAServicesRowsPastItsOwnRetentionOnly(t *testing.T) {
 	}
 
 	deleted := sweep()
-	if len(deleted) != len(retentionTables) || len(hooked) != len(deleted) {
-		t.Errorf("deletions %v (hook saw %d), want one per table of %v", deleted, len(hooked), retentionTables)
+	if len(deleted) != len(deletedTables) || len(hooked) != len(deleted) {
+		t.Errorf("deletions %v (hook saw %d), want one per table of %v", deleted, len(hooked), deletedTables)
 	}
 	cutoff := today.AddDate(0, 0, -3)
 	for _, d := range deleted {
@@ -148,8 +152,8 @@ func TestJanitorDeletesAServicesRowsPastItsOwnRetentionOnly(t *testing.T) {
 			t.Errorf("deletion %+v, want service a before %v", d, cutoff)
 		}
 	}
-	if got := mutations(t, db) - before; got != uint64(len(retentionTables)) {
-		t.Errorf("%d mutations issued, want %d", got, len(retentionTables))
+	if got := mutations(t, db) - before; got != uint64(len(deletedTables)) {
+		t.Errorf("%d mutations issued, want %d", got, len(deletedTables))
 	}
 	for _, table := range retentionTables {
 		if got := countsByDay(t, db, table); !maps.Equal(got, want) {
@@ -241,7 +245,7 @@ func TestJanitorServiceSweepsAreBoundedAndIsolated(t *testing.T) {
 		t.Errorf("a: deletions %v before its deadline, want 1", got)
 	}
 	// c's retention equals the raw one: the partition drops cover the raw tables.
-	if got, rollups := perService["c"], []string{"samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all"}; !slices.Equal(got, rollups) {
+	if got, rollups := perService["c"], []string{"samples_1h", "samples_1h_all", "samples_1d", "samples_1d_all", schema.Builds}; !slices.Equal(got, rollups) {
 		t.Errorf("c: deletions in %v, want %v", got, rollups)
 	}
 	if len(perService["d"]) != 0 || len(perService["b"]) != 0 {

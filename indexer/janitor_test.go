@@ -87,3 +87,41 @@ func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
 		t.Errorf("second sweep dropped %v (err %v)", dropped, err)
 	}
 }
+
+// A raw partition past its retention stays while the hour rollup built from it is not complete there:
+// nothing could build those hours once it is gone. Built, it is dropped.
+func TestJanitorKeepsRawDaysUntilTheirHoursAreBuilt(t *testing.T) {
+	cfg := testenv.Servers(t)
+	db, err := chdb.Open(context.Background(), chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
+		Password: cfg.ClickHousePassword, Database: testenv.Name("fs_test_janitor")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
+		db.Close()
+	})
+	if _, err := schema.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
+	insertRawSamples(t, db, "svc", 1, []time.Time{now.AddDate(0, 0, -40), now.AddDate(0, 0, -1)}, 3)
+	j := indexer.NewJanitor(db, indexer.Retention{RawDays: 30, HourDays: 60, DayDays: 365}, testLogger(t))
+	j.Now = func() time.Time { return now }
+	if _, err := j.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := partitions(t, db, "samples"); !slices.Equal(got, []string{"20260506", "20260614"}) {
+		t.Fatalf("samples partitions %v before the build, want both days kept", got)
+	}
+	buildRollupsNow(t, db)
+	if _, err := j.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := partitions(t, db, "samples"); !slices.Equal(got, []string{"20260614"}) {
+		t.Errorf("samples partitions %v after the build, want the old day dropped", got)
+	}
+	if got := partitions(t, db, "samples_1h"); !slices.Equal(got, []string{"20260506", "20260614"}) {
+		t.Errorf("samples_1h partitions %v, want both days built and kept", got)
+	}
+}

@@ -124,6 +124,13 @@ func TestReplayConsumersMadeWithTheNatsCLIRebuildExactlyAndIndexNothingTwice(t *
 // insertSamples writes sample rows of one fake profile straight into samples (and so into every rollup).
 func insertSamples(t *testing.T, db *chdb.DB, service string, profile uint64, ts []time.Time, count uint32) {
 	t.Helper()
+	insertRawSamples(t, db, service, profile, ts, count)
+	buildRollupsNow(t, db)
+}
+
+// insertRawSamples is insertSamples without the build of the per-dimension rollups.
+func insertRawSamples(t *testing.T, db *chdb.DB, service string, profile uint64, ts []time.Time, count uint32) {
+	t.Helper()
 	var tsc proto.ColDateTime
 	var svc, host, container, itype, k8s proto.ColStr
 	var prof, stack proto.ColUInt64
@@ -147,7 +154,6 @@ func insertSamples(t *testing.T, db *chdb.DB, service string, profile uint64, ts
 	if err != nil {
 		t.Fatal(err)
 	}
-	buildRollupsNow(t, db)
 }
 
 func TestReindexRebuildsOneServiceRangeExactly(t *testing.T) {
