@@ -2,7 +2,6 @@ package indexer_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -10,23 +9,13 @@ import (
 	"github.com/flamestream/flamestream/internal/chdb"
 )
 
-// buildRollupsNow runs the janitor's rollup builder (samples_1h, samples_1d) as it will run once every
-// bucket is closed, its clock moved two days on, until it finds nothing left. Tests whose subject is not
-// the builder call it before they compare tables; it only adds what is new.
+// buildRollupsNow runs the janitor's rollup builder over every bucket (indexer.BuildEverything). Tests
+// whose subject is not the builder call it before they compare tables; it only adds what is new.
 func buildRollupsNow(t *testing.T, db *chdb.DB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
-	j.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
-	for range 10 {
-		res, err := j.BuildRollups(ctx)
-		if err != nil {
-			t.Fatalf("build the rollups: %v", err)
-		}
-		if res.Found == 0 {
-			return
-		}
+	if err := indexer.BuildEverything(ctx, db); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("the builder still found work after 10 runs")
 }

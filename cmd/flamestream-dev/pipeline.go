@@ -15,6 +15,7 @@ import (
 
 	"github.com/flamestream/flamestream/cmd/flamestream/roles"
 	"github.com/flamestream/flamestream/cmd/internal/cli"
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/soak"
 )
@@ -106,7 +107,7 @@ func runPipeline(ctx context.Context, cfg config.Config, o *pipelineOptions, out
 		Binary: server, NATSServer: prog(*o.natsServer, "nats-server"), VersityGW: prog(*o.versitygw, "versitygw"),
 		ClickHouseServer: prog(*o.clickhouse, "clickhouse-server"), PostgresURL: cfg.PostgresURL,
 		Dir: *o.dir, Keep: *o.keep, ProfileRole: *o.profileRole, RoleBinary: self, ProfileOut: *o.profileOut,
-		Progress: diag})
+		Progress: diag, BuildRollups: indexer.BuildEverything})
 	if rep != nil {
 		rep.WriteTable(out)
 		if *o.jsonOut != "" {

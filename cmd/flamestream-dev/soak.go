@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flamestream/flamestream/cmd/internal/cli"
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/soak"
 )
@@ -83,7 +84,7 @@ func runSoak(ctx context.Context, cfg config.Config, o *soakOptions, out, diag i
 		SampleEvery: *o.sampleEvery, QueryEvery: *o.queryEvery, Drain: *o.drain,
 		Binary: self, NATSServer: prog(*o.natsServer, "nats-server"), VersityGW: prog(*o.versitygw, "versitygw"),
 		ClickHouseServer: prog(*o.clickhouse, "clickhouse-server"),
-		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Progress: line}
+		PostgresURL:      cfg.PostgresURL, Dir: *o.dir, Progress: line, BuildRollups: indexer.BuildEverything}
 	rep, err := soak.Run(ctx, sc)
 	if rep != nil {
 		line.Done("soak: %d profiles offered, %d acked, %d rejected, %d faults, %d findings in %v", rep.Offered, rep.Acked,

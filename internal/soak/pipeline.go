@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -36,7 +35,6 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 
-	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/pgdb"
@@ -70,6 +68,9 @@ var PipelineShapes = map[string]PipelineShape{
 // PipelineConfig says what to offer and for how long.
 type PipelineConfig struct {
 	Shape PipelineShape
+	// BuildRollups builds the per-dimension rollups (indexer.BuildEverything) after the window, measured
+	// (see PipelineReport.Built*); nil skips it. A parameter because internal/ may not import a role.
+	BuildRollups func(context.Context, *chdb.DB) error
 	// Rate is the uploads per second offered; 0 offers at saturation: Workers uploads always in flight.
 	Rate    float64
 	Workers int
@@ -452,7 +453,9 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		return rep, err
 	}
 	b.cpuTable(idle0, idle1, cpu0, cpu1, cfg.Baseline.Seconds())
-	if err := b.buildRollups(ctx); err != nil {
+	if cfg.BuildRollups == nil {
+		rep.Notes = append(rep.Notes, "the per-dimension rollups were not built (no builder given)")
+	} else if err := b.buildRollups(ctx); err != nil {
 		rep.Notes = append(rep.Notes, "build the per-dimension rollups: "+err.Error())
 	}
 	rep.PollerMsPerProfile = rep.PollerClickHouseMsPerSec * rep.WindowSeconds / float64(max(rep.Accepted, 1))
@@ -485,17 +488,9 @@ func (b *pipeBench) buildRollups(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	j := indexer.NewJanitor(db, indexer.Retention{}, slog.New(slog.DiscardHandler))
-	j.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
 	a, t0 := b.readCPU()[ClickHouse], time.Now()
-	for range 5 {
-		res, err := j.BuildRollups(ctx)
-		if err != nil {
-			return err
-		}
-		if res.Found == 0 {
-			break
-		}
+	if err := b.cfg.BuildRollups(ctx, db); err != nil {
+		return err
 	}
 	z := b.readCPU()[ClickHouse]
 	b.rep.BuiltSeconds = time.Since(t0).Seconds()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 )
@@ -143,7 +144,7 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	sh := PipelineShapes["60"]
 	sh.Agents = 40
 	pp := filepath.Join(dir, "indexer.pprof")
-	rep, err := RunPipeline(ctx, PipelineConfig{Shape: sh, Rate: 30, Workers: 8, Duration: 5 * time.Second,
+	rep, err := RunPipeline(ctx, PipelineConfig{BuildRollups: indexer.BuildEverything, Shape: sh, Rate: 30, Workers: 8, Duration: 5 * time.Second,
 		Drain: 20 * time.Second, Baseline: 500 * time.Millisecond, Settle: 5 * time.Second, Seed: 3,
 		Binary: bins["flamestream"], ClickHouseServer: progs["clickhouse-server"], NATSServer: progs["nats-server"],
 		VersityGW: progs["versitygw"], PostgresURL: config.Defaults().PostgresURL, Dir: filepath.Join(dir, "run"),

@@ -23,11 +23,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/pgdb"
 )
 
 // Config says how long and how hard to soak, and where the programs are.
 type Config struct {
+	// BuildRollups builds the per-dimension rollups (indexer.BuildEverything) before the tables are
+	// checked; nil leaves them out of the check. A parameter because internal/ may not import a role.
+	BuildRollups func(context.Context, *chdb.DB) error
 	// Duration is how long load is offered. Faults happen between Warmup and Duration-Quiet.
 	Duration time.Duration
 	// Seed makes the uploads and the fault schedule repeatable.

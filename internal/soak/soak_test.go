@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/config"
 	"github.com/flamestream/flamestream/internal/demo"
 )
@@ -57,7 +58,7 @@ func TestSoakTwoMinutes(t *testing.T) {
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Config{
+	rep, err := Run(ctx, Config{BuildRollups: indexer.BuildEverything,
 		Duration: 2 * time.Minute, Seed: 11, Rate: 5, Agents: 20, Workers: 32,
 		MinDown: 2 * time.Second, MaxDown: 6 * time.Second, MinGap: 3 * time.Second, MaxGap: 8 * time.Second,
 		Warmup: 10 * time.Second, Quiet: 20 * time.Second, Recover: 30 * time.Second,
