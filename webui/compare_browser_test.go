@@ -249,9 +249,11 @@ func TestBrowserRuntimeAndProcessViews(t *testing.T) {
 	}
 	t.Logf("process view screenshot %s", p.shot("runtime-process-only-java"))
 
-	p.do("back to every process, kernel on", chromedp.Click(chromedp.CSS(`.stack-view [data-process=java]`)))
+	// The chips are drawn again whenever a read answers: clicked from the page's own script, the click
+	// lands on the chip there now (chromedp's Click may find a node that was just replaced).
+	p.do("back to every process, kernel on", chromedp.Evaluate[chromedp.Void](`document.querySelector('.stack-view [data-process=java]').click()`))
 	p.wait("java chip gone", `!new URLSearchParams(location.search).get('process') && document.querySelector('.stack-view [data-process-not=nginx]')`)
-	p.do("nginx back", chromedp.Click(chromedp.CSS(`.stack-view [data-process-not=nginx]`)))
+	p.do("nginx back", chromedp.Evaluate[chromedp.Void](`document.querySelector('.stack-view [data-process-not=nginx]').click()`))
 	p.wait("nginx back", `!new URLSearchParams(location.search).get('process_not') && `+ready+` && window.__flamestream.locate('ngx_worker')`)
 	p.do("kernel on", chromedp.Click(chromedp.CSS(`input[data-runtime=kernel]`)))
 	p.wait("kernel on", `!new URLSearchParams(location.search).get('runtimes_off') && `+ready+` && window.__flamestream.locate('gc_[k]')`)
