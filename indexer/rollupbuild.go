@@ -49,6 +49,7 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flamestream/flamestream/internal/chdb"
 	"github.com/flamestream/flamestream/internal/schema"
@@ -81,10 +82,38 @@ type RollupBuilds struct {
 	// Timeout bounds one delta with its check and record (default 2 minutes, at most 4), on the server too
 	// (max_execution_time).
 	Timeout time.Duration
+	// Metrics, when set, counts what RunBuilds does (see NewBuildMetrics).
+	Metrics *BuildMetrics
 	// Claims, when set, is where builders claim a (rollup, service) before its delta (see the top of this
 	// file); nil relies on the query id alone, which is enough while every janitor uses one ClickHouse
 	// server.
 	Claims jetstream.JetStream
+}
+
+// BuildMetrics are the rollup builder's Prometheus metrics.
+type BuildMetrics struct {
+	built, failures prometheus.Counter
+	behind          prometheus.Gauge
+}
+
+// NewBuildMetrics registers the builder's metrics with reg:
+//   - flamestream_janitor_rollup_buckets_built_total: (service, bucket) pairs built and recorded;
+//   - flamestream_janitor_rollup_buckets_behind: the pairs the last run found needing work and did not
+//     record (at most RollupBuilds.MaxPairs): filtered reads of those buckets read finer tables meanwhile;
+//   - flamestream_janitor_rollup_build_failures_total: runs that ended with an error.
+func NewBuildMetrics(reg prometheus.Registerer) *BuildMetrics {
+	m := &BuildMetrics{
+		built: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_janitor_rollup_buckets_built_total",
+			Help: "Buckets of the per-dimension rollups built and recorded by the janitor."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_janitor_rollup_build_failures_total",
+			Help: "Rollup build runs that ended with an error."}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flamestream_janitor_rollup_buckets_behind",
+			Help: "Buckets the last rollup build run found needing work and left (at most its bound per run)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.built, m.failures, m.behind)
+	}
+	return m
 }
 
 // buildState is what BuildRollups keeps between runs.
@@ -137,6 +166,13 @@ func (j *Janitor) RunBuilds(ctx context.Context) {
 	for {
 		start := time.Now()
 		res, err := j.BuildRollups(ctx)
+		if m := j.Builds.Metrics; m != nil {
+			m.built.Add(float64(res.Built))
+			m.behind.Set(float64(res.Found - res.Built))
+			if err != nil && ctx.Err() == nil {
+				m.failures.Inc()
+			}
+		}
 		if err != nil && ctx.Err() == nil {
 			j.log.Warn("rollup build incomplete", "built", res.Built, "left", res.Left, "err", err)
 		} else if res.Deltas > 0 { // not every minute while another builder holds a service

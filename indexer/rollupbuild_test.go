@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
@@ -744,6 +745,8 @@ func TestJanitorRunBuildsOnItsOwnTicker(t *testing.T) {
 
 	j := newBuilder(t, db)
 	j.Builds.Interval = 100 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	j.Builds.Metrics = indexer.NewBuildMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- j.Run(ctx, time.Hour) }()
@@ -769,6 +772,22 @@ func TestJanitorRunBuildsOnItsOwnTicker(t *testing.T) {
 	r.indexed(t, cons)
 	waitRecorded("the late profiles")
 	exactBuilt(t, db, "ticker", d0, today)
+	// Its metrics: buckets built (two hours and a day at start, the hour and day again after the late
+	// profiles), none behind, no failure.
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			got[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	if got["flamestream_janitor_rollup_buckets_built_total"] < 4 || got["flamestream_janitor_rollup_buckets_behind"] != 0 ||
+		got["flamestream_janitor_rollup_build_failures_total"] != 0 {
+		t.Errorf("builder metrics %v, want at least 4 buckets built, none behind, no failure", got)
+	}
 }
 
 // In the day that is still open (today by the janitor's clock) the closed hours are built, and a profile

@@ -141,6 +141,7 @@ var (
 			// Rollup builds claim their work in NATS where this role has it (all); the janitor role alone
 			// relies on ClickHouse refusing a second query of the same id (indexer/rollupbuild.go).
 			jan.Builds.Claims = d.js
+			jan.Builds.Metrics = indexer.NewBuildMetrics(reg)
 			return []func(context.Context) error{func(ctx context.Context) error { return jan.Run(ctx, cfg.JanitorInterval) }}, nil
 		},
 	}
