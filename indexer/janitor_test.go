@@ -37,7 +37,9 @@ func partitions(t *testing.T, db *chdb.DB, table string) []string {
 	return out
 }
 
-func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
+// janitorDB opens a fresh ClickHouse database with the schema, dropped after the test.
+func janitorDB(t *testing.T) *chdb.DB {
+	t.Helper()
 	cfg := testenv.Servers(t)
 	db, err := chdb.Open(context.Background(), chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
 		Password: cfg.ClickHousePassword, Database: testenv.Name("fs_test_janitor")})
@@ -51,6 +53,11 @@ func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
 	if _, err := schema.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
+	db := janitorDB(t)
 	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 	ago := func(days int) time.Time { return now.AddDate(0, 0, -days).Add(-time.Hour) }
 	// One sample at each age; the materialized views put them in every rollup.
@@ -91,19 +98,7 @@ func TestJanitorDropsPartitionsPastEachTablesRetention(t *testing.T) {
 // A raw partition past its retention stays while the hour rollup built from it is not complete there:
 // nothing could build those hours once it is gone. Built, it is dropped.
 func TestJanitorKeepsRawDaysUntilTheirHoursAreBuilt(t *testing.T) {
-	cfg := testenv.Servers(t)
-	db, err := chdb.Open(context.Background(), chdb.Options{Addr: cfg.ClickHouseAddr, User: cfg.ClickHouseUser,
-		Password: cfg.ClickHousePassword, Database: testenv.Name("fs_test_janitor")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = db.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db.Database)
-		db.Close()
-	})
-	if _, err := schema.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	db := janitorDB(t)
 	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
 	insertRawSamples(t, db, "svc", 1, []time.Time{now.AddDate(0, 0, -40), now.AddDate(0, 0, -1)}, 3)
 	j := indexer.NewJanitor(db, indexer.Retention{RawDays: 30, HourDays: 60, DayDays: 365}, testLogger(t))

@@ -406,18 +406,23 @@ func (ix *Indexer) claimRepair(ctx context.Context, b uint64, table string) (rel
 		ix.claims = kv
 		ix.claimMu.Unlock()
 	}
-	key := batchHex(b) + "." + table
+	return claimKey(ctx, kv, batchHex(b)+"."+table, errRepairClaimed, "claim repair")
+}
+
+// claimKey creates key in the claims bucket kv and returns its release; busy when another holds it. On a
+// failed release the claim lapses with the bucket's TTL.
+func claimKey(ctx context.Context, kv jetstream.KeyValue, key string, busy error, what string) (release func(), err error) {
 	_, err = kv.Create(ctx, key, nil)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, errRepairClaimed
+		return nil, busy
 	}
 	if err != nil {
-		return nil, fmt.Errorf("claim repair: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = kv.Delete(dctx, key) // on failure the claim lapses with its TTL
+		_ = kv.Delete(dctx, key)
 	}, nil
 }
 

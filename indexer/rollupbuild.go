@@ -712,18 +712,7 @@ func (j *Janitor) claimBuild(ctx context.Context, qid string) (release func(), e
 		}
 		j.builds.claims = kv
 	}
-	_, err = kv.Create(ctx, qid, nil)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, errBuildBusy
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim build: %w", err)
-	}
-	return func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = kv.Delete(dctx, qid) // on failure the claim lapses with its TTL
-	}, nil
+	return claimKey(ctx, kv, qid, errBuildBusy, "claim build")
 }
 
 // serverLocation is the ClickHouse server's time zone, whose days the day rollup follows, asked once.
