@@ -39,6 +39,7 @@ var flamestreamServices = []string{"migrate", "ingest", "indexer", "janitor", "q
 var composeDefaults = map[string]string{
 	"FLAMESTREAM_AGENT_LOGS_MAX_ROWS":    "a retention bound, independent of the host",
 	"FLAMESTREAM_AUTH_CACHE_TTL":         "a latency/staleness trade-off, independent of the host",
+	"FLAMESTREAM_BODY_CACHE_BYTES":       "memory of a cache in the NATS server; 128 MiB suits one host",
 	"FLAMESTREAM_BATCH_SIZE":             "indexer tuning; the default suits one host",
 	"FLAMESTREAM_BATCH_WAIT":             "indexer tuning; the default suits one host",
 	"FLAMESTREAM_CONSUMER":               "the shared durable consumer; only a replay uses another",

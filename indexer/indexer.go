@@ -54,6 +54,8 @@ type Config struct {
 	// dead-lettered with its last error (default 20). Failures that are not a refusal of the data
 	// (connection errors, timeouts, a server down or busy) never count: those events wait for the server.
 	MaxDeliveries int
+	// Bodies, when set, is asked for a batch's upload bodies before the object store (see bodies.go).
+	Bodies BodySource
 }
 
 // Indexer is one consumer of the PROFILES stream. Several processes may share one durable consumer.
@@ -84,6 +86,9 @@ type Indexer struct {
 	repairMu sync.Mutex
 	claimMu  sync.Mutex
 	claims   jetstream.KeyValue
+	// bodyWarned is when a failing body cache was last logged.
+	bodyWarnMu sync.Mutex
+	bodyWarned time.Time
 }
 
 // lane is what one batch at a time writes with: its columns, and the stacks it already wrote (so a
@@ -602,6 +607,7 @@ func release(items []*item) {
 
 // load fetches and parses the objects of a batch concurrently.
 func (ix *Indexer) load(ctx context.Context, items []*item) {
+	cached := ix.cachedBodies(ctx, items)
 	sem := make(chan struct{}, ix.cfg.FetchParallel)
 	var wg sync.WaitGroup
 	for _, it := range items {
@@ -613,7 +619,10 @@ func (ix *Indexer) load(ctx context.Context, items []*item) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			body, err := fetchObject(ctx, ix.objects, it.ev.Key) // the original, or its bundle (compact_read.go)
+			body, err := cached[it], error(nil)
+			if body == nil {
+				body, err = fetchObject(ctx, ix.objects, it.ev.Key) // the original, or its bundle (compact_read.go)
+			}
 			if errors.Is(err, objstore.ErrNotFound) {
 				it.poison = "object missing: " + it.ev.Key
 				return

@@ -16,6 +16,9 @@ type metrics struct {
 	failures      prometheus.Counter
 	pending       prometheus.Gauge
 	repairs       prometheus.Counter
+	// bodyCache counts bodies found in the body cache (hit) or read from the object store (miss).
+	bodyCache       *prometheus.CounterVec
+	bodyCacheErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,9 +39,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events not yet delivered to the indexer consumer (lag)."}),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_rollup_repairs_total",
 			Help: "Rollups completed with a batch their materialized view had missed (ClickHouse failed mid-insert)."}),
+		bodyCache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flamestream_indexer_body_cache_total",
+			Help: "Upload bodies taken from the NATS body cache (result=hit) or read from the object store (result=miss)."}, []string{"result"}),
+		bodyCacheErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_indexer_body_cache_errors_total",
+			Help: "Batches whose body-cache request failed (their bodies were read from the object store)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.failures, m.pending, m.repairs)
+		reg.MustRegister(m.batchSize, m.insertLatency, m.profiles, m.rows, m.dlq, m.failures, m.pending, m.repairs,
+			m.bodyCache, m.bodyCacheErrors)
 	}
 	return m
 }

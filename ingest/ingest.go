@@ -101,6 +101,7 @@ type Server struct {
 	meta    Metadata
 	store   ObjectPutter
 	publish Publisher
+	bodies  BodyCache
 	log     *slog.Logger
 	metrics *metrics
 
@@ -136,6 +137,16 @@ func New(cfg Config, meta Metadata, store ObjectPutter, publish Publisher, log *
 		metrics: newMetrics(reg), limiters: map[int64]*rate.Limiter{}, logBatches: map[string]int{},
 		tokens: newTTLCache[pgdb.Token](cfg.AuthCacheTTL), services: newTTLCache[pgdb.Service](cfg.AuthCacheTTL)}
 }
+
+// BodyCache takes the stored body of an upload for the indexer (stream.BodyCache). It never waits and may
+// drop a body: the object store has it.
+type BodyCache interface {
+	Put(id, key string, body []byte) bool
+}
+
+// CacheBodies makes the server hand every stored upload body to c before it publishes the event, so that
+// the indexer usually finds the body there instead of reading the object store. Call it before serving.
+func (s *Server) CacheBodies(c BodyCache) { s.bodies = c }
 
 // Run writes the bookkeeping of uploads in batches until ctx ends, then writes what is left and returns.
 // While it runs, the uploads of an agent already known are counted in memory and written once per

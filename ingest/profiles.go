@@ -511,6 +511,10 @@ func (s *Server) postProfile(w http.ResponseWriter, r *http.Request, format prof
 	if format == profile.FormatV1 {
 		ev.Format = string(profile.FormatV1) // v2 stays implicit, as in every event published before
 	}
+	if s.bodies != nil {
+		// Before the event, on the same connection: the body is in the cache by the time the event is read.
+		s.bodies.Put(id, objKey, raw)
+	}
 	t0 = time.Now()
 	if err := s.publish(sctx, ev); err != nil {
 		s.metrics.publishErrors.Inc()

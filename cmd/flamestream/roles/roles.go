@@ -120,7 +120,15 @@ func openNATS(ctx context.Context, cfg config.Config, log *slog.Logger, embed bo
 	d.js = js
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return stream.Ensure(sctx, js, stream.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	if err := stream.Ensure(sctx, js, stream.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes}); err != nil {
+		return err
+	}
+	// The body cache is only a cache: without it (a server short of memory, say) the indexer reads every
+	// body from the object store.
+	if err := stream.EnsureBodies(sctx, js, cfg.BodyCacheBytes); err != nil {
+		log.Warn("body cache unavailable; the indexer reads every profile from the object store", "err", err)
+	}
+	return nil
 }
 
 func openStore(ctx context.Context, cfg config.Config) (*objstore.Store, error) {

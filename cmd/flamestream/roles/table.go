@@ -72,6 +72,9 @@ var (
 		vars: ingest.Vars,
 		start: func(ctx context.Context, cfg config.Config, log *slog.Logger, d *deps, reg prometheus.Registerer, r chi.Router) ([]func(context.Context) error, error) {
 			s := ingest.New(ingest.ConfigOf(cfg), d.pg, d.store, ingest.JetStreamPublisher(d.js), log, reg)
+			if cfg.BodyCacheBytes > 0 {
+				s.CacheBodies(stream.NewBodyCache(d.nc))
+			}
 			s.Routes(r)
 			return []func(context.Context) error{s.Run}, nil
 		},
@@ -90,6 +93,9 @@ var (
 				return nil, err
 			}
 			c.BatchTimeout = batchTimeout
+			if cfg.BodyCacheBytes > 0 {
+				c.Bodies = stream.NewBodyCache(d.nc)
+			}
 			ix := indexer.New(c, d.ch, d.store, d.js, cons, log, reg)
 			if cfg.Consumer != stream.IndexerConsumer {
 				// An operator's replay: a progress line on stderr, like the other long commands (replay.go).
