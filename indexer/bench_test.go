@@ -87,7 +87,13 @@ func cpuTime() time.Duration {
 
 // BenchmarkBuildColumns is the column building alone, from aggregated profiles.
 func BenchmarkBuildColumns(b *testing.B) {
-	bodies := benchBatch(b, 32)
+	b.Run("800", func(b *testing.B) { benchBuildColumns(b, benchBatch(b, 32)) })
+	b.Run("2000", func(b *testing.B) {
+		benchBuildColumns(b, benchBatchOf(b, 16, demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}))
+	})
+}
+
+func benchBuildColumns(b *testing.B, bodies [][]byte) {
 	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
 	aggs := make([]*profile.Aggregate, len(bodies))
 	var lines int

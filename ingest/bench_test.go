@@ -28,9 +28,12 @@ func benchUploads(b *testing.B) map[string][]byte {
 	b.Helper()
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	fleet := demo.NewFleet(1, "bench", demo.Shape{Stacks: 5000, Lines: 100, MinDepth: 20, MaxDepth: 60})
+	big := demo.NewFleet(1, "bench", demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16})
 	return map[string][]byte{
 		"agent":     demo.NewUpload(demo.Restamp("h", 1), "h", start, "").Gzip(),
 		"synthetic": demo.NewUpload(fleet.Profile(rand.New(rand.NewPCG(1, 1)), "h", "m5.xlarge"), "h", start, "").Gzip(),
+		// The pipeline bench's big shape: 2,000 lines of depth 4–16, about 845 KB of text.
+		"2000": demo.NewUpload(big.Profile(rand.New(rand.NewPCG(1, 1)), "h", "m5.xlarge"), "h", start, "").Gzip(),
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/flamestream/flamestream/internal/demo"
 )
 
 // syntheticProfile returns a profile with application metadata enabled and
@@ -57,7 +59,15 @@ func benchProfiles(b *testing.B) []benchProfile {
 	return []benchProfile{
 		{"real", readRealProfile(b)},
 		{"synthetic", syntheticProfile(5000)},
+		{"2000", bigProfile()},
 	}
+}
+
+// bigProfile is the pipeline bench's big shape (internal/soak.PipelineShapes): 2,000 lines of depth 4–16
+// drawn from 5,000 stacks, about 845 KB of text.
+func bigProfile() []byte {
+	fleet := demo.NewFleet(1, "bench", demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16})
+	return fleet.Profile(rand.New(rand.NewPCG(3, 4)), "host-01", "m5.xlarge")
 }
 
 func countLines(b *testing.B, text []byte) int {
