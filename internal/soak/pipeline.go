@@ -177,17 +177,21 @@ type PipelineReport struct {
 	// seconds they spent in their INSERTs (ledger, stacks, samples with the views), and the mean events
 	// per pulled batch. InsertShare is the insert seconds over the window: near or above 1 (the indexer
 	// runs several lanes) the indexer waits on ClickHouse, not on its own CPU.
-	IndexerInserts       float64    `json:"indexer_inserts"`
-	IndexerInsertSeconds float64    `json:"indexer_insert_seconds"`
-	IndexerInsertShare   float64    `json:"indexer_insert_share"`
-	IndexerBatchEvents   float64    `json:"indexer_mean_batch_events"`
-	IndexerBatchWait     string     `json:"indexer_batch_wait"` // "default" or the configured wait
-	MachineCores         float64    `json:"machine_busy_cores"`
-	OtherCores           float64    `json:"other_cores"`
-	LoadAverage          [2]float64 `json:"load_average"`
-	Profile              string     `json:"pprof,omitempty"`
-	Dir                  string     `json:"dir"`
-	Notes                []string   `json:"notes,omitempty"`
+	IndexerInserts       float64 `json:"indexer_inserts"`
+	IndexerInsertSeconds float64 `json:"indexer_insert_seconds"`
+	IndexerInsertShare   float64 `json:"indexer_insert_share"`
+	IndexerBatchEvents   float64 `json:"indexer_mean_batch_events"`
+	IndexerBatchWait     string  `json:"indexer_batch_wait"` // "default" or the configured wait
+	// IndexerBodyHits and IndexerBodyMisses count the bodies the indexer took from the NATS body cache and
+	// those it read from the object store, over the window.
+	IndexerBodyHits   float64    `json:"indexer_body_cache_hits"`
+	IndexerBodyMisses float64    `json:"indexer_body_cache_misses"`
+	MachineCores      float64    `json:"machine_busy_cores"`
+	OtherCores        float64    `json:"other_cores"`
+	LoadAverage       [2]float64 `json:"load_average"`
+	Profile           string     `json:"pprof,omitempty"`
+	Dir               string     `json:"dir"`
+	Notes             []string   `json:"notes,omitempty"`
 }
 
 // pipelineProcs are the measured processes in table order; "bench" is this process (the load client).
@@ -467,6 +471,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 		if n := d("flamestream_indexer_batch_events_count"); n > 0 {
 			rep.IndexerBatchEvents = d("flamestream_indexer_batch_events_sum") / n
 		}
+		rep.IndexerBodyHits, rep.IndexerBodyMisses = d(bodyHits), d(bodyMisses)
 	} else {
 		rep.Notes = append(rep.Notes, "indexer metrics: not read")
 	}
@@ -555,12 +560,19 @@ func (b *pipeBench) settle(ctx context.Context, bound time.Duration) float64 {
 	return -1
 }
 
+// The indexer's body-cache counters, as /metrics writes them.
+const (
+	bodyHits   = `flamestream_indexer_body_cache_total{result="hit"}`
+	bodyMisses = `flamestream_indexer_body_cache_total{result="miss"}`
+)
+
 // indexerMetrics reads the indexer's insert and batch histograms (nil when it does not answer).
 func (b *pipeBench) indexerMetrics(ctx context.Context) map[string]float64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := metrics(ctx, "http://"+b.st.addrs["indexer"]+"/metrics", "flamestream_indexer_insert_seconds_count",
-		"flamestream_indexer_insert_seconds_sum", "flamestream_indexer_batch_events_count", "flamestream_indexer_batch_events_sum")
+		"flamestream_indexer_insert_seconds_sum", "flamestream_indexer_batch_events_count", "flamestream_indexer_batch_events_sum",
+		bodyHits, bodyMisses)
 	if err != nil {
 		return nil
 	}
@@ -932,6 +944,9 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	if r.IndexerInserts > 0 {
 		fmt.Fprintf(tw, "indexer inserts\t%.0f, mean %.2f s\t%.0f%% of the window in INSERTs; %.0f events per pulled batch (batch wait %s)\n",
 			r.IndexerInserts, r.IndexerInsertSeconds/r.IndexerInserts, 100*r.IndexerInsertShare, r.IndexerBatchEvents, r.IndexerBatchWait)
+	}
+	if n := r.IndexerBodyHits + r.IndexerBodyMisses; n > 0 {
+		fmt.Fprintf(tw, "bodies from the NATS body cache\t%.1f %%\t%.0f of %.0f; the rest read from S3\n", 100*r.IndexerBodyHits/n, r.IndexerBodyHits, n)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "CPU over %.0f s (load, drain, then %.0f s for ClickHouse to settle), per accepted profile:\n", r.WindowSeconds, r.SettleSeconds)
