@@ -17,16 +17,25 @@ type Entry struct {
 	Count uint64
 }
 
-// entryKey identifies an Entry: an interned container and a stack hash.
+// stackRef locates the text of a unique stack in the arena, and the first of
+// its entries (one per container it appears in, chained by entryLink.next).
+type stackRef struct {
+	hash     uint64
+	off, end int
+	first    int
+}
+
+// entryKey identifies an Entry: its stack hash and interned container.
 type entryKey struct {
 	hash      uint64
 	container uint32
 }
 
-// stackRef locates the text of a unique stack in the arena.
-type stackRef struct {
-	hash     uint64
-	off, end int
+// entryLink is the private half of an Entry: its interned container and the
+// next entry of the same stack (-1 at the end of the chain).
+type entryLink struct {
+	container uint32
+	next      int
 }
 
 // Aggregate sums the lines of one profile per (container, stack) and keeps
@@ -45,8 +54,15 @@ type Aggregate struct {
 	lastName     string
 	haveLast     bool
 
-	index   map[entryKey]int
+	// One map lookup per line: while the profile names at most
+	// fewContainers containers, a stack's entries are found by walking its
+	// chain (at most one entry per container). Past that, index finds them
+	// (indexed is set), so that a stack in very many containers costs no
+	// more per line than one in a few.
 	entries []Entry
+	links   []entryLink
+	index   map[entryKey]int
+	indexed bool
 
 	stackIndex map[uint64]int
 	stacks     []stackRef
@@ -55,6 +71,13 @@ type Aggregate struct {
 	lines   int
 	samples uint64
 }
+
+// fewContainers is the number of distinct containers up to which Add finds a
+// container by comparing names rather than hashing the name into
+// containerIDs: a profile names a handful of containers, its lines switch
+// between them all the time, and comparing a few short strings is cheaper
+// than hashing one.
+const fewContainers = 8
 
 // Add adds one line: its count goes to the entry of its container and stack,
 // and the stack text is stored if this is its first occurrence.
@@ -68,30 +91,22 @@ func (a *Aggregate) Add(l *Line) error {
 	if l.Count > MaxCount {
 		return &LineError{Line: l.Number, Reason: fmt.Sprintf("sample count %d is over the limit of %d", l.Count, uint64(MaxCount))}
 	}
-	if a.index == nil {
+	if a.stackIndex == nil {
 		a.containerIDs = make(map[string]uint32)
-		a.index = make(map[entryKey]int)
 		a.stackIndex = make(map[uint64]int)
 	}
 	var cid uint32
 	if a.haveLast && string(l.Container) == a.lastName {
 		cid = a.lastID
 	} else {
-		var ok bool
-		cid, ok = a.containerIDs[string(l.Container)]
-		if !ok {
-			name := string(l.Container)
-			cid = uint32(len(a.names))
-			a.containerIDs[name] = cid
-			a.names = append(a.names, name)
-		}
+		cid = a.containerID(l.Container)
 		a.lastName, a.lastID, a.haveLast = a.names[cid], cid, true
 	}
 
 	h := StackHash(l.Stack)
-	k := entryKey{hash: h, container: cid}
-	if _, ok := a.stackIndex[h]; ok {
-		if i, ok := a.index[k]; ok {
+	si, ok := a.stackIndex[h]
+	if ok {
+		if i := a.find(si, h, cid); i >= 0 {
 			e := &a.entries[i]
 			if e.Count > MaxCount-l.Count {
 				return &LineError{Line: l.Number, Reason: fmt.Sprintf(
@@ -103,30 +118,85 @@ func (a *Aggregate) Add(l *Line) error {
 			a.samples += l.Count
 			return nil
 		}
+		// A new container of a known stack: its entry goes first in the chain.
+		s := &a.stacks[si]
+		a.links = append(a.links, entryLink{container: cid, next: s.first})
+		s.first = len(a.entries)
 	} else {
 		// A new stack: store its text; its entry is necessarily new.
 		off := len(a.arena)
 		a.arena = append(a.arena, l.Stack...)
 		a.stackIndex[h] = len(a.stacks)
-		a.stacks = append(a.stacks, stackRef{hash: h, off: off, end: len(a.arena)})
+		a.stacks = append(a.stacks, stackRef{hash: h, off: off, end: len(a.arena), first: len(a.entries)})
+		a.links = append(a.links, entryLink{container: cid, next: -1})
 	}
-	a.index[k] = len(a.entries)
+	if a.indexed {
+		a.index[entryKey{hash: h, container: cid}] = len(a.entries)
+	}
 	a.entries = append(a.entries, Entry{Container: a.lastName, Hash: h, Count: l.Count})
 	a.lines++
 	a.samples += l.Count
 	return nil
 }
 
+// find returns the index of the entry of stack si (of hash h) in container
+// cid, or -1.
+func (a *Aggregate) find(si int, h uint64, cid uint32) int {
+	if a.indexed {
+		if i, ok := a.index[entryKey{hash: h, container: cid}]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := a.stacks[si].first; i >= 0; i = a.links[i].next {
+		if a.links[i].container == cid {
+			return i
+		}
+	}
+	return -1
+}
+
+// containerID returns the id of the container name c, interning it when it
+// is new.
+func (a *Aggregate) containerID(c []byte) uint32 {
+	if len(a.names) <= fewContainers {
+		for i, name := range a.names {
+			if string(c) == name {
+				return uint32(i)
+			}
+		}
+	} else if cid, ok := a.containerIDs[string(c)]; ok {
+		return cid
+	}
+	name := string(c)
+	cid := uint32(len(a.names))
+	a.containerIDs[name] = cid
+	a.names = append(a.names, name)
+	if len(a.names) > fewContainers && !a.indexed {
+		// From now on the chains may grow long: index the entries so far.
+		if a.index == nil {
+			a.index = make(map[entryKey]int, len(a.entries))
+		}
+		for i, e := range a.entries {
+			a.index[entryKey{hash: e.Hash, container: a.links[i].container}] = i
+		}
+		a.indexed = true
+	}
+	return cid
+}
+
 // Reserve makes room for a profile of about lines lines and textBytes bytes of stack text, so that Add
 // does not grow its tables (and copy them) again and again on a fresh Aggregate. It is only a hint.
 func (a *Aggregate) Reserve(lines, textBytes int) {
-	if a.index == nil {
+	if a.stackIndex == nil {
 		a.containerIDs = make(map[string]uint32)
-		a.index = make(map[entryKey]int, lines)
 		a.stackIndex = make(map[uint64]int, lines)
 	}
 	if cap(a.entries) < lines {
 		a.entries = make([]Entry, 0, lines)
+	}
+	if cap(a.links) < lines {
+		a.links = make([]entryLink, 0, lines)
 	}
 	if cap(a.stacks) < lines {
 		a.stacks = make([]stackRef, 0, lines)
@@ -142,9 +212,11 @@ func (a *Aggregate) Reset() {
 	clear(a.names)
 	a.names = a.names[:0]
 	a.lastName, a.lastID, a.haveLast = "", 0, false
-	clear(a.index)
 	clear(a.entries) // drop the container strings
 	a.entries = a.entries[:0]
+	a.links = a.links[:0]
+	clear(a.index)
+	a.indexed = false
 	clear(a.stackIndex)
 	a.stacks = a.stacks[:0]
 	a.arena = a.arena[:0]

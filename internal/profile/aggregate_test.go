@@ -3,6 +3,7 @@ package profile
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -167,5 +168,47 @@ func TestAggregateMatchesAMapOverTheRealProfile(t *testing.T) {
 	}
 	if len(a.Entries()) != len(want) {
 		t.Errorf("%d entries for %d distinct (container, stack) pairs", len(a.Entries()), len(want))
+	}
+}
+
+// TestAggregateMatchesAMapAcrossContainerCounts checks entries and their order against plain maps for
+// profiles of 1 to 40 containers: the few containers whose entries are found by walking a stack's chain,
+// the switch to the index when one more appears mid-profile (with entries already there), and the many.
+// Each Aggregate is reused after Reset, as the indexer does, so a stale index or chain would show.
+func TestAggregateMatchesAMapAcrossContainerCounts(t *testing.T) {
+	var a Aggregate
+	for _, containers := range []int{1, 2, fewContainers, fewContainers + 1, fewContainers + 2, 40, 3} {
+		r := rand.New(rand.NewPCG(uint64(containers), 7))
+		type key struct {
+			container string
+			hash      uint64
+		}
+		var b strings.Builder
+		b.WriteString(hdrV2 + "\n")
+		for range 3000 {
+			fmt.Fprintf(&b, "c%d;comm;f%d;g%d %d\n", r.IntN(containers), r.IntN(30), r.IntN(3), 1+r.IntN(9))
+		}
+		a.Reset()
+		want := map[key]uint64{}
+		var order []key
+		if _, err := Parse([]byte(b.String()), func(l *Line) error {
+			k := key{string(l.Container), StackHash(l.Stack)}
+			if _, ok := want[k]; !ok {
+				order = append(order, k)
+			}
+			want[k] += l.Count
+			return a.Add(l)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		got := a.Entries()
+		if len(got) != len(order) {
+			t.Fatalf("%d containers: %d entries, want %d", containers, len(got), len(order))
+		}
+		for i, e := range got {
+			if k := (key{e.Container, e.Hash}); k != order[i] || e.Count != want[k] {
+				t.Fatalf("%d containers: entry %d = %+v, want %+v with count %d", containers, i, e, order[i], want[order[i]])
+			}
+		}
 	}
 }
