@@ -26,7 +26,7 @@ func TestGetReadsTheWholeObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := fmt.Sprintf("objstore-get-%d/", time.Now().UnixNano())
-	for _, n := range []int{0, 1, 511, 512, 513, 32 << 10, 1<<20 + 3} {
+	for _, n := range []int{0, 1, 511, 512, 513, 8<<10 - 1, 8 << 10, 8<<10 + 1, 9000, 12 << 10, 16<<10 + 1, 32 << 10, 1<<20 + 3} {
 		body := bytes.Repeat([]byte("0123456789abcdefghij"), n/20+1)[:n]
 		key := fmt.Sprint(dir, n)
 		if err := s.Put(ctx, key, body, "application/octet-stream"); err != nil {
