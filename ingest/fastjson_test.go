@@ -2,8 +2,14 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
+	"math/rand/v2"
 	"testing"
+	"time"
+
+	"github.com/flamestream/flamestream/internal/demo"
 )
 
 // reference decodes with encoding/json alone.
@@ -79,5 +85,50 @@ func checkDecode(t *testing.T, in []byte) {
 		if err := decodeUploadTo(in, &got2, &scratch); (err == nil) != (werr == nil) || werr == nil && !sameUpload(got2, want) {
 			t.Fatalf("%q with a scratch buffer of %d: %+v, %v; want %+v, %v", in, size, got2, err, want, werr)
 		}
+	}
+}
+
+// TestFastDecodeTakesTheUsualBodies: the agent's bodies, escapes and non-ASCII included, stay on the fast
+// path instead of falling back to encoding/json.
+func TestFastDecodeTakesTheUsualBodies(t *testing.T) {
+	bodies := []string{uploadSeeds[0], uploadSeeds[22], uploadSeeds[23], `{"profile": "é\n\"q\"\u00e9\t"}`}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fleet := demo.NewFleet(1, "bench", demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16})
+	for _, text := range [][]byte{demo.Restamp("h", 1), fleet.Profile(rand.New(rand.NewPCG(1, 1)), "h", "m5.xlarge")} {
+		b, err := json.Marshal(demo.NewUpload(text, "h", start, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies = append(bodies, string(b))
+	}
+	for _, b := range bodies {
+		var up upload
+		if !fastDecodeUpload([]byte(b), &up, nil) {
+			t.Errorf("%.80q… left to encoding/json", b)
+		}
+	}
+}
+
+// BenchmarkDecodeUpload is the decoding of an inflated agent body, the profile unescaped into a reused
+// buffer as the upload handler does.
+func BenchmarkDecodeUpload(b *testing.B) {
+	for name, gz := range benchUploads(b) {
+		plain, err := io.ReadAll(must(gzip.NewReader(bytes.NewReader(gz))))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			var scratch []byte
+			b.SetBytes(int64(len(plain)))
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				var up upload
+				if err := decodeUploadTo(plain, &up, &scratch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
 	}
 }
