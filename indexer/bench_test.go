@@ -122,3 +122,38 @@ func benchBuildColumns(b *testing.B, bodies [][]byte) {
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkProfileField is the unquoting of the profile text out of an inflated agent upload (the JSON
+// body), for the pipeline bench's shapes.
+func BenchmarkProfileField(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		shape demo.Shape
+	}{
+		{"60", demo.Shape{Stacks: 2000, Lines: 60, MinDepth: 4, MaxDepth: 16}},
+		{"2000", demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var d objectDecoder
+			plain, err := d.decode(benchBatchOf(b, 1, c.shape)[0], 1<<30)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := append([]byte(nil), d.plain...)
+			if len(plain) == 0 {
+				b.Fatal("no profile text")
+			}
+			var dst []byte
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				var ok bool
+				if dst, ok = profileField(body, dst[:0]); !ok {
+					b.Fatal("the fast path refused the body")
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
