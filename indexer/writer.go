@@ -31,6 +31,8 @@ type writer struct {
 	hm hostRows
 
 	containers map[string][2]string
+	// rows orders each profile's sample rows (sortrows.go).
+	rows rowSorter
 }
 
 func (w *writer) reset() {
@@ -72,6 +74,20 @@ func (w *writer) containerInfo(raw string) (string, string) {
 func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struct{}) map[serviceStack]struct{} {
 	w.reset()
 	newStacks := map[serviceStack]struct{}{}
+	// Rows go in the samples key's order (sortrows.go): the marker first (its service sorts before any
+	// other), then the profiles by service, host and time, each by container and stack.
+	items = sortedForSamples(items)
+	if len(items) > 0 {
+		w.ts.Append(items[0].ev.Start.Truncate(time.Second)) // the batch's day, like every row of it
+		w.service.Append(schema.MarkerService)
+		w.host.Append(batchHex(batch))
+		w.container.Append("")
+		w.itype.Append("")
+		w.k8sObject.Append("")
+		w.profile.Append(0)
+		w.stack.Append(batch)
+		w.count.Append(1)
+	}
 	for _, it := range items {
 		agg := it.agg
 		for h, text := range agg.Stacks() {
@@ -93,8 +109,9 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 		w.ledgerBatch.Append(batch)
 		w.ledgerProfile.Append(it.id)
 		w.hm.add(it)
-		for _, e := range agg.Entries() {
-			container, k8s := w.containerInfo(e.Container)
+		entries := agg.Entries()
+		for _, i := range w.rows.sort(w, entries) {
+			e, container, k8s := entries[i], w.rows.containers[i], w.rows.k8s[i]
 			w.ts.Append(ts)
 			w.service.Append(it.ev.Service)
 			w.host.Append(it.ev.Host)
@@ -105,17 +122,6 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 			w.stack.Append(e.Hash)
 			w.count.Append(uint32(min(e.Count, 1<<32-1)))
 		}
-	}
-	if len(items) > 0 {
-		w.ts.Append(items[0].ev.Start.Truncate(time.Second)) // the batch's day, like every row of it
-		w.service.Append(schema.MarkerService)
-		w.host.Append(batchHex(batch))
-		w.container.Append("")
-		w.itype.Append("")
-		w.k8sObject.Append("")
-		w.profile.Append(0)
-		w.stack.Append(batch)
-		w.count.Append(1)
 	}
 	return newStacks
 }
