@@ -32,8 +32,13 @@ const (
 	bodiesMaxAge = time.Hour
 	// bodyBatch is how many bodies one direct-get request asks for; the server answers at most 1,024.
 	bodyBatch = 256
-	// bodyBatchBytes bounds the bytes one request returns (the rest count as misses).
+	// bodyBatchBytes bounds the bytes one request returns; Get asks again for the rest.
 	bodyBatchBytes = 8 << 20
+	// maxGetBytes bounds the bytes one Get returns: the rest of a batch of big uploads is read from the
+	// object store, a few at a time, instead of all held at once.
+	maxGetBytes = 64 << 20
+	// numPendingHeader counts, in the end-of-batch answer, the bodies that matched but were not sent.
+	numPendingHeader = "Nats-Num-Pending"
 )
 
 // EnsureBodies creates or updates the body cache's stream, holding at most maxBytes in memory (oldest
@@ -104,22 +109,39 @@ type directGet struct {
 	MaxBytes  int      `json:"max_bytes"`
 }
 
-// Get asks the cache for the bodies of ids and returns those it holds, by id. An id missing from the
-// result is a miss, and so is everything after an error (which Get returns with what it got until then):
-// either way the caller reads the object store.
+// Get asks the cache for the bodies of ids and returns those it holds, by id, up to about maxGetBytes in
+// all. An id missing from the result is a miss, and so is everything after an error (which Get returns with
+// what it got until then): either way the caller reads the object store.
 func (c *BodyCache) Get(ctx context.Context, ids []string) (map[string]Cached, error) {
 	out := make(map[string]Cached, len(ids))
-	for len(ids) > 0 {
+	var got int
+	for len(ids) > 0 && got < maxGetBytes {
 		n := min(len(ids), bodyBatch)
-		if err := c.get(ctx, ids[:n], out); err != nil {
+		before := len(out)
+		more, bytes, err := c.get(ctx, ids[:n], out)
+		got += bytes
+		if err != nil {
 			return out, err
+		}
+		if more && len(out) > before {
+			// The server stopped at bodyBatchBytes: ask again for the bodies of this chunk it did not send.
+			rest := make([]string, 0, len(ids))
+			for _, id := range ids[:n] {
+				if _, ok := out[id]; !ok {
+					rest = append(rest, id)
+				}
+			}
+			ids = append(rest, ids[n:]...)
+			continue
 		}
 		ids = ids[n:]
 	}
 	return out, nil
 }
 
-func (c *BodyCache) get(ctx context.Context, ids []string, out map[string]Cached) error {
+// get asks for one chunk of ids and adds what the server holds to out. more is whether the server stopped
+// before the end (at bodyBatchBytes); n is the bytes of the bodies it sent.
+func (c *BodyCache) get(ctx context.Context, ids []string, out map[string]Cached) (more bool, n int, err error) {
 	req := directGet{MultiLast: make([]string, len(ids)), Batch: len(ids), MaxBytes: bodyBatchBytes}
 	asked := make(map[string]string, len(ids)) // subject → id
 	for i, id := range ids {
@@ -128,7 +150,7 @@ func (c *BodyCache) get(ctx context.Context, ids []string, out map[string]Cached
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
 	// A bounded wait: a server that does not answer costs this batch its cache, not its deadline.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -136,31 +158,34 @@ func (c *BodyCache) get(ctx context.Context, ids []string, out map[string]Cached
 	inbox := c.nc.NewRespInbox()
 	sub, err := c.nc.SubscribeSync(inbox)
 	if err != nil {
-		return fmt.Errorf("body cache: %w", err)
+		return false, 0, fmt.Errorf("body cache: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := c.nc.PublishRequest("$JS.API.DIRECT.GET."+BodiesStream, inbox, data); err != nil {
-		return fmt.Errorf("body cache: %w", err)
+		return false, 0, fmt.Errorf("body cache: %w", err)
 	}
 	for range len(ids) + 1 {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return fmt.Errorf("body cache: %w", err)
+			return false, n, fmt.Errorf("body cache: %w", err)
 		}
 		if status := m.Header.Get("Status"); status != "" {
 			switch status {
-			case "204", "404": // end of the batch; nothing (more) found
-				return nil
+			case "204": // end of the batch; Nats-Num-Pending is what matched but was not sent
+				return m.Header.Get(numPendingHeader) != "0", n, nil
+			case "404": // none of them
+				return false, n, nil
 			case "503":
-				return fmt.Errorf("body cache: %w", nats.ErrNoResponders) // no such stream
+				return false, n, fmt.Errorf("body cache: %w", nats.ErrNoResponders) // no such stream
 			}
-			return fmt.Errorf("body cache: status %s %s", status, m.Header.Get("Description"))
+			return false, n, fmt.Errorf("body cache: status %s %s", status, m.Header.Get("Description"))
 		}
 		id, ok := asked[m.Header.Get(jetstream.SubjectHeader)]
 		if !ok {
-			return fmt.Errorf("body cache: answer for subject %q, which was not asked for", m.Header.Get(jetstream.SubjectHeader))
+			return false, n, fmt.Errorf("body cache: answer for subject %q, which was not asked for", m.Header.Get(jetstream.SubjectHeader))
 		}
 		out[id] = Cached{Key: m.Header.Get(HeaderObjectKey), Body: m.Data}
+		n += len(m.Data)
 	}
-	return errors.New("body cache: more answers than asked for")
+	return false, n, errors.New("body cache: more answers than asked for")
 }

@@ -186,3 +186,32 @@ func TestBodyCacheWithoutItsStream(t *testing.T) {
 		t.Errorf("Get took %s to fail", d)
 	}
 }
+
+// A request's answer stops at 8 MiB; Get asks again for the rest, so a batch of big bodies comes back whole.
+func TestBodyCacheGetsBatchesOverOneAnswer(t *testing.T) {
+	nc, js := bodiesServer(t)
+	ctx := context.Background()
+	if err := stream.EnsureBodies(ctx, js, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	c := stream.NewBodyCache(nc)
+	const n, size = 60, 250 << 10 // 15 MB: two answers at least
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = id(i)
+		c.Put(ids[i], "k", bytes.Repeat([]byte{byte(i)}, size))
+	}
+	waitStored(t, js, n)
+	got, err := c.Get(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("Get returned %d of the %d bodies", len(got), n)
+	}
+	for i := range n {
+		if b := got[id(i)].Body; len(b) != size || b[0] != byte(i) {
+			t.Fatalf("body %d is not the one put", i)
+		}
+	}
+}
