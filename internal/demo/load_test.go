@@ -40,3 +40,16 @@ func TestLoadFleetBodyIsOneAgentUpload(t *testing.T) {
 		t.Error("the same request is not the same body")
 	}
 }
+
+// BenchmarkLoadFleetBody is the load generator's work per request: what it takes from the cores it shares
+// with the servers under measurement.
+func BenchmarkLoadFleetBody(b *testing.B) {
+	lf := NewLoadFleet(1, NewFleet(1, "bench", Shape{Stacks: 400, Lines: 60, MinDepth: 20, MaxDepth: 60}), 50, 8)
+	start := time.Now().UTC().Truncate(time.Minute)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		_ = lf.Body(i%50, i%8, start.Add(-time.Duration(i)*time.Minute), "123")
+		i++
+	}
+}
