@@ -87,13 +87,17 @@ func cpuTime() time.Duration {
 
 // BenchmarkBuildColumns is the column building alone, from aggregated profiles.
 func BenchmarkBuildColumns(b *testing.B) {
-	b.Run("800", func(b *testing.B) { benchBuildColumns(b, benchBatch(b, 32)) })
+	b.Run("800", func(b *testing.B) { benchBuildColumns(b, benchBatch(b, 32), false) })
 	b.Run("2000", func(b *testing.B) {
-		benchBuildColumns(b, benchBatchOf(b, 16, demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}))
+		benchBuildColumns(b, benchBatchOf(b, 16, demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}), false)
+	})
+	// A lane's first batch, or one bigger than any before: the columns grow from nothing.
+	b.Run("2000-fresh", func(b *testing.B) {
+		benchBuildColumns(b, benchBatchOf(b, 16, demo.Shape{Stacks: 5000, Lines: 2000, MinDepth: 4, MaxDepth: 16}), true)
 	})
 }
 
-func benchBuildColumns(b *testing.B, bodies [][]byte) {
+func benchBuildColumns(b *testing.B, bodies [][]byte, fresh bool) {
 	ix := New(Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler), nil)
 	aggs := make([]*profile.Aggregate, len(bodies))
 	var lines int
@@ -110,7 +114,11 @@ func benchBuildColumns(b *testing.B, bodies [][]byte) {
 	items := make([]*item, len(bodies))
 	var rows int
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	for b.Loop() {
+		if fresh {
+			ln.w = writer{}
+		}
 		for i, agg := range aggs {
 			items[i] = &item{agg: agg, id: uint64(i), ev: stream.Event{Service: "bench", Host: "h", Start: time.Unix(int64(i)*60, 0)}}
 		}
@@ -121,6 +129,7 @@ func benchBuildColumns(b *testing.B, bodies [][]byte) {
 		rows += ln.w.ts.Rows()
 	}
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkProfileField is the unquoting of the profile text out of an inflated agent upload (the JSON
@@ -143,17 +152,28 @@ func BenchmarkProfileField(b *testing.B) {
 			if len(plain) == 0 {
 				b.Fatal("no profile text")
 			}
-			var dst []byte
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			for b.Loop() {
-				var ok bool
-				if dst, ok = profileField(body, dst[:0]); !ok {
-					b.Fatal("the fast path refused the body")
+			for _, fresh := range []bool{false, true} {
+				name := "reused"
+				if fresh {
+					name = "fresh" // a decoder new from the pool: its text buffer grows from nothing
 				}
+				b.Run(name, func(b *testing.B) {
+					var dst []byte
+					b.SetBytes(int64(len(body)))
+					b.ReportAllocs()
+					cpu0 := cpuTime()
+					for b.Loop() {
+						if fresh {
+							dst = nil
+						}
+						var ok bool
+						if dst, ok = profileField(body, dst[:0]); !ok {
+							b.Fatal("the fast path refused the body")
+						}
+					}
+					b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				})
 			}
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -3,6 +3,7 @@ package indexer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -77,6 +78,7 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 	// Rows go in the samples key's order (sortrows.go): the marker first (its service sorts before any
 	// other), then the profiles by service, host and time, each by container and stack.
 	items = sortedForSamples(items)
+	w.reserve(items)
 	if len(items) > 0 {
 		w.ts.Append(items[0].ev.Start.Truncate(time.Second)) // the batch's day, like every row of it
 		w.service.Append(schema.MarkerService)
@@ -110,20 +112,77 @@ func (w *writer) build(batch uint64, items []*item, known map[serviceStack]struc
 		w.ledgerProfile.Append(it.id)
 		w.hm.add(it)
 		entries := agg.Entries()
+		// The columns that hold the same value on every row of a profile are filled in one go; the others
+		// row by row. Every column gets its values in the same row order.
+		n := len(entries)
+		dt := proto.ToDateTime(ts)
+		for range n {
+			w.ts.Data = append(w.ts.Data, dt)
+			w.profile = append(w.profile, it.id)
+		}
+		appendRepeated(&w.service, it.ev.Service, n)
+		appendRepeated(&w.host, it.ev.Host, n)
+		appendRepeated(&w.itype, it.ev.InstanceType, n)
 		for _, i := range w.rows.sort(w, entries) {
-			e, container, k8s := entries[i], w.rows.containers[i], w.rows.k8s[i]
-			w.ts.Append(ts)
-			w.service.Append(it.ev.Service)
-			w.host.Append(it.ev.Host)
-			w.container.Append(container)
-			w.itype.Append(it.ev.InstanceType)
-			w.k8sObject.Append(k8s)
-			w.profile.Append(it.id)
-			w.stack.Append(e.Hash)
-			w.count.Append(uint32(min(e.Count, 1<<32-1)))
+			e := &entries[i]
+			w.container.Append(w.rows.containers[i])
+			w.k8sObject.Append(w.rows.k8s[i])
+			w.stack = append(w.stack, e.Hash)
+			w.count = append(w.count, uint32(min(e.Count, 1<<32-1)))
 		}
 	}
 	return newStacks
+}
+
+// reserve grows the sample columns, when they are too small, to hold the rows of items at once: a column
+// that grows row by row doubles a dozen times and copies itself each time (2.5 % of the indexer's CPU in
+// growslice under 2,000-line profiles, the first batches of a lane, or any batch bigger than the lane's
+// largest so far).
+func (w *writer) reserve(items []*item) {
+	rows := 1 // the marker
+	var service, host, itype int
+	for _, it := range items {
+		n := len(it.agg.Entries())
+		rows += n
+		service += n * len(it.ev.Service)
+		host += n * len(it.ev.Host)
+		itype += n * len(it.ev.InstanceType)
+	}
+	w.ts.Data = slices.Grow(w.ts.Data, rows)
+	w.profile = slices.Grow(w.profile, rows)
+	w.stack = slices.Grow(w.stack, rows)
+	w.count = slices.Grow(w.count, rows)
+	growStr(&w.service, rows, service+len(schema.MarkerService))
+	growStr(&w.host, rows, host+16) // the marker's batchHex
+	growStr(&w.itype, rows, itype)
+	// The container and Kubernetes names are known row by row only: their bytes grow as they come.
+	growStr(&w.container, rows, 0)
+	growStr(&w.k8sObject, rows, 0)
+}
+
+// growStr makes room in c for rows more rows of bytes more bytes.
+func growStr(c *proto.ColStr, rows, bytes int) {
+	c.Pos = slices.Grow(c.Pos, rows)
+	c.Buf = slices.Grow(c.Buf, bytes)
+}
+
+// appendRepeated appends n rows of v to c: the bytes are copied in doubling runs rather than once per row
+// (a profile's service, host and instance type are the same on each of its thousands of rows).
+func appendRepeated(c *proto.ColStr, v string, n int) {
+	if n <= 0 {
+		return
+	}
+	start := len(c.Buf)
+	c.Buf = slices.Grow(c.Buf, n*len(v))
+	c.Buf = c.Buf[:start+n*len(v)]
+	run := c.Buf[start:]
+	for done := copy(run, v); done < len(run); {
+		done += copy(run[done:], run[:done])
+	}
+	c.Pos = slices.Grow(c.Pos, n)
+	for i := range n {
+		c.Pos = append(c.Pos, proto.Position{Start: start + i*len(v), End: start + (i+1)*len(v)})
+	}
 }
 
 // write inserts the items as batches of one day each (see ledger.go), and returns the sample rows written.
