@@ -124,6 +124,11 @@ func profileField(data, dst []byte) (text []byte, ok bool) {
 			i = skipSpace(data, i+1)
 			switch {
 			case string(key) == "profile" && i < len(data) && data[i] == '"':
+				// The text is at most what is left of the body: one allocation when dst is too small (a
+				// fresh decoder from the pool), instead of a dozen doublings and their copies.
+				if cap(dst) < len(data)-i {
+					dst = make([]byte, 0, len(data)-i)
+				}
 				dst, i = unquote(data, i, dst[:0])
 				if i < 0 {
 					return nil, false
