@@ -212,3 +212,37 @@ func TestAggregateMatchesAMapAcrossContainerCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestAggregateFindsEveryStackAsItsTableGrows adds 100,000 distinct stacks twice (the table of stacks by
+// hash grows from its smallest size past the largest that Reset keeps) and checks that each is stored
+// once, found again, and listed with its text; then again after Reset, and with a small profile after that.
+func TestAggregateFindsEveryStackAsItsTableGrows(t *testing.T) {
+	var a Aggregate
+	for round, n := range []int{100000, 100000, 50} {
+		a.Reset()
+		if round == 1 {
+			a.Reserve(n, 0)
+		}
+		for pass := range 2 {
+			for i := range n {
+				l := Line{Container: []byte("c"), Stack: fmt.Appendf(nil, "comm;f%d", i), Count: 1, Number: i + 2}
+				if err := a.Add(&l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if a.NumStacks() != n || len(a.Entries()) != n || a.Samples() != uint64(n*(pass+1)) {
+				t.Fatalf("round %d pass %d: %d stacks, %d entries, %d samples for %d lines", round, pass,
+					a.NumStacks(), len(a.Entries()), a.Samples(), n)
+			}
+		}
+		for i, e := range a.Entries() {
+			s, ok := a.Stack(e.Hash)
+			if want := fmt.Sprintf("comm;f%d", i); !ok || string(s) != want || e.Count != 2 {
+				t.Fatalf("round %d: entry %d = %+v, stack %q %v; want %q counted twice", round, i, e, s, ok, want)
+			}
+		}
+	}
+	if len(a.slots) > maxKeptSlots {
+		t.Errorf("a small profile after a big one has a table of %d slots", len(a.slots))
+	}
+}
