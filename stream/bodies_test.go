@@ -105,13 +105,13 @@ func TestBodyCacheReturnsWhatWasPutInBatches(t *testing.T) {
 func TestBodyCacheBoundsWhatItHoldsAndReturns(t *testing.T) {
 	nc, js := bodiesServer(t)
 	ctx := context.Background()
-	const limit = 4 << 20
+	const limit = 1 << 20
 	if err := stream.EnsureBodies(ctx, js, limit); err != nil {
 		t.Fatal(err)
 	}
 	c := stream.NewBodyCache(nc)
-	// 100 bodies of 200 KiB: 20 MB offered, the stream keeps the newest 4 MiB.
-	const n, size = 100, 200 << 10
+	// 100 bodies of 30 KiB: 3 MB offered, the stream keeps the newest 1 MiB.
+	const n, size = 100, 30 << 10
 	for i := range n {
 		c.Put(id(i), "k", bytes.Repeat([]byte{byte(i)}, size))
 	}
@@ -187,7 +187,7 @@ func TestBodyCacheWithoutItsStream(t *testing.T) {
 	}
 }
 
-// A request's answer stops at 8 MiB; Get asks again for the rest, so a batch of big bodies comes back whole.
+// A request's answer stops at 4 MiB; Get asks again for the rest, so a batch of big bodies comes back whole.
 func TestBodyCacheGetsBatchesOverOneAnswer(t *testing.T) {
 	nc, js := bodiesServer(t)
 	ctx := context.Background()
@@ -195,7 +195,7 @@ func TestBodyCacheGetsBatchesOverOneAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := stream.NewBodyCache(nc)
-	const n, size = 60, 250 << 10 // 15 MB: two answers at least
+	const n, size = 250, 30 << 10 // 7.7 MB in one request: two answers at least
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = id(i)
