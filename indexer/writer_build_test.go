@@ -30,9 +30,11 @@ func TestBuildRowsMatchTheAggregates(t *testing.T) {
 		var want []row
 		for p := range profiles {
 			var agg profile.Aggregate
-			containers := []string{"", "k8s_api_api-7f9c8d6b5-x2x9k_prod_0b1c2d3e-aaaa-bbbb-cccc-0123456789ab_0", "web"}
+			// More containers than containerInfo remembers, in turn.
+			containers := []string{"", "k8s_api_api-7f9c8d6b5-x2x9k_prod_0b1c2d3e-aaaa-bbbb-cccc-0123456789ab_0", "web",
+				"k8s_worker_worker-5d8f7c9b4-q8w7e_prod_1b1c2d3e-aaaa-bbbb-cccc-0123456789ab_0", "db", "ecs-task-3-worker-c0ffee"}
 			for l := range 50 + 40*p {
-				line := profile.Line{Container: []byte(containers[(l*p)%3]), Stack: fmt.Appendf(nil, "comm;f%d;g%d", l%17, l%5),
+				line := profile.Line{Container: []byte(containers[(l*p)%len(containers)]), Stack: fmt.Appendf(nil, "comm;f%d;g%d", l%17, l%5),
 					Count: uint64(1 + l%9), Number: l + 2}
 				if err := agg.Add(&line); err != nil {
 					t.Fatal(err)
