@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,10 +81,40 @@ func BodySubject(id string) string { return BodiesSubjectPrefix + SubjectToken(i
 // BodyCache puts upload bodies into the cache stream and takes them out again.
 type BodyCache struct {
 	nc *nats.Conn
+
+	// js and maxBytes, when set (Recreating), create the stream again when it is gone.
+	js       jetstream.JetStream
+	maxBytes int64
+	mu       sync.Mutex
+	ensured  time.Time
 }
 
 // NewBodyCache returns the cache on nc.
 func NewBodyCache(nc *nats.Conn) *BodyCache { return &BodyCache{nc: nc} }
+
+// Recreating makes Get create the stream again (EnsureBodies with maxBytes, at most once a minute) when
+// the server answers that it has none: a NATS server restarted without it keeps its memory streams only
+// in memory, and the cache would otherwise stay off until the roles restart.
+func (c *BodyCache) Recreating(js jetstream.JetStream, maxBytes int64) *BodyCache {
+	c.js, c.maxBytes = js, maxBytes
+	return c
+}
+
+// recreate is Recreating's work after a Get found no stream.
+func (c *BodyCache) recreate(ctx context.Context) error {
+	if c.js == nil || c.maxBytes <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.ensured) < time.Minute {
+		return nil
+	}
+	c.ensured = time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return EnsureBodies(ctx, c.js, c.maxBytes)
+}
 
 // Put hands the body stored under key to the cache, without waiting for anything: a body the server did not
 // keep is read from the object store later. It returns false when the body is too big to cache or the
@@ -121,6 +152,11 @@ func (c *BodyCache) Get(ctx context.Context, ids []string) (map[string]Cached, e
 		before := len(out)
 		more, bytes, err := c.get(ctx, ids[:n], out)
 		got += bytes
+		if errors.Is(err, nats.ErrNoResponders) {
+			if rerr := c.recreate(ctx); rerr != nil {
+				err = fmt.Errorf("%w; creating it again: %w", err, rerr)
+			}
+		}
 		if err != nil {
 			return out, err
 		}
@@ -177,7 +213,7 @@ func (c *BodyCache) get(ctx context.Context, ids []string, out map[string]Cached
 			case "404": // none of them
 				return false, n, nil
 			case "503":
-				return false, n, fmt.Errorf("body cache: %w", nats.ErrNoResponders) // no such stream
+				return false, n, fmt.Errorf("body cache: stream %s: %w", BodiesStream, nats.ErrNoResponders) // no such stream
 			}
 			return false, n, fmt.Errorf("body cache: status %s %s", status, m.Header.Get("Description"))
 		}

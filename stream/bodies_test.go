@@ -215,3 +215,29 @@ func TestBodyCacheGetsBatchesOverOneAnswer(t *testing.T) {
 		}
 	}
 }
+
+// A NATS server restarted without the stream (memory streams live in memory): the indexer's cache creates
+// it again on the first request that finds none, and is a cache again from then on.
+func TestBodyCacheIsCreatedAgainWhenTheServerLostIt(t *testing.T) {
+	nc, js := bodiesServer(t)
+	ctx := context.Background()
+	if err := stream.EnsureBodies(ctx, js, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	c := stream.NewBodyCache(nc).Recreating(js, 1<<20)
+	if err := js.DeleteStream(ctx, stream.BodiesStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, []string{id(1)}); err == nil {
+		t.Fatal("Get found a stream that was deleted")
+	}
+	if _, err := js.Stream(ctx, stream.BodiesStream); err != nil {
+		t.Fatalf("the stream was not created again: %v", err)
+	}
+	c.Put(id(1), "k", []byte("body"))
+	waitStored(t, js, 1)
+	got, err := c.Get(ctx, []string{id(1)})
+	if err != nil || string(got[id(1)].Body) != "body" {
+		t.Fatalf("after it was created again: %v, %v", got, err)
+	}
+}

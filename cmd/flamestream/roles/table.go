@@ -94,7 +94,7 @@ var (
 			}
 			c.BatchTimeout = batchTimeout
 			if cfg.BodyCacheBytes > 0 {
-				c.Bodies = stream.NewBodyCache(d.nc)
+				c.Bodies = stream.NewBodyCache(d.nc).Recreating(d.js, cfg.BodyCacheBytes)
 			}
 			ix := indexer.New(c, d.ch, d.store, d.js, cons, log, reg)
 			if cfg.Consumer != stream.IndexerConsumer {
