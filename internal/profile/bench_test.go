@@ -182,3 +182,20 @@ func TestSyntheticProfileShape(t *testing.T) {
 	}
 	t.Logf("average frame %d bytes, average line %d bytes", frameBytes/frames, len(text)/lines)
 }
+
+// BenchmarkCheck is ingest's check of an upload's profile before it is accepted.
+func BenchmarkCheck(b *testing.B) {
+	for _, p := range benchProfiles(b) {
+		b.Run(p.name, func(b *testing.B) {
+			b.SetBytes(int64(len(p.text)))
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if _, err := Check(p.text, FormatV2); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu0)
+		})
+	}
+}

@@ -113,6 +113,12 @@ func FuzzParse(f *testing.F) {
 		"comm 1\n",
 		"\xa0comm\u2003;\u0085x 1\n",
 		"c;comm;\xff 2\n",
+		// Check's first pass counts swapper lines too, and reads no further than a frame that is plainly there.
+		";swapper/0;cpu_idle_[k] 4294967295\nc;comm;a 4294967295\n",
+		"c;swapper;a 4294967295\nc;comm;a 1\n",
+		"c;\u00a0;\u2003 1\n",
+		"\u00a0;\u2003 1\n",
+		" ; \t;\u0085 1\n",
 	}
 	for mode := range fuzzHeaders {
 		for _, b := range bodies {
@@ -218,6 +224,12 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		switch over := refTotals(out); {
+		case err != nil && over != 0:
+			// A total passes the limit before the malformed line: the aggregate stops there, Check (which
+			// parses the whole profile first) at the malformed line. Both refuse the profile.
+			if !errors.As(aerr, &le) || le.Line != over || fmt.Sprint(cerr) != fmt.Sprint(err) {
+				t.Fatalf("Aggregate err %v, Check err %v, want a line error at line %d and the parse error %v", aerr, cerr, over, err)
+			}
 		case err != nil:
 			if fmt.Sprint(aerr) != fmt.Sprint(err) || fmt.Sprint(cerr) != fmt.Sprint(err) {
 				t.Fatalf("Aggregate err %v, Check err %v, want the parse error %v", aerr, cerr, err)

@@ -126,6 +126,13 @@ func Parse(text []byte, fn func(*Line) error) (Header, error) {
 // fn receives the same *Line on every call; see Line for the lifetime of its
 // contents. Parse does not allocate per line.
 func ParseAs(text []byte, f Format, fn func(*Line) error) (Header, error) {
+	return parseAs(text, f, fn, false)
+}
+
+// parseAs is ParseAs. With checkOnly, a stack line whose frames plainly are not all empty is not
+// normalized: fn gets its count without its stack (Check needs only that), and its line is not skipped
+// when its stack starts with "swapper".
+func parseAs(text []byte, f Format, fn func(*Line) error, checkOnly bool) (Header, error) {
 	// Pyroscope and OTLP objects: see envelope.go.
 	if kind, group, ok, err := envelopeFormat(f); ok || err != nil {
 		if err != nil {
@@ -142,7 +149,7 @@ func ParseAs(text []byte, f Format, fn func(*Line) error) (Header, error) {
 	if err != nil {
 		return h, err
 	}
-	p := parser{prefix: prefix}
+	p := parser{prefix: prefix, checkOnly: checkOnly}
 	lineNo := 1
 	for len(rest) > 0 {
 		lineNo++
@@ -172,6 +179,8 @@ type parser struct {
 	prefix int
 	line   Line
 	buf    []byte // normalized stack when it is not a sub-slice of the line
+	// checkOnly: see parseAs.
+	checkOnly bool
 }
 
 // parseLine fills p.line from one line of text. It returns ok=false for lines
@@ -206,9 +215,11 @@ func (p *parser) parseLine(line []byte) (ok bool, reason string) {
 		fields = fields[i+1:]
 	}
 
-	stack, reason := p.normalize(fields)
-	if reason != "" {
-		return false, reason
+	var stack []byte
+	if !p.checkOnly || !hasFrame(fields) {
+		if stack, reason = p.normalize(fields); reason != "" {
+			return false, reason
+		}
 	}
 	if count == 0 || bytes.HasPrefix(stack, []byte("swapper")) {
 		return false, ""
@@ -246,6 +257,21 @@ func (p *parser) normalize(fields []byte) ([]byte, string) {
 		return nil, reasonNoFrames
 	}
 	return buf, ""
+}
+
+// hasFrame reports whether fields plainly holds a frame that white space trimming leaves non-empty: its
+// first byte that is neither a separator nor ASCII white space is an ASCII byte. Usually that is the first
+// byte, where isNormalized reads the whole line. false means "not plainly": normalize decides (a
+// non-ASCII byte may be Unicode white space).
+func hasFrame(fields []byte) bool {
+	for _, b := range fields {
+		switch b {
+		case ';', ' ', '\t', '\n', '\v', '\f', '\r':
+			continue
+		}
+		return b < utf8.RuneSelf
+	}
+	return false
 }
 
 // isNormalized reports whether fields is a non-empty list of non-empty frames
