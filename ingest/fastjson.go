@@ -2,10 +2,11 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/flamestream/flamestream/internal/profile"
 )
 
 // decodeUpload decodes the agent's upload body. Most of its bytes are one long string (the profile), which
@@ -54,7 +55,7 @@ func (s *scanner) ws() {
 //
 // The profile is one long string with an escape ("\n") per line: the scan jumps from escape to escape
 // with bytes.IndexByte (the closing quote is found once, not once per line) and checks each stretch
-// between them with plainSegment, 32 bytes at a time. It took twice as long when it looked at every
+// between them with profile.CleanJSONSegment, 32 bytes at a time. It took twice as long when it looked at every
 // eight-byte word for quotes, backslashes, control and non-ASCII bytes at once.
 func (s *scanner) str(keep bool, scratch *[]byte) (v []byte, ok bool) {
 	b := s.b
@@ -72,7 +73,7 @@ func (s *scanner) str(keep bool, scratch *[]byte) (v []byte, ok bool) {
 		}
 		k := bytes.IndexByte(b[j:q], '\\')
 		if k < 0 {
-			if !plainSegment(b[j:q]) {
+			if !profile.CleanJSONSegment(b[j:q]) {
 				return nil, false
 			}
 			s.i = q + 1
@@ -89,7 +90,7 @@ func (s *scanner) str(keep bool, scratch *[]byte) (v []byte, ok bool) {
 			return out, true
 		}
 		k += j
-		if !plainSegment(b[j:k]) || k+1 >= len(b) {
+		if !profile.CleanJSONSegment(b[j:k]) || k+1 >= len(b) {
 			return nil, false
 		}
 		if out == nil {
@@ -134,50 +135,6 @@ func (s *scanner) str(keep bool, scratch *[]byte) (v []byte, ok bool) {
 		out = append(out, r)
 		j = k + 2
 	}
-}
-
-// plainSegment reports whether a stretch of a JSON string between escapes is valid UTF-8 without control
-// bytes (which encoding/json rejects or replaces). It checks 32 ASCII bytes at a time, then eight, and
-// leaves the rest to a byte loop (and utf8.Valid only from the first non-ASCII byte on). The indexer reads
-// the stored body with the same check (its cleanSegment).
-func plainSegment(seg []byte) bool {
-	const lows, highs = 0x2020202020202020, 0x8080808080808080
-	i := 0
-	for ; i+32 <= len(seg); i += 32 {
-		w0 := binary.LittleEndian.Uint64(seg[i:])
-		w1 := binary.LittleEndian.Uint64(seg[i+8:])
-		w2 := binary.LittleEndian.Uint64(seg[i+16:])
-		w3 := binary.LittleEndian.Uint64(seg[i+24:])
-		// A byte below 0x20 borrows in w-lows and keeps its high bit clear in w: flagged. A byte with the
-		// high bit set is flagged by w alone. Borrows only flag bytes above a flagged one.
-		if (w0|w1|w2|w3|(w0-lows)&^w0|(w1-lows)&^w1|(w2-lows)&^w2|(w3-lows)&^w3)&highs != 0 {
-			break // a non-ASCII or control byte in these words: check the rest eight bytes at a time
-		}
-	}
-	for ; i+8 <= len(seg); i += 8 {
-		w := binary.LittleEndian.Uint64(seg[i:])
-		if (w|(w-lows)&^w)&highs != 0 {
-			break
-		}
-	}
-	for ; i < len(seg); i++ {
-		c := seg[i]
-		if c < 0x20 {
-			return false
-		}
-		if c >= utf8.RuneSelf {
-			break
-		}
-	}
-	if i == len(seg) {
-		return true
-	}
-	for _, c := range seg[i:] {
-		if c < 0x20 {
-			return false
-		}
-	}
-	return utf8.Valid(seg[i:])
 }
 
 // number reads a JSON number at s.i and returns its text.

@@ -1,4 +1,4 @@
-package indexer
+package profile
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"unicode/utf8"
 )
 
-// TestCleanSegmentMatchesAByteLoop puts a control byte, a non-ASCII character and an invalid UTF-8 byte at
+// TestCleanJSONSegmentMatchesAByteLoop puts a control byte, a non-ASCII character and an invalid UTF-8 byte at
 // every offset of segments up to 80 bytes long, so that each lands in the 32-byte, the eight-byte and the
-// byte loop of cleanSegment, and compares with the plain definition.
-func TestCleanSegmentMatchesAByteLoop(t *testing.T) {
+// byte loop of CleanJSONSegment, and compares with the plain definition.
+func TestCleanJSONSegmentMatchesAByteLoop(t *testing.T) {
 	ref := func(seg []byte) bool {
 		for _, c := range seg {
 			if c < 0x20 {
@@ -21,8 +21,8 @@ func TestCleanSegmentMatchesAByteLoop(t *testing.T) {
 	for n := 0; n <= 80; n++ {
 		base := bytes.Repeat([]byte("abcdefghij;klmnop~ 0123456789"), 3)[:n]
 		check := func(seg []byte) {
-			if got, want := cleanSegment(seg), ref(seg); got != want {
-				t.Fatalf("cleanSegment(%q) = %v, want %v", seg, got, want)
+			if got, want := CleanJSONSegment(seg), ref(seg); got != want {
+				t.Fatalf("CleanJSONSegment(%q) = %v, want %v", seg, got, want)
 			}
 		}
 		check(base)
