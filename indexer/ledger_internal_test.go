@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/flamestream/flamestream/stream"
+	"github.com/flamestream/flamestream/internal/testenv"
 )
 
 // A batch is one day of the server's clock: one part in every table, each partitioned by day or month.
@@ -33,20 +30,7 @@ func TestDayStartFollowsTheServerZone(t *testing.T) {
 
 // A repair claim is exclusive until its holder lets it go; then the next indexer may take it.
 func TestRepairClaimIsExclusiveUntilReleased(t *testing.T) {
-	ns, err := stream.StartEmbedded(t.TempDir(), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := testenv.JetStream(t)
 	ctx := context.Background()
 	a, b := &Indexer{js: js}, &Indexer{js: js}
 	release, err := a.claimRepair(ctx, 42, "samples_1h")

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +24,7 @@ import (
 	"github.com/flamestream/flamestream/internal/demo"
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/schema"
+	itestenv "github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -45,23 +45,10 @@ type rig struct {
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	testenv.Servers(t)
-	ns, err := stream.StartEmbedded(t.TempDir(), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	st := testenv.Start(t, testenv.Options{Role: "ingest", Edit: func(c *config.Config) { c.NATSURL = ns.URL() }})
+	natsURL, _, js := itestenv.JetStream(t)
+	st := testenv.Start(t, testenv.Options{Role: "ingest", Edit: func(c *config.Config) { c.NATSURL = natsURL }})
 	ctx := context.Background()
 	if _, err := schema.Migrate(ctx, st.CH); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := st.Config
@@ -70,7 +57,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{st: st, natsURL: ns.URL(), js: js, store: store, token: st.Token(t, "agent", ""),
+	return &rig{st: st, natsURL: natsURL, js: js, store: store, token: st.Token(t, "agent", ""),
 		log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		fleet: demo.NewFleet(7, "svc", demo.Shape{Stacks: 400, Lines: 60, MinDepth: 5, MaxDepth: 20}),
 		rng:   rand.New(rand.NewPCG(1, 2)), sent: map[string]uint64{}}

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flamestream/flamestream/cmd/internal/cli"
+	"github.com/flamestream/flamestream/internal/testenv"
 	"github.com/flamestream/flamestream/stream"
 )
 
@@ -20,20 +20,7 @@ import (
 // replay consumer on it, made as with the nats CLI.
 func replayStream(t *testing.T, n int) (jetstream.JetStream, jetstream.Consumer) {
 	t.Helper()
-	ns, err := stream.StartEmbedded(t.TempDir(), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := testenv.JetStream(t)
 	ctx := context.Background()
 	if err := stream.Ensure(ctx, js, stream.Config{}); err != nil {
 		t.Fatal(err)
