@@ -133,6 +133,13 @@ type PipelineReport struct {
 	AcceptedPerSec  float64          `json:"accepted_per_s"`
 	IngestP50Ms     float64          `json:"ingest_p50_ms"`
 	IngestP99Ms     float64          `json:"ingest_p99_ms"`
+	// IngestStore* and IngestAck* are the two waits inside an accepted upload, from ingest's histograms
+	// over the load: the object-store PUT and JetStream's publish ack. Each is the upper bound of the
+	// histogram bucket holding the quantile (-1: not read; +Inf shows as -2).
+	IngestStoreP50Ms float64 `json:"ingest_store_p50_ms"`
+	IngestStoreP99Ms float64 `json:"ingest_store_p99_ms"`
+	IngestAckP50Ms   float64 `json:"ingest_publish_ack_p50_ms"`
+	IngestAckP99Ms   float64 `json:"ingest_publish_ack_p99_ms"`
 	// Queryable is how many accepted uploads became queryable; Rows their sample rows.
 	Queryable int64 `json:"queryable"`
 	Rows      int64 `json:"rows"`
@@ -411,6 +418,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	cpu0 := b.readCPU()
 	busy0, busyErr := machineBusy()
 	ix0 := b.indexerMetrics(ctx)
+	ing0 := b.ingestWaits(ctx)
 	rep.LoadAverage[0] = loadAverage()
 	var pprofErr error
 	if pprofAddr != "" {
@@ -421,6 +429,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	stopOffer()
 	loadEnd := time.Now()
 	rep.DurationSeconds = loadEnd.Sub(t0).Seconds()
+	rep.ingestWaits(ing0, b.ingestWaits(ctx))
 	fmt.Fprintf(b.progress, "pipeline %5.0fs  load over: %d offered, %d accepted\n", rep.DurationSeconds, len(b.uploads), b.accepted.Load())
 
 	// Drain: wait until the batches seen hold every accepted profile.
@@ -577,6 +586,43 @@ func (b *pipeBench) indexerMetrics(ctx context.Context) map[string]float64 {
 		return nil
 	}
 	return m
+}
+
+// The histograms of ingest's waits inside an upload.
+const (
+	storeSeconds = "flamestream_ingest_store_seconds"
+	ackSeconds   = "flamestream_ingest_publish_ack_seconds"
+)
+
+// ingestWaits reads ingest's store and publish-ack histograms (nil when it does not answer).
+func (b *pipeBench) ingestWaits(ctx context.Context) map[string]histogram {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h, err := histograms(ctx, "http://"+b.st.addrs["ingest"]+"/metrics", storeSeconds, ackSeconds)
+	if err != nil {
+		return nil
+	}
+	return h
+}
+
+// ingestWaits fills the IngestStore* and IngestAck* figures from readings before and after the load.
+func (r *PipelineReport) ingestWaits(before, after map[string]histogram) {
+	ms := func(name string, q float64) float64 {
+		d := after[name].since(before[name])
+		v := d.quantile(q)
+		switch {
+		case d == nil || math.IsNaN(v):
+			return -1
+		case math.IsInf(v, 1):
+			return -2
+		}
+		return v * 1000
+	}
+	r.IngestStoreP50Ms, r.IngestStoreP99Ms = ms(storeSeconds, 0.5), ms(storeSeconds, 0.99)
+	r.IngestAckP50Ms, r.IngestAckP99Ms = ms(ackSeconds, 0.5), ms(ackSeconds, 0.99)
+	if r.IngestStoreP99Ms == -1 || r.IngestAckP99Ms == -1 {
+		r.Notes = append(r.Notes, "ingest's store and publish-ack histograms: not read")
+	}
 }
 
 // cpuTable fills the report's CPU rows from readings before and after the baseline and the window.
@@ -925,6 +971,17 @@ func fetchProfile(ctx context.Context, addr string, d time.Duration, path string
 	return os.WriteFile(path, body, 0o644)
 }
 
+// bound prints a histogram quantile of PipelineReport: ≤ the bucket's bound, or above the last one.
+func bound(ms float64) string {
+	switch ms {
+	case -1:
+		return "?"
+	case -2:
+		return "> last bucket"
+	}
+	return "≤" + strconv.FormatFloat(ms, 'g', 3, 64)
+}
+
 // WriteTable prints the report for a terminal.
 func (r *PipelineReport) WriteTable(w io.Writer) {
 	rate := "saturation"
@@ -937,6 +994,10 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "offered\t%d\t(missed %d, statuses %v)\n", r.Offered, r.Missed, r.Statuses)
 	fmt.Fprintf(tw, "accepted/s\t%.1f\t%d accepted\n", r.AcceptedPerSec, r.Accepted)
 	fmt.Fprintf(tw, "ingest request p50 / p99\t%.1f / %.1f ms\t\n", r.IngestP50Ms, r.IngestP99Ms)
+	if r.IngestStoreP99Ms != -1 {
+		fmt.Fprintf(tw, "  of which S3 PUT / publish ack p50, p99\t%s, %s / %s, %s ms\t(at most: histogram bucket bounds)\n",
+			bound(r.IngestStoreP50Ms), bound(r.IngestStoreP99Ms), bound(r.IngestAckP50Ms), bound(r.IngestAckP99Ms))
+	}
 	fmt.Fprintf(tw, "indexed/s during the load\t%.1f profiles\t%.0f sample rows/s\n", r.IndexedPerSec, r.IndexedRowsPerSec)
 	fmt.Fprintf(tw, "end to end (first upload → last queryable)\t%.1f profiles/s\t%.0f sample rows/s (%d profiles, %d rows)\n", r.EndToEndPerSec, r.EndToEndRowsPerSec, r.Queryable, r.Rows)
 	fmt.Fprintf(tw, "lag upload → queryable p50 / p99 / max\t%.2f / %.2f / %.2f s\t\n", r.LagP50S, r.LagP99S, r.LagMaxS)
