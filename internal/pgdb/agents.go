@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Agent is one agent process, identified by the gpid the server gave it.
@@ -54,15 +56,128 @@ func (d *DB) RecordProfile(ctx context.Context, gpid int64, a Agent, at time.Tim
 			return 0, fmt.Errorf("record agent %d: %w", gpid, err)
 		}
 	}
-	err := d.pool.QueryRow(ctx, `INSERT INTO agents (service, hostname, agent_version, instance_type,
-		cloud_provider, run_arguments, containers, k8s_objects, first_seen, last_seen, last_profile_at, profiles)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, 1) RETURNING gpid`,
-		a.Service, a.Hostname, a.AgentVersion, a.InstanceType, a.CloudProvider, nullJSON(a.RunArguments),
-		a.Containers, a.K8sObjects, at).Scan(&gpid)
-	if err != nil {
-		return 0, fmt.Errorf("allocate gpid: %w", err)
+	return d.newAgents.insert(ctx, d.pool, a, at)
+}
+
+// insertAgentSQL allocates the gpid of a new agent.
+const insertAgentSQL = `INSERT INTO agents (service, hostname, agent_version, instance_type,
+	cloud_provider, run_arguments, containers, k8s_objects, first_seen, last_seen, last_profile_at, profiles)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, 1) RETURNING gpid`
+
+func insertAgentArgs(a Agent, at time.Time) []any {
+	return []any{a.Service, a.Hostname, a.AgentVersion, a.InstanceType, a.CloudProvider, nullJSON(a.RunArguments),
+		a.Containers, a.K8sObjects, at}
+}
+
+const (
+	// maxNewAgentsPerCommit bounds one transaction of agentInserter.
+	maxNewAgentsPerCommit = 256
+	// maxNewAgentsQueued bounds the agents waiting for their gpid; past it RecordProfile fails at once
+	// (ingest answers 503 and the agent retries on its next cycle).
+	maxNewAgentsQueued = 8192
+	// newAgentsTimeout bounds one transaction of agentInserter, whoever is waiting for it.
+	newAgentsTimeout = 10 * time.Second
+)
+
+// errTooManyNewAgents is RecordProfile's error when maxNewAgentsQueued agents already wait for a gpid.
+var errTooManyNewAgents = errors.New("allocate gpid: too many new agents waiting")
+
+// agentInserter allocates the gpids of new agents for many uploads at once: the uploads that arrive while a
+// transaction commits go together into the next one, one WAL flush for all of them instead of one each.
+// A gpid goes back to an agent only once its row is committed (it is remembered from then on). When a
+// fleet restarts, every agent's first upload takes this path at once: on this machine 2,000 new agents
+// at 1,000 uploads/s waited 300–430 ms (p99) for their gpids one commit each.
+type agentInserter struct {
+	mu      sync.Mutex
+	queue   []*newAgent
+	running bool // a flusher goroutine is draining queue (at most one)
+}
+
+type newAgent struct {
+	a    Agent
+	at   time.Time
+	gpid int64
+	err  error
+	done chan struct{}
+}
+
+// insert queues a and waits for its gpid, or for ctx to end (the row may still be written then: an agent
+// row without uploads of its own to follow, as when a reply is lost on the way).
+func (ins *agentInserter) insert(ctx context.Context, pool *pgxpool.Pool, a Agent, at time.Time) (int64, error) {
+	n := &newAgent{a: a, at: at, done: make(chan struct{})}
+	ins.mu.Lock()
+	if len(ins.queue) >= maxNewAgentsQueued {
+		ins.mu.Unlock()
+		return 0, errTooManyNewAgents
 	}
-	return gpid, nil
+	ins.queue = append(ins.queue, n)
+	if !ins.running {
+		ins.running = true
+		go ins.flush(pool)
+	}
+	ins.mu.Unlock()
+	select {
+	case <-n.done:
+		return n.gpid, n.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("allocate gpid: %w", ctx.Err())
+	}
+}
+
+// flush commits the queue, maxNewAgentsPerCommit agents a transaction, until it is empty.
+func (ins *agentInserter) flush(pool *pgxpool.Pool) {
+	for {
+		ins.mu.Lock()
+		batch := ins.queue[:min(len(ins.queue), maxNewAgentsPerCommit)]
+		if len(batch) == 0 {
+			ins.queue = nil // the backing array of a burst goes too
+			ins.running = false
+			ins.mu.Unlock()
+			return
+		}
+		ins.queue = ins.queue[len(batch):]
+		ins.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(context.Background(), newAgentsTimeout)
+		err := insertAgents(ctx, pool, batch)
+		if err != nil && len(batch) > 1 {
+			// One row PostgreSQL refuses (a value it cannot store) must not fail the others: each alone.
+			for _, n := range batch {
+				n.err = pool.QueryRow(ctx, insertAgentSQL, insertAgentArgs(n.a, n.at)...).Scan(&n.gpid)
+			}
+		} else if err != nil {
+			batch[0].err = err
+		}
+		cancel()
+		for _, n := range batch {
+			if n.err != nil {
+				n.gpid, n.err = 0, fmt.Errorf("allocate gpid: %w", n.err)
+			}
+			close(n.done)
+		}
+	}
+}
+
+// insertAgents inserts batch in one transaction, the statements pipelined in one round trip, and sets
+// each agent's gpid; on error none is set.
+func insertAgents(ctx context.Context, pool *pgxpool.Pool, batch []*newAgent) error {
+	gpids := make([]int64, len(batch))
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		for i, n := range batch {
+			b.Queue(insertAgentSQL, insertAgentArgs(n.a, n.at)...).QueryRow(func(r pgx.Row) error {
+				return r.Scan(&gpids[i])
+			})
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return err
+	}
+	for i, n := range batch {
+		n.gpid = gpids[i]
+	}
+	return nil
 }
 
 func nullJSON(b json.RawMessage) any {

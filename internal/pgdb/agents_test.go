@@ -2,8 +2,13 @@ package pgdb_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/flamestream/flamestream/internal/pgdb"
 	"github.com/flamestream/flamestream/internal/testenv"
@@ -69,6 +74,100 @@ func TestRecordProfileAllocatesAndReusesGPIDs(t *testing.T) {
 		return
 	}
 	t.Errorf("agent %d not listed in %+v", g1, agents)
+}
+
+// TestNewAgentsOfABurstGetGPIDsOfTheirOwnRows: first uploads arriving together are committed many to a
+// transaction; each agent still gets a gpid of its own whose row holds its own values, whether the burst
+// came through RecordProfile from many goroutines or was queued whole (more than one transaction's worth).
+func TestNewAgentsOfABurstGetGPIDsOfTheirOwnRows(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const n = 300
+	gpids := make([]int64, 2*n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			a := pgdb.Agent{Service: "burst", Hostname: fmt.Sprintf("h%03d", i), AgentVersion: "1.35.0",
+				Containers: []string{fmt.Sprintf("c%03d", i)}}
+			g, err := db.RecordProfile(ctx, 0, a, t0)
+			if err != nil {
+				errs <- err
+			}
+			gpids[i] = g
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	queued := make([]pgdb.Agent, n)
+	for i := range queued {
+		queued[i] = pgdb.Agent{Service: "burst", Hostname: fmt.Sprintf("h%03d", n+i), AgentVersion: "1.35.0",
+			Containers: []string{fmt.Sprintf("c%03d", n+i)}}
+	}
+	got, gotErrs := db.RecordNewAgentsTogether(queued, t0)
+	for i, err := range gotErrs {
+		if err != nil {
+			t.Fatalf("queued agent %d: %v", i, err)
+		}
+	}
+	copy(gpids[n:], got)
+
+	agents, err := db.ListAgents(ctx, "burst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byGPID := map[int64]pgdb.Agent{}
+	for _, a := range agents {
+		byGPID[a.GPID] = a
+	}
+	if len(agents) != 2*n || len(byGPID) != 2*n {
+		t.Fatalf("%d agent rows, %d distinct gpids; want %d", len(agents), len(byGPID), 2*n)
+	}
+	for i, g := range gpids {
+		a, ok := byGPID[g]
+		want := fmt.Sprintf("h%03d", i)
+		if !ok || a.Hostname != want || len(a.Containers) != 1 || a.Containers[0] != fmt.Sprintf("c%03d", i) ||
+			a.Profiles != 1 || !a.FirstSeen.Equal(t0) {
+			t.Errorf("agent %s got gpid %d, whose row is %+v", want, g, a)
+		}
+	}
+}
+
+// TestANewAgentPostgreSQLRefusesFailsAlone: a value PostgreSQL cannot store (a NUL escape in jsonb) fails
+// its own agent with PostgreSQL's data exception (ingest's 400), not the others committed with it.
+func TestANewAgentPostgreSQLRefusesFailsAlone(t *testing.T) {
+	db := openDB(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	agents := []pgdb.Agent{
+		{Service: "s", Hostname: "good1"},
+		{Service: "s", Hostname: "bad", RunArguments: []byte(`{"x":"\u0000"}`)},
+		{Service: "s", Hostname: "good2"},
+	}
+	gpids, errs := db.RecordNewAgentsTogether(agents, t0)
+	var pe *pgconn.PgError
+	if !errors.As(errs[1], &pe) || pe.Code[:2] != "22" || gpids[1] != 0 {
+		t.Errorf("bad agent: gpid %d, err %v; want a data exception (class 22)", gpids[1], errs[1])
+	}
+	listed, err := db.ListAgents(context.Background(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[int64]string{}
+	for _, a := range listed {
+		hosts[a.GPID] = a.Hostname
+	}
+	for _, i := range []int{0, 2} {
+		if errs[i] != nil || hosts[gpids[i]] != agents[i].Hostname {
+			t.Errorf("%s: gpid %d (row of %q), err %v", agents[i].Hostname, gpids[i], hosts[gpids[i]], errs[i])
+		}
+	}
+	if len(listed) != 2 {
+		t.Errorf("%d rows, want the 2 good agents", len(listed))
+	}
 }
 
 // TestAgentLogsArePrunedToTheBound keeps the newest records of a service only.

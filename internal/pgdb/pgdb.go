@@ -24,6 +24,8 @@ type DB struct {
 	// service last seen, heartbeats), which a crash may lose the last fraction of a second of without harm:
 	// the profile itself is durable in the bucket and the stream. Everything else uses pool.
 	async *pgxpool.Pool
+	// newAgents allocates the gpids of new agents, many to a commit.
+	newAgents *agentInserter
 }
 
 // defaultMaxConns replaces pgx's default pool size (4 on a 2-core machine), which queues an ingest serving
@@ -58,7 +60,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &DB{pool: pool, async: async}, nil
+	return &DB{pool: pool, async: async, newAgents: &agentInserter{}}, nil
 }
 
 // Close closes the pools.
