@@ -1,8 +1,11 @@
 package ingest
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // ttlCache remembers values for a while; it spares PostgreSQL a token lookup and a service upsert on
@@ -11,7 +14,14 @@ type ttlCache[V any] struct {
 	ttl time.Duration
 	mu  sync.Mutex
 	m   map[string]ttlEntry[V]
+	// loads shares one load among the concurrent misses of a key: when an entry expires (or at start)
+	// under hundreds of uploads in flight, PostgreSQL sees one query, not one per upload all at once (on
+	// one service's row, an upsert each, one after the other).
+	loads singleflight.Group
 }
+
+// cacheLoadTimeout bounds a load shared by several requests (none of their contexts is its own).
+const cacheLoadTimeout = 5 * time.Second
 
 type ttlEntry[V any] struct {
 	v       V
@@ -34,6 +44,34 @@ func (c *ttlCache[V]) get(key string, now time.Time) (V, bool) {
 		return zero, false
 	}
 	return e.v, true
+}
+
+// getOrLoad returns key's value, from the cache or from load (whose result is then remembered, unless it
+// failed). Concurrent misses of key wait for the same load, each no longer than its ctx.
+func (c *ttlCache[V]) getOrLoad(ctx context.Context, key string, now time.Time, load func(context.Context) (V, error)) (V, error) {
+	if v, ok := c.get(key, now); ok {
+		return v, nil
+	}
+	if c.ttl <= 0 {
+		return load(ctx)
+	}
+	ch := c.loads.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheLoadTimeout)
+		defer cancel()
+		v, err := load(lctx)
+		if err == nil {
+			c.put(key, v, now)
+		}
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		v, _ := r.Val.(V)
+		return v, r.Err
+	case <-ctx.Done():
+		var zero V
+		return zero, ctx.Err()
+	}
 }
 
 func (c *ttlCache[V]) put(key string, v V, now time.Time) {

@@ -72,19 +72,15 @@ func (s *Server) checkToken(ctx context.Context, key string) (pgdb.Token, error)
 		return pgdb.Token{}, fail(http.StatusUnauthorized, "missing API key", errors.New("send the GPROFILER-API-KEY header"))
 	}
 	h := sha256.Sum256([]byte(key))
-	ck := string(h[:])
-	now := time.Now()
-	if tok, ok := s.tokens.get(ck, now); ok {
-		return tok, nil
-	}
-	tok, err := s.meta.CheckToken(ctx, key)
+	tok, err := s.tokens.getOrLoad(ctx, string(h[:]), time.Now(), func(ctx context.Context) (pgdb.Token, error) {
+		return s.meta.CheckToken(ctx, key)
+	})
 	if errors.Is(err, pgdb.ErrTokenInvalid) {
 		return tok, fail(http.StatusUnauthorized, "Invalid API key", nil)
 	}
 	if err != nil {
 		return tok, unavailable("metadata store unavailable", err)
 	}
-	s.tokens.put(ck, tok, now)
 	return tok, nil
 }
 
@@ -106,15 +102,9 @@ func (s *Server) authorize(ctx context.Context, key, service string) (pgdb.Token
 // service returns a service's settings and records that it was seen; with the cache on, PostgreSQL is
 // touched once per service per TTL instead of once per upload.
 func (s *Server) service(ctx context.Context, name string, now time.Time) (pgdb.Service, error) {
-	if svc, ok := s.services.get(name, now); ok {
-		return svc, nil
-	}
-	svc, err := s.meta.TouchService(ctx, name, now)
-	if err != nil {
-		return svc, err
-	}
-	s.services.put(name, svc, now)
-	return svc, nil
+	return s.services.getOrLoad(ctx, name, now, func(ctx context.Context) (pgdb.Service, error) {
+		return s.meta.TouchService(ctx, name, now)
+	})
 }
 
 func (s *Server) healthCheck(w http.ResponseWriter, r *http.Request) error {
