@@ -133,6 +133,11 @@ type PipelineReport struct {
 	AcceptedPerSec  float64          `json:"accepted_per_s"`
 	IngestP50Ms     float64          `json:"ingest_p50_ms"`
 	IngestP99Ms     float64          `json:"ingest_p99_ms"`
+	// IngestFirstP99Ms is the p99 of the uploads sent without a gpid (each agent's first: ingest registers
+	// the agent and allocates its gpid), IngestLaterP99Ms of the others; FirstUploads counts the first.
+	IngestFirstP99Ms float64 `json:"ingest_first_upload_p99_ms"`
+	IngestLaterP99Ms float64 `json:"ingest_later_upload_p99_ms"`
+	FirstUploads     int64   `json:"first_uploads"`
 	// IngestStore* and IngestAck* are the two waits inside an accepted upload, from ingest's histograms
 	// over the load: the object-store PUT and JetStream's publish ack. Each is the upper bound of the
 	// histogram bucket holding the quantile (-1: not read; +Inf shows as -2).
@@ -218,7 +223,8 @@ type pipeUpload struct {
 	start   time.Time // the profile's minute
 	at      time.Time // when its request was sent
 	latency time.Duration
-	status  int // 0: no answer
+	status  int  // 0: no answer
+	first   bool // sent without a gpid: the agent's first upload, which ingest registers
 }
 
 // RunPipeline runs the pipeline bench. It returns an error only when it could not run; a pipeline that
@@ -725,7 +731,7 @@ func (b *pipeBench) send(ctx context.Context, i int) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("GPROFILER-API-KEY", b.token)
 	req.Header.Set("GPROFILER-SERVICE-NAME", b.cfg.Service)
-	u := pipeUpload{a: a, start: start, at: time.Now()}
+	u := pipeUpload{a: a, start: start, at: time.Now(), first: gpid == ""}
 	// The request is not cut short when the offer ends: an upload in flight then is still answered.
 	resp, err := b.client.Do(req)
 	u.latency = time.Since(u.at)
@@ -876,7 +882,7 @@ func (b *pipeBench) summarize(ctx context.Context, t0, loadEnd time.Time) error 
 		return err
 	}
 
-	var lat, lags []float64
+	var lat, firstLat, laterLat, lags []float64
 	var first, last time.Time
 	var duringRows, duringN int64
 	b.mu.Lock()
@@ -884,7 +890,13 @@ func (b *pipeBench) summarize(ctx context.Context, t0, loadEnd time.Time) error 
 	for _, u := range b.uploads {
 		rep.Offered++
 		rep.Statuses[statusName(u.status)]++
-		lat = append(lat, float64(u.latency)/float64(time.Millisecond))
+		ms := float64(u.latency) / float64(time.Millisecond)
+		lat = append(lat, ms)
+		if u.first {
+			firstLat = append(firstLat, ms)
+		} else {
+			laterLat = append(laterLat, ms)
+		}
 		if first.IsZero() || u.at.Before(first) {
 			first = u.at
 		}
@@ -929,6 +941,8 @@ func (b *pipeBench) summarize(ctx context.Context, t0, loadEnd time.Time) error 
 	rep.LagP50S, rep.LagP99S = jsonNum(percentile(lags, 50)), jsonNum(percentile(lags, 99))
 	rep.LagMaxS = jsonNum(percentile(lags, 100))
 	rep.IngestP50Ms, rep.IngestP99Ms = jsonNum(rep.IngestP50Ms), jsonNum(rep.IngestP99Ms)
+	rep.FirstUploads = int64(len(firstLat))
+	rep.IngestFirstP99Ms, rep.IngestLaterP99Ms = jsonNum(percentile(firstLat, 99)), jsonNum(percentile(laterLat, 99))
 	if rep.Queryable < rep.Accepted {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d accepted uploads were never seen queryable (no lag for them)", rep.Accepted-rep.Queryable))
 	}
@@ -994,6 +1008,8 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "offered\t%d\t(missed %d, statuses %v)\n", r.Offered, r.Missed, r.Statuses)
 	fmt.Fprintf(tw, "accepted/s\t%.1f\t%d accepted\n", r.AcceptedPerSec, r.Accepted)
 	fmt.Fprintf(tw, "ingest request p50 / p99\t%.1f / %.1f ms\t\n", r.IngestP50Ms, r.IngestP99Ms)
+	fmt.Fprintf(tw, "  agents' first uploads / later, p99\t%.1f / %.1f ms\t(%d first uploads: ingest registers the agent)\n",
+		r.IngestFirstP99Ms, r.IngestLaterP99Ms, r.FirstUploads)
 	if r.IngestStoreP99Ms != -1 {
 		fmt.Fprintf(tw, "  of which S3 PUT / publish ack p50, p99\t%s, %s / %s, %s ms\t(at most: histogram bucket bounds)\n",
 			bound(r.IngestStoreP50Ms), bound(r.IngestStoreP99Ms), bound(r.IngestAckP50Ms), bound(r.IngestAckP99Ms))

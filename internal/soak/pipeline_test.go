@@ -171,6 +171,10 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	if !(rep.IngestP50Ms > 0 && rep.IngestP99Ms >= rep.IngestP50Ms) || rep.AcceptedPerSec < 5 || rep.IndexedRowsPerSec <= 0 {
 		t.Fatalf("ingest p50 %.1f p99 %.1f ms, accepted %.1f/s, indexed %.0f rows/s", rep.IngestP50Ms, rep.IngestP99Ms, rep.AcceptedPerSec, rep.IndexedRowsPerSec)
 	}
+	// Each of the 40 agents sent its first upload without a gpid (a later one too, if its first reply was late).
+	if rep.FirstUploads < int64(sh.Agents) || rep.FirstUploads >= rep.Offered || rep.IngestFirstP99Ms <= 0 || rep.IngestLaterP99Ms <= 0 {
+		t.Fatalf("%d first uploads of %d agents (p99 %.1f ms, later %.1f ms)", rep.FirstUploads, sh.Agents, rep.IngestFirstP99Ms, rep.IngestLaterP99Ms)
+	}
 	used := map[string]float64{}
 	for _, c := range rep.CPU {
 		used[c.Name] = c.Millis
