@@ -51,7 +51,9 @@ type Config struct {
 	StoreTimeout         time.Duration
 	RateLimit            float64
 	AuthCacheTTL         time.Duration
-	AgentLogsMaxRows     int
+	// IngestYieldLag: a lone ingest process lowers its CPU priority while the indexer's backlog is older.
+	IngestYieldLag   time.Duration
+	AgentLogsMaxRows int
 
 	BatchSize     int
 	BatchWait     time.Duration

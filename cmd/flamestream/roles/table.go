@@ -13,6 +13,7 @@ import (
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/ingest"
 	"github.com/flamestream/flamestream/internal/config"
+	"github.com/flamestream/flamestream/internal/procprio"
 	"github.com/flamestream/flamestream/query"
 	"github.com/flamestream/flamestream/stream"
 	"github.com/flamestream/flamestream/webui"
@@ -77,6 +78,29 @@ var (
 			}
 			s.Routes(r)
 			return []func(context.Context) error{s.Run}, nil
+		},
+	}
+	// yieldPart runs ingest.RunYield in a process that runs ingest without the indexer (in one process
+	// with it, lowering the priority would slow indexing too).
+	yieldPart = part{
+		vars: ingest.YieldVars,
+		start: func(ctx context.Context, cfg config.Config, log *slog.Logger, d *deps, reg prometheus.Registerer, r chi.Router) ([]func(context.Context) error, error) {
+			if cfg.IngestYieldLag <= 0 {
+				return nil, nil
+			}
+			if !procprio.CanLower() {
+				log.Info("ingest will not yield the CPU to the indexer: it could not take its priority back (no CAP_SYS_NICE, RLIMIT_NICE < 20)")
+				return nil, nil
+			}
+			backlog := stream.NewBacklog(d.js, stream.IndexerConsumer)
+			age := func(ctx context.Context) (time.Duration, error) {
+				a, _, err := backlog.Age(ctx)
+				return a, err
+			}
+			yield := func(ctx context.Context) error {
+				return ingest.RunYield(ctx, ingest.YieldConfig{Lag: cfg.IngestYieldLag}, age, procprio.Set, log, reg)
+			}
+			return []func(context.Context) error{yield}, nil
 		},
 	}
 	indexerPart = part{
@@ -160,7 +184,7 @@ func Table() []Role {
 	return []Role{
 		{Name: "all", Summary: "every role in one process (NATS embedded unless NATS_URL is set)",
 			Opens: Postgres | ClickHouse | S3 | NATS | EmbeddedNATS, parts: []part{ingestPart, indexerPart, queryPart, janitorPart}, listensOnIngest: true},
-		{Name: "ingest", Summary: "the agent-facing API", Opens: Postgres | S3 | NATS, parts: []part{ingestPart}, listensOnIngest: true},
+		{Name: "ingest", Summary: "the agent-facing API", Opens: Postgres | S3 | NATS, parts: []part{ingestPart, yieldPart}, listensOnIngest: true},
 		{Name: "indexer", Summary: "the JetStream consumer that writes ClickHouse", Opens: ClickHouse | S3 | NATS, parts: []part{indexerPart}},
 		{Name: "query", Summary: "the query API and the web UI", Opens: Postgres | ClickHouse, parts: []part{queryPart}},
 		{Name: "janitor", Summary: "drops ClickHouse partitions and archived uploads past retention (per-service settings from PostgreSQL), bundles closed hours of the archive and builds the per-dimension hour and day rollups", Opens: Postgres | ClickHouse | S3, parts: []part{janitorPart}},
