@@ -44,6 +44,7 @@ var composeDefaults = map[string]string{
 	"FLAMESTREAM_BATCH_WAIT":             "indexer tuning; the default suits one host",
 	"FLAMESTREAM_CONSUMER":               "the shared durable consumer; only a replay uses another",
 	"FLAMESTREAM_FETCH_PARALLEL":         "indexer tuning; the default suits one host",
+	"FLAMESTREAM_INGEST_YIELD_LAG":       "each role is its own container, weighted by its cgroup first, and has no CAP_SYS_NICE: the yield is off there (OPERATIONS.md, Sizing)",
 	"FLAMESTREAM_FRAME_RULES":            "no frame rules unless the operator mounts a file (deploy/frame-rules.yaml is a starting set)",
 	"FLAMESTREAM_TRUSTED_PROXIES":        "the compose Caddy is the peer of the query role only through the Docker network, whose address varies: an operator lists it",
 	"FLAMESTREAM_JANITOR_INTERVAL":       "how often retention runs, independent of the host",

@@ -38,15 +38,18 @@ func RunYield(ctx context.Context, cfg YieldConfig, backlog func(context.Context
 		Help: "1 while ingest runs at a lower CPU priority because the indexer is behind."})
 	yields := prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_yields_total",
 		Help: "Times ingest lowered its CPU priority because the indexer was behind."})
+	yieldSeconds := prometheus.NewCounter(prometheus.CounterOpts{Name: "flamestream_ingest_yielding_seconds_total",
+		Help: "Seconds ingest ran at a lower CPU priority because the indexer was behind."})
 	age := prometheus.NewGauge(prometheus.GaugeOpts{Name: "flamestream_ingest_indexer_backlog_seconds",
 		Help: "Age of the oldest event the indexer has not taken yet, as ingest last read it."})
 	if reg != nil {
-		reg.MustRegister(yielding, yields, age)
+		reg.MustRegister(yielding, yields, yieldSeconds, age)
 	}
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	yielded := false
 	var lastWarn time.Time
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,7 +57,11 @@ func RunYield(ctx context.Context, cfg YieldConfig, backlog func(context.Context
 				yielding.Set(0)
 			}
 			return nil
-		case <-t.C:
+		case now := <-t.C:
+			if yielded {
+				yieldSeconds.Add(now.Sub(last).Seconds())
+			}
+			last = now
 		}
 		rctx, cancel := context.WithTimeout(ctx, max(cfg.Interval, 2*time.Second))
 		a, err := backlog(rctx)

@@ -89,6 +89,9 @@ func TestYieldFollowsTheBacklogWithHysteresis(t *testing.T) {
 		got[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
 	}
 	// The last age read was 8 s.
+	if got["flamestream_ingest_yielding_seconds_total"] <= 0 {
+		t.Errorf("no time counted while yielding: %v", got)
+	}
 	if got["flamestream_ingest_yields_total"] != 3 || got["flamestream_ingest_indexer_backlog_seconds"] != 8 || got["flamestream_ingest_yielding"] != 0 {
 		t.Errorf("metrics %v, want 3 yields, a backlog of 8 s, not yielding after the end", got)
 	}

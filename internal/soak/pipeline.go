@@ -141,10 +141,15 @@ type PipelineReport struct {
 	// IngestStore* and IngestAck* are the two waits inside an accepted upload, from ingest's histograms
 	// over the load: the object-store PUT and JetStream's publish ack. Each is the upper bound of the
 	// histogram bucket holding the quantile (-1: not read; +Inf shows as -2).
-	IngestStoreP50Ms float64 `json:"ingest_store_p50_ms"`
-	IngestStoreP99Ms float64 `json:"ingest_store_p99_ms"`
-	IngestAckP50Ms   float64 `json:"ingest_publish_ack_p50_ms"`
-	IngestAckP99Ms   float64 `json:"ingest_publish_ack_p99_ms"`
+	// IngestYields and IngestYieldSeconds: how often, and for how long in all, ingest lowered its CPU
+	// priority over the window because the indexer was behind (ingest.RunYield); -1 when it does not yield,
+	// -2 when they were not read.
+	IngestYields       float64 `json:"ingest_yields"`
+	IngestYieldSeconds float64 `json:"ingest_yield_s"`
+	IngestStoreP50Ms   float64 `json:"ingest_store_p50_ms"`
+	IngestStoreP99Ms   float64 `json:"ingest_store_p99_ms"`
+	IngestAckP50Ms     float64 `json:"ingest_publish_ack_p50_ms"`
+	IngestAckP99Ms     float64 `json:"ingest_publish_ack_p99_ms"`
 	// Queryable is how many accepted uploads became queryable; Rows their sample rows.
 	Queryable int64 `json:"queryable"`
 	Rows      int64 `json:"rows"`
@@ -425,6 +430,7 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	busy0, busyErr := machineBusy()
 	ix0 := b.indexerMetrics(ctx)
 	ing0 := b.ingestWaits(ctx)
+	y0 := b.ingestYield(ctx)
 	rep.LoadAverage[0] = loadAverage()
 	var pprofErr error
 	if pprofAddr != "" {
@@ -459,6 +465,19 @@ func (b *pipeBench) run(ctx context.Context, pprofAddr string) (*PipelineReport,
 	cpu1 := b.readCPU()
 	busy1, err := machineBusy()
 	ix1 := b.indexerMetrics(ctx)
+	y1 := b.ingestYield(ctx)
+	_, on0 := y0[ingestYields]
+	_, on1 := y1[ingestYields]
+	switch {
+	case y0 == nil || y1 == nil:
+		rep.IngestYields, rep.IngestYieldSeconds = -2, -2
+		rep.Notes = append(rep.Notes, "ingest's yield counters: not read")
+	case on0 && on1:
+		rep.IngestYields = y1[ingestYields] - y0[ingestYields]
+		rep.IngestYieldSeconds = y1[ingestYieldSeconds] - y0[ingestYieldSeconds]
+	default:
+		rep.IngestYields, rep.IngestYieldSeconds = -1, -1
+	}
 	rep.LoadAverage[1] = loadAverage()
 	stopPoll()
 	bg.Wait()
@@ -573,6 +592,23 @@ func (b *pipeBench) settle(ctx context.Context, bound time.Duration) float64 {
 		last = now
 	}
 	return -1
+}
+
+// ingest's yield counters (ingest.RunYield), as /metrics writes them.
+const (
+	ingestYields       = "flamestream_ingest_yields_total"
+	ingestYieldSeconds = "flamestream_ingest_yielding_seconds_total"
+)
+
+// ingestYield reads ingest's yield counters (nil when it does not answer; absent when it does not yield).
+func (b *pipeBench) ingestYield(ctx context.Context) map[string]float64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := metrics(ctx, "http://"+b.st.addrs["ingest"]+"/metrics", ingestYields, ingestYieldSeconds)
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // The indexer's body-cache counters, as /metrics writes them.
@@ -1021,6 +1057,11 @@ func (r *PipelineReport) WriteTable(w io.Writer) {
 	if r.IndexerInserts > 0 {
 		fmt.Fprintf(tw, "indexer inserts\t%.0f, mean %.2f s\t%.0f%% of the window in INSERTs; %.0f events per pulled batch (batch wait %s)\n",
 			r.IndexerInserts, r.IndexerInsertSeconds/r.IndexerInserts, 100*r.IndexerInsertShare, r.IndexerBatchEvents, r.IndexerBatchWait)
+	}
+	if r.IngestYields >= 0 {
+		fmt.Fprintf(tw, "ingest yielded the CPU to the indexer\t%.0f times, %.1f s\t(lower priority while the indexer's backlog was over the yield lag)\n", r.IngestYields, r.IngestYieldSeconds)
+	} else if r.IngestYields == -1 {
+		fmt.Fprintf(tw, "ingest yielded the CPU to the indexer\toff\t(FLAMESTREAM_INGEST_YIELD_LAG=0, or no CAP_SYS_NICE)\n")
 	}
 	if n := r.IndexerBodyHits + r.IndexerBodyMisses; n > 0 {
 		fmt.Fprintf(tw, "bodies from the NATS body cache\t%.1f %%\t%.0f of %.0f; the rest read from S3\n", 100*r.IndexerBodyHits/n, r.IndexerBodyHits, n)

@@ -175,6 +175,9 @@ func TestPipelineBenchSmoke(t *testing.T) {
 	if rep.FirstUploads < int64(sh.Agents) || rep.FirstUploads >= rep.Offered || rep.IngestFirstP99Ms <= 0 || rep.IngestLaterP99Ms <= 0 {
 		t.Fatalf("%d first uploads of %d agents (p99 %.1f ms, later %.1f ms)", rep.FirstUploads, sh.Agents, rep.IngestFirstP99Ms, rep.IngestLaterP99Ms)
 	}
+	if rep.IngestYields == -2 || (os.Geteuid() == 0 && rep.IngestYields < 0) {
+		t.Errorf("ingest yield counters %v (%v s): not read, or off for a root process", rep.IngestYields, rep.IngestYieldSeconds)
+	}
 	used := map[string]float64{}
 	for _, c := range rep.CPU {
 		used[c.Name] = c.Millis
