@@ -36,6 +36,8 @@ type natsNode struct {
 	clientURL   string
 	monitorURL  string
 	clusterAddr string
+	args        []string
+	logPath     string
 	cmd         *exec.Cmd
 	exited      chan struct{}
 }
@@ -73,6 +75,19 @@ func addrPort(t *testing.T, addr string) string {
 // and waits until the JetStream meta group has a leader that sees every peer as current.
 func startNATSCluster(t *testing.T, n int) []*natsNode {
 	t.Helper()
+	nodes := newNATSCluster(t, n)
+	for _, nd := range nodes {
+		if err := nd.start(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMetaGroup(t, nodes, n)
+	return nodes
+}
+
+// newNATSCluster lays out an n-node cluster (addresses, routes, store directories) without starting a node.
+func newNATSCluster(t *testing.T, n int) []*natsNode {
+	t.Helper()
 	bin := natsServerBinary(t)
 	nodes := make([]*natsNode, n)
 	for i := range nodes {
@@ -92,7 +107,7 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 				routes = append(routes, "nats://"+other.clusterAddr)
 			}
 		}
-		args := []string{
+		nd.args = []string{
 			"-a", "127.0.0.1",
 			"-p", addrPort(t, strings.TrimPrefix(nd.clientURL, "nats://")),
 			"-m", addrPort(t, strings.TrimPrefix(nd.monitorURL, "http://")),
@@ -102,30 +117,44 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 			"-cluster", "nats://" + nd.clusterAddr,
 			"-routes", strings.Join(routes, ","),
 		}
-		logf, err := os.Create(filepath.Join(dir, nd.name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd.cmd = exec.Command(bin, args...)
-		nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
-		if err := nd.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", nd.name, err)
-		}
-		go func(nd *natsNode, f *os.File) {
-			_ = nd.cmd.Wait()
-			f.Close()
-			close(nd.exited)
-		}(nd, logf)
-		t.Cleanup(func() {
-			_ = nd.cmd.Process.Kill()
-			<-nd.exited
-			if t.Failed() {
-				if b, err := os.ReadFile(filepath.Join(dir, nd.name+".log")); err == nil {
-					t.Logf("%s log (tail):\n%s", nd.name, tail(string(b), 3000))
-				}
-			}
-		})
+		nd.logPath = filepath.Join(dir, nd.name+".log")
+		nd.cmd = exec.Command(bin, nd.args...)
 	}
+	return nodes
+}
+
+// start starts the node's process (once); it is killed when the test ends. It may run on another goroutine
+// than the test's.
+func (nd *natsNode) start(t *testing.T) error {
+	logf, err := os.Create(nd.logPath)
+	if err != nil {
+		return err
+	}
+	nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
+	if err := nd.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", nd.name, err)
+	}
+	go func() {
+		_ = nd.cmd.Wait()
+		logf.Close()
+		close(nd.exited)
+	}()
+	t.Cleanup(func() {
+		_ = nd.cmd.Process.Kill()
+		<-nd.exited
+		if t.Failed() {
+			if b, err := os.ReadFile(nd.logPath); err == nil {
+				t.Logf("%s log (tail):\n%s", nd.name, tail(string(b), 3000))
+			}
+		}
+	})
+	return nil
+}
+
+// waitMetaGroup waits until the JetStream meta group of nodes, n of them running, is ready.
+func waitMetaGroup(t *testing.T, nodes []*natsNode, n int) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !metaGroupReady(nodes, n) {
 		if time.Now().After(deadline) {
@@ -133,7 +162,6 @@ func startNATSCluster(t *testing.T, n int) []*natsNode {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return nodes
 }
 
 func tail(s string, n int) string {
@@ -412,4 +440,59 @@ func TestNATSClusterNodeLossKeepsEveryAckedProfileExactlyOnce(t *testing.T) {
 		t.Errorf("acked profiles hold %d samples, want %d (%d profiles × %d)", gotSum, wantSum, len(acked), want)
 	}
 	t.Logf("indexed %d acked profiles (%d samples) and %d refused-but-stored ones", len(acked), gotSum, len(got)-len(acked))
+}
+
+// TestFlamestreamWaitsForANATSClusterStillForming: Flamestream started while one node of a three-node
+// cluster is not up yet cannot place the R3 stream ("no suitable peers for placement"); it tries again
+// instead of stopping, and starts once the node joins.
+func TestFlamestreamWaitsForANATSClusterStillForming(t *testing.T) {
+	testenv.Servers(t)
+	nodes := newNATSCluster(t, 3)
+	for _, nd := range nodes[:2] {
+		if err := nd.start(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMetaGroup(t, nodes[:2], 2)
+	urls := make([]string, len(nodes))
+	for i, nd := range nodes {
+		urls[i] = nd.clientURL
+	}
+	late := time.AfterFunc(3*time.Second, func() {
+		if err := nodes[2].start(t); err != nil {
+			t.Error(err)
+		}
+	})
+	defer late.Stop()
+	t0 := time.Now()
+	st := testenv.Start(t, testenv.Options{Edit: func(c *config.Config) {
+		c.NATSURL = strings.Join(urls[:2], ",")
+		c.NATSReplicas = 3
+	}})
+	if took := time.Since(t0); took < 3*time.Second {
+		t.Fatalf("ready after %v, before the third node started: the test did not make the stream wait", took)
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream.ProfilesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := s.CachedInfo(); info.Config.Replicas != 3 {
+		t.Fatalf("stream %s has %d replicas, want 3", stream.ProfilesStream, info.Config.Replicas)
+	}
+	body := demo.NewUpload(demo.Restamp("forming-1", 1), "forming-1", time.Now().UTC().Truncate(time.Minute), "").Gzip()
+	token := st.Token(t, pgdb.KindAgent, "forming")
+	if code, err := uploadProfile(http.DefaultClient, st.URL, token, "forming", body); err != nil || code != http.StatusOK {
+		t.Fatalf("upload after the start: %d %v", code, err)
+	}
 }

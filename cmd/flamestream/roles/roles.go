@@ -120,8 +120,20 @@ func openNATS(ctx context.Context, cfg config.Config, log *slog.Logger, embed bo
 	d.js = js
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := stream.Ensure(sctx, js, stream.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes}); err != nil {
-		return err
+	// A NATS cluster starting with Flamestream may refuse a replicated stream for a moment ("no suitable
+	// peers for placement" until every node has joined): try again until the deadline, then fail.
+	scfg := stream.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes}
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := stream.Ensure(sctx, js, scfg)
+		if err == nil {
+			break
+		}
+		log.Warn("jetstream streams not ready; trying again", "in", wait, "err", err)
+		select {
+		case <-sctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
 	// The body cache is only a cache: without it (a server short of memory, say) the indexer reads every
 	// body from the object store.
