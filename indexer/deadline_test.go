@@ -2,10 +2,6 @@ package indexer_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,80 +9,16 @@ import (
 
 	"github.com/flamestream/flamestream/indexer"
 	"github.com/flamestream/flamestream/internal/chdb"
+	"github.com/flamestream/flamestream/internal/testenv"
 )
-
-// staller forwards TCP connections to target; while stalled it holds every byte it reads, as a
-// ClickHouse that hangs in the middle of a reply would, without closing anything.
-type staller struct {
-	addr    string
-	stalled atomic.Bool
-}
-
-func newStaller(t *testing.T, target string) *staller {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &staller{addr: ln.Addr().String()}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		s.stalled.Store(false)
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			for s.stalled.Load() {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		dst.Close()
-		_, _ = io.Copy(io.Discard, src)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, up)
-			mu.Unlock()
-			go pipe(up, c)
-			go pipe(c, up)
-		}
-	}()
-	return s
-}
 
 func TestDeadlineABatchStalledInClickHouseFailsBeforeTheAckWaitAndRunStopsInTime(t *testing.T) {
 	r := newRig(t)
 	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	r.upload(t, "stall", 8, 2, base)
 	cfg := r.st.Config
-	px := newStaller(t, cfg.ClickHouseAddr)
-	db, err := chdb.Open(context.Background(), chdb.Options{Addr: px.addr, User: cfg.ClickHouseUser,
+	px := testenv.NewProxy(t, cfg.ClickHouseAddr)
+	db, err := chdb.Open(context.Background(), chdb.Options{Addr: px.Addr(), User: cfg.ClickHouseUser,
 		Password: cfg.ClickHousePassword, Database: cfg.ClickHouseDatabase})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +28,7 @@ func TestDeadlineABatchStalledInClickHouseFailsBeforeTheAckWaitAndRunStopsInTime
 	// Ack wait 4 s: each batch gets 3 s.
 	const ackWait = 4 * time.Second
 	cons := r.consumer(t, "indexer", ackWait)
-	px.stalled.Store(true)
+	px.Pause()
 	reg := prometheus.NewRegistry()
 	ix := indexer.New(r.indexerConfig(), db, r.store, r.js, cons, r.log, reg)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -129,7 +61,7 @@ func TestDeadlineABatchStalledInClickHouseFailsBeforeTheAckWaitAndRunStopsInTime
 	t.Logf("Run returned %s after cancel", time.Since(t1).Round(time.Millisecond))
 
 	// Once ClickHouse answers again, everything is indexed exactly once.
-	px.stalled.Store(false)
+	px.Heal()
 	r.run(t, db, cons)
 	drained(t, cons, 60*time.Second)
 	checkTotals(t, fingerprintOf(t, r.st.CH, "stall"), r.sent["stall"])

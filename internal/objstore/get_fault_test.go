@@ -4,63 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flamestream/flamestream/internal/objstore"
 	"github.com/flamestream/flamestream/internal/testenv"
 )
-
-// cutProxy forwards TCP connections to the S3 server; while cut is above 0 it ends every connection once
-// that many bytes of the server's answers went through, in the middle of an object's body.
-type cutProxy struct {
-	ln  net.Listener
-	cut atomic.Int64
-	wg  sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln}
-	t.Cleanup(func() { _ = ln.Close(); p.wg.Wait() })
-	p.wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			limit := p.cut.Load()
-			p.wg.Go(func() {
-				_, _ = io.Copy(out, in)
-				_ = out.Close()
-			})
-			p.wg.Go(func() {
-				if limit > 0 {
-					_, _ = io.CopyN(in, out, limit)
-				} else {
-					_, _ = io.Copy(in, out)
-				}
-				_ = in.Close()
-				_ = out.Close()
-			})
-		}
-	})
-	return p
-}
 
 // A GET whose connection ends in the middle of the body is an error, never a short object; the next GET,
 // on a new connection, reads the whole object. A GET that stalls ends with its context.
@@ -89,7 +39,7 @@ func TestGetCutInTheBodyIsAnError(t *testing.T) {
 	}
 	defer func() { _ = direct.Delete(context.Background(), []string{key}) }()
 
-	p := newCutProxy(t, cfg.S3Endpoint)
+	p := testenv.NewProxy(t, cfg.S3Endpoint)
 	// Each GET below has a store of its own, so that it dials anew instead of reusing a connection the
 	// proxy let through whole.
 	open := func(endpoint string) *objstore.Store {
@@ -104,33 +54,20 @@ func TestGetCutInTheBodyIsAnError(t *testing.T) {
 	// The answer's head is a few hundred bytes: every cut below falls in the body, from its first bytes to
 	// its last.
 	for _, cut := range []int64{600, 900, 4 << 10, 8<<10 + 1, 30 << 10, 52<<10 - 10} {
-		p.cut.Store(cut)
-		got, err := open(p.ln.Addr().String()).Get(ctx, key)
+		p.CutReplies(cut)
+		got, err := open(p.Addr()).Get(ctx, key)
 		if err == nil {
 			t.Errorf("cut after %d bytes: no error, %d of %d bytes", cut, len(got), len(body))
 		}
-		p.cut.Store(0)
-		if got, err := open(p.ln.Addr().String()).Get(ctx, key); err != nil || !bytes.Equal(got, body) {
+		p.CutReplies(0)
+		if got, err := open(p.Addr()).Get(ctx, key); err != nil || !bytes.Equal(got, body) {
 			t.Fatalf("after a cut at %d: %d bytes, %v", cut, len(got), err)
 		}
 	}
 
 	// A server that answers nothing: the GET ends when its context does.
-	stall, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stall.Close()
-	go func() {
-		for {
-			c, err := stall.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	hung := open(stall.Addr().String())
+	p.Hang()
+	hung := open(p.Addr())
 	sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer scancel()
 	t0 := time.Now()

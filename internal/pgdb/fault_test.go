@@ -3,8 +3,6 @@ package pgdb_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -14,69 +12,6 @@ import (
 	"github.com/flamestream/flamestream/internal/pgdb"
 	"github.com/flamestream/flamestream/internal/testenv"
 )
-
-// stallProxy forwards TCP connections to PostgreSQL. Stall cuts every open connection and holds the new
-// ones without an answer (a server that hangs); Resume forwards again.
-type stallProxy struct {
-	ln      net.Listener
-	target  string
-	stalled atomic.Bool
-	mu      sync.Mutex
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-}
-
-func newStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { _ = ln.Close(); p.closeAll(); p.wg.Wait() })
-	p.wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.track(in)
-			if p.stalled.Load() {
-				continue // held open, never answered, closed by Resume or the test's end
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			p.track(out)
-			p.wg.Go(func() { _, _ = io.Copy(out, in); _ = out.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(in, out); _ = in.Close() })
-		}
-	})
-	return p
-}
-
-func (p *stallProxy) track(c net.Conn) {
-	p.mu.Lock()
-	p.conns[c] = true
-	p.mu.Unlock()
-}
-
-func (p *stallProxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
-}
-
-// Stall cuts the open connections and holds the next ones unanswered.
-func (p *stallProxy) Stall() { p.stalled.Store(true); p.closeAll() }
-
-// Resume forwards new connections again; the held ones stay unanswered.
-func (p *stallProxy) Resume() { p.stalled.Store(false) }
 
 // TestNewAgentsUnderAHungPostgreSQLFailByTheirDeadlineThenRecover: while PostgreSQL hangs, first uploads
 // waiting for a gpid return with their own deadline (ingest answers 503), none is stuck behind the
@@ -89,8 +24,8 @@ func TestNewAgentsUnderAHungPostgreSQLFailByTheirDeadlineThenRecover(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newStallProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	db, err := pgdb.Open(context.Background(), u.String())
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +39,7 @@ func TestNewAgentsUnderAHungPostgreSQLFailByTheirDeadlineThenRecover(t *testing.
 		t.Fatal(err)
 	}
 
-	proxy.Stall()
+	proxy.Hang()
 	const waiting = 50
 	var wg sync.WaitGroup
 	var late atomic.Int32
@@ -132,7 +67,7 @@ func TestNewAgentsUnderAHungPostgreSQLFailByTheirDeadlineThenRecover(t *testing.
 		t.Errorf("%d of %d callers waited past their 1 s deadline by more than 2 s", n, waiting)
 	}
 
-	proxy.Resume()
+	proxy.Heal()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,77 +159,11 @@ func TestRunReturnsOnlyAfterItsGoroutinesEnded(t *testing.T) {
 	}
 }
 
-// cutter forwards TCP connections to target until cut: then it closes every open connection and every
-// new one at once, as a ClickHouse that went away would, while keeping its port.
-type cutter struct {
-	ln    net.Listener
-	cut   atomic.Bool
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, conns: map[net.Conn]bool{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		c.closeAll()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if c.cut.Load() {
-				_ = in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns[in], c.conns[out] = true, true
-			c.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(out, in); _ = out.Close() }()
-			go func() { defer wg.Done(); _, _ = io.Copy(in, out); _ = in.Close() }()
-		}
-	}()
-	return c
-}
-
-func (c *cutter) closeAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for conn := range c.conns {
-		_ = conn.Close()
-	}
-	c.conns = map[net.Conn]bool{}
-}
-
-func (c *cutter) setCut(cut bool) {
-	c.cut.Store(cut)
-	if cut {
-		c.closeAll()
-	}
-}
-
 func TestReadyzNamesTheDependencyNotReadyWithoutItsErrorAndRecoversWithClickHouse(t *testing.T) {
-	cut := newCutter(t, testenv.Servers(t).ClickHouseAddr)
-	r := start(t, "query", func(c *config.Config) { c.ClickHouseAddr = cut.ln.Addr().String() })
+	cut := testenv.NewProxy(t, testenv.Servers(t).ClickHouseAddr)
+	r := start(t, "query", func(c *config.Config) { c.ClickHouseAddr = cut.Addr() })
 
-	cut.setCut(true)
+	cut.Refuse()
 	code, body := readyz(t, r.url)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with ClickHouse cut: %d %s, want 503", code, body)
@@ -250,7 +181,7 @@ func TestReadyzNamesTheDependencyNotReadyWithoutItsErrorAndRecoversWithClickHous
 		}
 	}
 
-	cut.setCut(false)
+	cut.Heal()
 	t0 := time.Now()
 	for {
 		code, body = readyz(t, r.url)
