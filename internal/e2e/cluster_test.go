@@ -164,6 +164,25 @@ func waitMetaGroup(t *testing.T, nodes []*natsNode, n int) {
 	}
 }
 
+// profilesStream connects to the cluster (closed when the test ends) and returns its PROFILES stream.
+func profilesStream(t *testing.T, ctx context.Context, urls []string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, stream.ProfilesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -296,21 +315,9 @@ func TestNATSClusterNodeLossKeepsEveryAckedProfileExactlyOnce(t *testing.T) {
 	token := st.Token(t, pgdb.KindAgent, service)
 
 	// The stream really is replicated three ways, and we know which node leads it.
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream.ProfilesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := profilesStream(t, ctx, urls)
 	info, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -472,21 +479,9 @@ func TestFlamestreamWaitsForANATSClusterStillForming(t *testing.T) {
 	if took := time.Since(t0); took < 3*time.Second {
 		t.Fatalf("ready after %v, before the third node started: the test did not make the stream wait", took)
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, stream.ProfilesStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := profilesStream(t, ctx, urls)
 	if info := s.CachedInfo(); info.Config.Replicas != 3 {
 		t.Fatalf("stream %s has %d replicas, want 3", stream.ProfilesStream, info.Config.Replicas)
 	}

@@ -600,15 +600,21 @@ const (
 	ingestYieldSeconds = "flamestream_ingest_yielding_seconds_total"
 )
 
-// ingestYield reads ingest's yield counters (nil when it does not answer; absent when it does not yield).
-func (b *pipeBench) ingestYield(ctx context.Context) map[string]float64 {
+// roleMetrics reads the named counters and gauges of role's /metrics (nil when it does not answer; a name
+// it does not export is absent).
+func (b *pipeBench) roleMetrics(ctx context.Context, role string, names ...string) map[string]float64 {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	m, err := metrics(ctx, "http://"+b.st.addrs["ingest"]+"/metrics", ingestYields, ingestYieldSeconds)
+	m, err := metrics(ctx, "http://"+b.st.addrs[role]+"/metrics", names...)
 	if err != nil {
 		return nil
 	}
 	return m
+}
+
+// ingestYield reads ingest's yield counters (nil when it does not answer; absent when it does not yield).
+func (b *pipeBench) ingestYield(ctx context.Context) map[string]float64 {
+	return b.roleMetrics(ctx, "ingest", ingestYields, ingestYieldSeconds)
 }
 
 // The indexer's body-cache counters, as /metrics writes them.
@@ -619,15 +625,9 @@ const (
 
 // indexerMetrics reads the indexer's insert and batch histograms (nil when it does not answer).
 func (b *pipeBench) indexerMetrics(ctx context.Context) map[string]float64 {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	m, err := metrics(ctx, "http://"+b.st.addrs["indexer"]+"/metrics", "flamestream_indexer_insert_seconds_count",
+	return b.roleMetrics(ctx, "indexer", "flamestream_indexer_insert_seconds_count",
 		"flamestream_indexer_insert_seconds_sum", "flamestream_indexer_batch_events_count", "flamestream_indexer_batch_events_sum",
 		bodyHits, bodyMisses)
-	if err != nil {
-		return nil
-	}
-	return m
 }
 
 // The histograms of ingest's waits inside an upload.
